@@ -1,0 +1,1 @@
+"""MedGemma integration: engines, prompts, image preparation, response parsing and safety."""

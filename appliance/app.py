@@ -1,0 +1,80 @@
+"""``create_app()``: the FastAPI app with its routers, the NiceGUI screen and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+
+from appliance import __version__, logs, problems
+from appliance.audit.routes import router as audit_router
+from appliance.auth.access import Public, check_guarded
+from appliance.auth.routes import router as auth_router
+from appliance.config import Settings, ensure_secret_key, load_settings, prepare_data_dir
+from appliance.db.connection import ConnectionPool
+from appliance.db.migrate import apply_migrations
+from appliance.errors import NotFound
+from appliance.patients.routes import router as patients_router
+from appliance.system.routes import router as system_router
+
+log = logs.get_logger("radiant.app")
+
+
+def prepare(settings: Settings) -> tuple[ConnectionPool, str]:
+    """Data dir, secret key and schema: everything that must hold before serving."""
+    prepare_data_dir(settings)
+    secret = ensure_secret_key(settings)
+    pool = ConnectionPool(settings.db_path, settings.db_busy_timeout_ms)
+    applied = apply_migrations(pool.get())
+    if applied:
+        log.info("migrations_applied", versions=applied)
+    return pool, secret
+
+
+def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> FastAPI:
+    """Build the appliance app. ``with_ui=False`` leaves out the NiceGUI screen (API tests)."""
+    settings = settings or load_settings()
+    logs.configure(settings.log_level)
+    pool, secret = prepare(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("started", version=__version__, mode=settings.mode.value)
+        try:
+            yield
+        finally:
+            pool.close_all()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="RadiantAI appliance",
+        version=__version__,
+        description="Radiology decision-support appliance. AI output is preliminary and "
+        "UNVERIFIED until a radiologist signs the report.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db_pool = pool
+    app.state.secret_key = secret
+    problems.install(app)
+
+    for router in (system_router, auth_router, patients_router, audit_router):
+        app.include_router(router)
+
+    @app.api_route(
+        "/api/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+        dependencies=[Depends(Public())],
+    )
+    def api_not_found(request: Request) -> None:
+        """Unknown API paths answer a problem document, not the screen's HTML."""
+        raise NotFound(f"no API endpoint at {request.url.path}")
+
+    check_guarded(app)
+    if with_ui:
+        from ui.mount import mount
+
+        mount(app, settings, secret)
+    return app

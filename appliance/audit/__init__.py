@@ -1,0 +1,1 @@
+"""Tamper-evident audit trail: every mutation and every read of patient data."""

@@ -1,0 +1,83 @@
+"""Per-route role checks: every API route declares the roles it allows with :class:`Allow`.
+
+``Depends(Allow(Role.ADMIN, ...))`` answers 401 without a valid token and 403 for a role not in
+the list, and yields the caller as an audit :class:`~appliance.audit.models.Actor`.
+:func:`check_guarded` refuses to build an app with an API route that declares nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+import sqlite_utils
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.security import OAuth2PasswordBearer
+
+from appliance.audit.models import Actor
+from appliance.auth import service
+from appliance.auth.models import ALL_ROLES, Role
+from appliance.dependencies import client_address, get_db, request_id
+from appliance.errors import Forbidden, Unauthorized
+
+bearer = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+
+
+class Allow:
+    """Dependency allowing the given roles (all roles when none are given)."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles) if roles else ALL_ROLES
+
+    def __repr__(self) -> str:
+        return f"Allow({', '.join(sorted(r.value for r in self.roles))})"
+
+    def __call__(
+        self,
+        request: Request,
+        token: Annotated[str | None, Depends(bearer)],
+        db: Annotated[sqlite_utils.Database, Depends(get_db)],
+    ) -> Actor:
+        if not token:
+            raise Unauthorized("sign in first: this needs a bearer access token")
+        secret = cast(str, request.app.state.secret_key)
+        user = service.user_from_token(db, token, secret)
+        if user.role not in self.roles:
+            raise Forbidden(
+                f"the {user.role.value} role may not do this; allowed: "
+                f"{', '.join(sorted(r.value for r in self.roles))}"
+            )
+        actor = Actor(
+            name=user.username,
+            role=user.role.value,
+            user_id=user.id,
+            client=client_address(request),
+            request_id=request_id(request),
+        )
+        request.state.actor = actor
+        return actor
+
+
+class Public:
+    """Marks a route that needs no sign-in (health, token endpoint)."""
+
+    def __call__(self) -> None:
+        return None
+
+
+def route_guard(route: APIRoute) -> Allow | Public | None:
+    for dependant in route.dependant.dependencies:
+        if isinstance(dependant.call, Allow | Public):
+            return dependant.call
+    return None
+
+
+def check_guarded(app: FastAPI) -> None:
+    """Every API route must declare Allow(...) or Public(); raises RuntimeError otherwise."""
+    bare = [
+        f"{sorted(route.methods or ())} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute) and route_guard(route) is None
+    ]
+    if bare:
+        raise RuntimeError(f"routes without a declared role policy: {', '.join(bare)}")

@@ -1,0 +1,237 @@
+"""User accounts, password checks with lockout, and access tokens.
+
+Passwords are hashed with Argon2id (pwdlib). Tokens are HS256 JWTs (PyJWT) signed with the
+appliance's secret key; every request re-reads the user, so a disabled account or a changed role
+takes effect at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import sqlite_utils
+from pwdlib import PasswordHash
+
+from appliance.audit import service as audit
+from appliance.audit.models import Actor
+from appliance.auth.models import Role, UserCreate, UserOut
+from appliance.db.connection import transaction
+from appliance.db.rows import iso, new_id, now_iso, utc_now
+from appliance.errors import Conflict, Locked, Unauthorized
+
+ALGORITHM = "HS256"
+_hasher = PasswordHash.recommended()
+# Verified against when the username is unknown, so timing does not reveal which names exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    max_failures: int = 5
+    lockout: timedelta = timedelta(minutes=15)
+
+
+def _user_out(row: dict[str, Any]) -> UserOut:
+    return UserOut(
+        id=row["id"],
+        username=row["username"],
+        full_name=row["full_name"],
+        role=Role(row["role"]),
+        active=bool(row["active"]),
+        created_at=row["created_at"],
+        last_login_at=row["last_login_at"],
+    )
+
+
+def _row(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+    cursor = db.execute(sql, params)
+    values = cursor.fetchone()
+    if values is None:
+        return None
+    return dict(zip([c[0] for c in cursor.description], values, strict=True))
+
+
+def create_user(db: sqlite_utils.Database, data: UserCreate, actor: Actor) -> UserOut:
+    """Create a user; Conflict when the username (case-insensitive) is taken."""
+    now = now_iso()
+    with transaction(db):
+        if _row(db, "SELECT id FROM users WHERE username = ?", (data.username,)):
+            raise Conflict(f"username {data.username!r} is already taken")
+        user_id = new_id()
+        db.execute(
+            "INSERT INTO users (id, username, full_name, password_hash, role, active,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            (
+                user_id,
+                data.username,
+                data.full_name,
+                _hasher.hash(data.password),
+                data.role.value,
+                now,
+                now,
+            ),
+        )
+        audit.record(
+            db,
+            actor,
+            "user.create",
+            object_type="user",
+            object_id=user_id,
+            detail={"role": data.role.value},
+        )
+        row = _row(db, "SELECT * FROM users WHERE id = ?", (user_id,))
+    assert row is not None
+    return _user_out(row)
+
+
+def count_admins(db: sqlite_utils.Database) -> int:
+    return int(
+        db.execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1").fetchone()[0]
+    )
+
+
+def get_user(db: sqlite_utils.Database, user_id: str) -> UserOut | None:
+    row = _row(db, "SELECT * FROM users WHERE id = ?", (user_id,))
+    return _user_out(row) if row else None
+
+
+def authenticate(
+    db: sqlite_utils.Database,
+    username: str,
+    password: str,
+    *,
+    client: str | None,
+    request_id: str | None = None,
+    policy: LoginPolicy | None = None,
+) -> UserOut:
+    """Check a password; failures are counted, locked accounts refused, all of it audited.
+
+    Raises Unauthorized (bad credentials) or Locked (too many failures; retry later). The
+    failure count and the audit rows are committed before the error is raised.
+    """
+    policy = policy or LoginPolicy()
+    name = username[:64]
+    error: Exception | None = None
+    with transaction(db):
+        row = _row(db, "SELECT * FROM users WHERE username = ?", (name,))
+        actor = Actor(
+            name=row["username"] if row else name,
+            role=row["role"] if row else None,
+            user_id=row["id"] if row else None,
+            client=client,
+            request_id=request_id,
+        )
+        now = utc_now()
+        if row is None:
+            _hasher.verify(password, _DUMMY_HASH)
+            audit.record(
+                db, actor, "auth.login", outcome="failure", detail={"reason": "unknown user"}
+            )
+            error = Unauthorized("incorrect username or password")
+        elif row["locked_until"] and row["locked_until"] > iso(now):
+            remaining = _seconds_until(row["locked_until"], now)
+            audit.record(
+                db,
+                actor,
+                "auth.login",
+                object_type="user",
+                object_id=row["id"],
+                outcome="failure",
+                detail={"reason": "locked"},
+            )
+            error = Locked(
+                f"too many failed sign-in attempts; try again in {remaining // 60 + 1} minutes "
+                "or ask an administrator",
+                retry_after=remaining,
+            )
+        elif not _hasher.verify(password, row["password_hash"]) or not row["active"]:
+            failures = int(row["failed_logins"]) + 1
+            locked_until = None
+            if failures >= policy.max_failures:
+                locked_until = iso(now + policy.lockout)
+                failures = 0
+            db.execute(
+                "UPDATE users SET failed_logins = ?, locked_until = ?, updated_at = ? WHERE id = ?",
+                (failures, locked_until, iso(now), row["id"]),
+            )
+            reason = "bad password" if row["active"] else "disabled account"
+            audit.record(
+                db,
+                actor,
+                "auth.login",
+                object_type="user",
+                object_id=row["id"],
+                outcome="failure",
+                detail={"reason": reason},
+            )
+            if locked_until:
+                audit.record(
+                    db,
+                    actor,
+                    "auth.lockout",
+                    object_type="user",
+                    object_id=row["id"],
+                    detail={
+                        "until": locked_until,
+                        "minutes": int(policy.lockout.total_seconds() // 60),
+                    },
+                )
+            error = Unauthorized("incorrect username or password")
+        else:
+            _, new_hash = _hasher.verify_and_update(password, row["password_hash"])
+            db.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?,"
+                " password_hash = COALESCE(?, password_hash), updated_at = ? WHERE id = ?",
+                (iso(now), new_hash, iso(now), row["id"]),
+            )
+            audit.record(db, actor, "auth.login", object_type="user", object_id=row["id"])
+            row = _row(db, "SELECT * FROM users WHERE id = ?", (row["id"],))
+    if error is not None:
+        raise error
+    assert row is not None
+    return _user_out(row)
+
+
+def _seconds_until(moment: str, now: datetime) -> int:
+    until = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return max(1, int((until - now).total_seconds()))
+
+
+def issue_token(user: UserOut, secret: str, minutes: int) -> tuple[str, int]:
+    """A signed access token for ``user`` and its lifetime in seconds."""
+    now = utc_now()
+    lifetime = timedelta(minutes=minutes)
+    claims = {
+        "sub": user.id,
+        "name": user.username,
+        "role": user.role.value,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": new_id(),
+        "typ": "access",
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM), int(lifetime.total_seconds())
+
+
+def user_from_token(db: sqlite_utils.Database, token: str, secret: str) -> UserOut:
+    """The active user a valid token names; Unauthorized for anything else."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the session has expired; sign in again") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("invalid access token") from None
+    if claims.get("typ") != "access":
+        raise Unauthorized("invalid access token")
+    user = get_user(db, str(claims["sub"]))
+    if user is None or not user.active:
+        raise Unauthorized("the account no longer exists or is disabled")
+    if user.role.value != claims.get("role"):
+        raise Unauthorized("the account's role changed; sign in again")
+    return user

@@ -1,0 +1,204 @@
+"""The ``radiant`` command: serve, migrate, users, audit verification.
+
+Errors print one line to stderr and exit non-zero: 2 for configuration or usage, 1 for a refused
+operation or a failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from appliance.audit.models import Actor
+from appliance.config import ConfigError, Settings, load_settings
+from appliance.db.migrate import MigrationError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _cli_actor() -> Actor:
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    return Actor(name=f"cli:{who}", role="system", client="localhost")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(data_dir=getattr(args, "data_dir", None))
+
+
+def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from appliance.app import prepare
+
+    settings = _settings(args)
+    pool, _ = prepare(settings)
+    return settings, pool.get()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API and screen with granian (one worker: NiceGUI keeps state in process)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from appliance import logs
+    from appliance.app import prepare
+
+    overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
+    settings = load_settings(**overrides)
+    logs.configure(settings.log_level)
+    pool, _ = prepare(settings)  # fail here, with one line, rather than inside the worker
+    pool.close_all()
+    # The worker builds the app from the environment: pass the effective values down.
+    os.environ["RADIANT_HTTP_HOST"] = settings.http_host
+    os.environ["RADIANT_HTTP_PORT"] = str(settings.http_port)
+    os.environ["RADIANT_DATA_DIR"] = str(settings.data_dir.resolve())
+    logs.get_logger("radiant.cli").info(
+        "serving",
+        url=f"http://{settings.http_host}:{settings.http_port}",
+        data_dir=str(settings.data_dir.resolve()),
+        mode=settings.mode.value,
+    )
+    Granian(
+        "appliance.app:create_app",
+        factory=True,
+        address=settings.http_host,
+        port=settings.http_port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        log_access=False,
+        websockets=True,
+    ).serve()
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from appliance.db.migrate import schema_version
+
+    _, db = _open(args)
+    print(f"schema version {schema_version(db)}")
+    return EXIT_OK
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from appliance.auth import service
+    from appliance.auth.models import UserCreate
+    from appliance.errors import AppError
+
+    if not args.password_stdin:
+        raise CliError("give the password on standard input with --password-stdin", EXIT_CONFIG)
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        data = UserCreate(
+            username=args.username, password=password, role=args.role, full_name=args.full_name
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = err["loc"][0] if err.get("loc") else "input"
+        raise CliError(f"{field}: {str(err['msg']).removeprefix('Value error, ')}") from None
+    _, db = _open(args)
+    try:
+        user = service.create_user(db, data, _cli_actor())
+    except AppError as exc:
+        raise CliError(exc.detail) from None
+    print(f"created {user.role.value} {user.username} ({user.id})")
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from appliance.audit import service
+
+    _, db = _open(args)
+    report = service.verify(db)
+    if report.ok:
+        print(f"audit chain intact: {report.rows} rows")
+        return EXIT_OK
+    print(f"audit chain broken at row {report.first_bad_id}: {report.reason}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radiant", description="RadiantAI appliance")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="data directory (RADIANT_DATA_DIR)")
+
+    serve = sub.add_parser("serve", help="serve the API, the screen and the receivers")
+    serve.add_argument("--host", help="listen address (RADIANT_HTTP_HOST)")
+    serve.add_argument("--port", type=_port, help="HTTP port (RADIANT_HTTP_PORT)")
+    data_dir_option(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    data_dir_option(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    create = user.add_parser("create", help="create a user")
+    create.add_argument("--username", required=True)
+    create.add_argument(
+        "--role", required=True, choices=["admin", "radiologist", "technician", "viewer"]
+    )
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    create.add_argument("--full-name")
+    data_dir_option(create)
+    create.set_defaults(func=cmd_user_create)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION"
+    )
+    verify = audit.add_parser("verify", help="check the audit hash chain")
+    data_dir_option(verify)
+    verify.set_defaults(func=cmd_audit_verify)
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except MigrationError as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except CliError as exc:
+        print(f"radiant: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

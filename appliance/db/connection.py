@@ -1,0 +1,93 @@
+"""Opening the appliance database and running writes in transactions.
+
+The connection runs in autocommit mode at the driver level (``isolation_level=None``), so a
+transaction exists only where :func:`transaction` opens one; sqlite-utils calls made inside it
+nest as savepoints and commit together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+
+def open_database(path: Path, busy_timeout_ms: int = 10_000) -> sqlite_utils.Database:
+    """Open ``path`` with WAL, ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout."""
+    conn = sqlite3.connect(
+        str(path),
+        isolation_level=None,
+        timeout=busy_timeout_ms / 1000,
+        # Each connection is used by one thread only (ConnectionPool); the flag is off so that
+        # close_all() may close them from the thread that shuts down.
+        check_same_thread=False,
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise sqlite3.OperationalError(f"could not switch {path.name} to WAL (got {mode})")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return sqlite_utils.Database(conn)
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """Run the block as one write transaction (``BEGIN IMMEDIATE``).
+
+    IMMEDIATE takes the write lock up front, so two writers wait on ``busy_timeout`` instead of
+    failing when a read transaction tries to upgrade. Nested use becomes a savepoint.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+
+
+class ConnectionPool:
+    """One connection per thread to one database file; :meth:`close_all` at shutdown.
+
+    A connection is never handed to another thread while its own may still use it.
+    """
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite_utils.Database] = []
+
+    def get(self) -> sqlite_utils.Database:
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = open_database(self.path, self.busy_timeout_ms)
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def close_all(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,29 @@
+"""FastAPI dependencies shared by the routers: settings, the database, the caller."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import sqlite_utils
+from fastapi import Request
+
+from appliance.config import Settings
+from appliance.db.connection import ConnectionPool
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_db(request: Request) -> sqlite_utils.Database:
+    """This thread's connection to the appliance database."""
+    pool = cast(ConnectionPool, request.app.state.db_pool)
+    return pool.get()
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def request_id(request: Request) -> str | None:
+    return cast(str | None, getattr(request.state, "request_id", None))

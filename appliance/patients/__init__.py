@@ -1,0 +1,1 @@
+"""Patients: demographics keyed by MRN (DICOM PatientID), with their imaging history."""

@@ -1,0 +1,1 @@
+"""The appliance as a whole: health."""

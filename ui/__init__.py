@@ -1,0 +1,1 @@
+"""NiceGUI touch screens. They call appliance services directly, never raw SQL."""
