@@ -7,12 +7,14 @@ the list, and yields the caller as an audit :class:`~appliance.audit.models.Acto
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Annotated, cast
 
 import sqlite_utils
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
+from starlette.routing import BaseRoute
 
 from appliance.audit.models import Actor
 from appliance.auth import service
@@ -72,12 +74,26 @@ def route_guard(route: APIRoute) -> Allow | Public | None:
     return None
 
 
+def iter_api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute, descending into included routers (FastAPI keeps those as entries that
+    point at the original router)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        original = getattr(route, "original_router", None)
+        if original is not None:
+            yield from iter_api_routes(original.routes)
+
+
 def check_guarded(app: FastAPI) -> None:
     """Every API route must declare Allow(...) or Public(); raises RuntimeError otherwise."""
+    routes = list(iter_api_routes(app.router.routes))
+    if not routes:
+        raise RuntimeError("no API routes found: the route walk no longer matches FastAPI")
     bare = [
         f"{sorted(route.methods or ())} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute) and route_guard(route) is None
+        for route in routes
+        if route_guard(route) is None
     ]
     if bare:
         raise RuntimeError(f"routes without a declared role policy: {', '.join(bare)}")

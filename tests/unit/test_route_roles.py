@@ -1,0 +1,104 @@
+"""Every route in the OpenAPI schema, every role: 401 without a token, 403 for a role that is
+not allowed, and anything else for one that is.
+
+The expected policy is written out here, independently of the code; a route added to the app
+without a line here fails the first test.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from appliance.auth.access import Allow, check_guarded, iter_api_routes
+
+PUBLIC = frozenset({"public"})
+ALL = frozenset({"admin", "radiologist", "technician", "viewer"})
+WRITERS = frozenset({"admin", "radiologist", "technician"})
+ADMIN = frozenset({"admin"})
+
+EXPECTED: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("POST", "/api/auth/token"): PUBLIC,
+    ("GET", "/api/auth/me"): ALL,
+    ("POST", "/api/auth/register"): ADMIN,
+    ("POST", "/api/patients"): WRITERS,
+    ("GET", "/api/patients"): ALL,
+    ("GET", "/api/patients/{patient_id}"): ALL,
+    ("GET", "/api/patients/{patient_id}/history"): ALL,
+    ("PATCH", "/api/patients/{patient_id}"): WRITERS,
+    ("DELETE", "/api/patients/{patient_id}"): ADMIN,
+    ("GET", "/api/audit"): ADMIN,
+    ("GET", "/api/audit/verify"): ADMIN,
+}
+
+
+def _routes(client: TestClient) -> list[tuple[str, str]]:
+    schema = client.get("/openapi.json").json()
+    return sorted(
+        (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method in operations
+    )
+
+
+def test_every_route_has_an_expected_policy(client: TestClient) -> None:
+    assert set(_routes(client)) == set(EXPECTED)
+
+
+def test_role_matrix(client: TestClient, as_role: Callable[[str], dict[str, str]]) -> None:
+    failures: list[str] = []
+    for method, template in _routes(client):
+        allowed = EXPECTED[(method, template)]
+        path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), template)
+        kwargs = {"json": {}} if method in {"POST", "PATCH", "PUT"} else {}
+        anonymous = client.request(method, path, **kwargs)
+        if allowed is PUBLIC:
+            if anonymous.status_code in (401, 403):
+                failures.append(
+                    f"{method} {template}: public route answered {anonymous.status_code}"
+                )
+            continue
+        if anonymous.status_code != 401:
+            failures.append(f"{method} {template}: no token -> {anonymous.status_code}")
+        elif anonymous.headers.get("content-type") != "application/problem+json":
+            failures.append(f"{method} {template}: 401 is not problem+json")
+        for role in sorted(ALL):
+            status = client.request(method, path, headers=as_role(role), **kwargs).status_code
+            if role in allowed and status in (401, 403):
+                failures.append(f"{method} {template}: {role} refused with {status}")
+            if role not in allowed and status != 403:
+                failures.append(f"{method} {template}: {role} got {status}, expected 403")
+    assert failures == []
+
+
+def test_an_undeclared_route_stops_the_app_from_being_built() -> None:
+    app = FastAPI()
+    router = APIRouter()
+
+    @router.get("/api/leaky")
+    def leaky() -> dict[str, str]:
+        return {}
+
+    @router.get("/api/guarded", dependencies=[Depends(Allow())])
+    def guarded() -> dict[str, str]:
+        return {}
+
+    app.include_router(router)
+    with pytest.raises(RuntimeError, match="/api/leaky"):
+        check_guarded(app)
+
+
+def test_the_guard_walk_sees_every_published_route(app: FastAPI) -> None:
+    walked = {
+        (method, route.path)
+        for route in iter_api_routes(app.router.routes)
+        if route.include_in_schema
+        for method in route.methods or ()
+    }
+    assert walked == set(EXPECTED)
