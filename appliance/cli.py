@@ -79,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         interface=Interfaces.ASGI,
         workers=1,
         log_access=False,
+        log_dictconfig=logs.granian_config(),
         websockets=True,
     ).serve()
     return EXIT_OK

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -46,10 +47,14 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0)
     raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    output: str = ""  # stdout and stderr together, filled in once the process has stopped
+
+
 @contextmanager
-def running(
-    args: list[str], env: Mapping[str, str], cwd: Path, ready_url: str
-) -> Iterator[subprocess.Popen[bytes]]:
+def running(args: list[str], env: Mapping[str, str], cwd: Path, ready_url: str) -> Iterator[Served]:
     """Run ``args`` in its own process group until the block ends (SIGTERM, then SIGKILL)."""
     process = subprocess.Popen(
         args,
@@ -59,9 +64,10 @@ def running(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    served = Served(process)
     try:
         wait_http(ready_url, process)
-        yield process
+        yield served
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -71,4 +77,5 @@ def running(
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         if process.stdout:
+            served.output = process.stdout.read().decode(errors="replace")
             process.stdout.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import subprocess
@@ -26,7 +27,7 @@ def test_serves_health_docs_screen_and_api(tmp_path: Path) -> None:
     # The environment says another port: the CLI flag must win.
     env = clean_env(RADIANT_HTTP_PORT=str(free_port()))
     base = f"http://127.0.0.1:{port}"
-    with running(_serve(data_dir, port), env, tmp_path, f"{base}/healthz"):
+    with running(_serve(data_dir, port), env, tmp_path, f"{base}/healthz") as served:
         health = httpx.get(f"{base}/healthz").json()
         assert health["status"] == "ok" and health["mode"] == "offline"
         assert health["database"]["status"] == "ok" and health["database"]["schema_version"] >= 1
@@ -74,6 +75,10 @@ def test_serves_health_docs_screen_and_api(tmp_path: Path) -> None:
         assert patient.status_code == 201
         assert httpx.get(f"{base}/api/auth/me", headers=headers).json()["role"] == "admin"
 
+    # Everything the server logged is JSON, and no PHI of the patient created above is in it.
+    lines = served.output.strip().splitlines()
+    assert lines and all(json.loads(line) for line in lines)
+    assert "Lund" not in served.output and "INT-1" not in served.output
     key = data_dir / "secret_key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     first_key = key.read_text()
