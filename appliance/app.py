@@ -12,39 +12,47 @@ from appliance.audit.routes import router as audit_router
 from appliance.auth.access import Public, check_guarded
 from appliance.auth.routes import router as auth_router
 from appliance.config import Settings, ensure_secret_key, load_settings, prepare_data_dir
+from appliance.context import AppContext
 from appliance.db.connection import ConnectionPool
 from appliance.db.migrate import apply_migrations
+from appliance.dicom.recovery import recover
 from appliance.errors import NotFound
 from appliance.patients.routes import router as patients_router
+from appliance.studies.stability import StabilityMonitor
 from appliance.system.routes import router as system_router
 
 log = logs.get_logger("radiant.app")
 
 
-def prepare(settings: Settings) -> tuple[ConnectionPool, str]:
-    """Data dir, secret key and schema: everything that must hold before serving."""
+def prepare(settings: Settings) -> AppContext:
+    """Data dir, secret key, schema and stores: everything that must hold before serving."""
     prepare_data_dir(settings)
     secret = ensure_secret_key(settings)
     pool = ConnectionPool(settings.db_path, settings.db_busy_timeout_ms)
     applied = apply_migrations(pool.get())
     if applied:
         log.info("migrations_applied", versions=applied)
-    return pool, secret
+    return AppContext.build(settings, pool, secret)
 
 
 def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> FastAPI:
     """Build the appliance app. ``with_ui=False`` leaves out the NiceGUI screen (API tests)."""
     settings = settings or load_settings()
     logs.configure(settings.log_level)
-    pool, secret = prepare(settings)
+    ctx = prepare(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        recover(ctx)
+        stability = StabilityMonitor(ctx.pool, settings.stable_age_s)
+        stability.start()
+        app.state.stability = stability
         log.info("started", version=__version__, mode=settings.mode.value)
         try:
             yield
         finally:
-            pool.close_all()
+            stability.stop()
+            ctx.pool.close_all()
             log.info("stopped")
 
     app = FastAPI(
@@ -54,9 +62,10 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
         "UNVERIFIED until a radiologist signs the report.",
         lifespan=lifespan,
     )
+    app.state.ctx = ctx
     app.state.settings = settings
-    app.state.db_pool = pool
-    app.state.secret_key = secret
+    app.state.db_pool = ctx.pool
+    app.state.secret_key = ctx.secret_key
     problems.install(app)
 
     for router in (system_router, auth_router, patients_router, audit_router):
@@ -76,5 +85,5 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
     if with_ui:
         from ui.mount import mount
 
-        mount(app, settings, secret)
+        mount(app, settings, ctx.secret_key)
     return app

@@ -44,8 +44,8 @@ def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from appliance.app import prepare
 
     settings = _settings(args)
-    pool, _ = prepare(settings)
-    return settings, pool.get()
+    ctx = prepare(settings)
+    return settings, ctx.pool.get()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -59,8 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
     settings = load_settings(**overrides)
     logs.configure(settings.log_level)
-    pool, _ = prepare(settings)  # fail here, with one line, rather than inside the worker
-    pool.close_all()
+    ctx = prepare(settings)  # fail here, with one line, rather than inside the worker
+    ctx.pool.close_all()
     # The worker builds the app from the environment: pass the effective values down.
     os.environ["RADIANT_HTTP_HOST"] = settings.http_host
     os.environ["RADIANT_HTTP_PORT"] = str(settings.http_port)

@@ -10,6 +10,7 @@ import enum
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     login_lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     db_busy_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
     log_level: str = "info"
+    dicom_overwrite: bool = False
+    stable_age_s: Annotated[float, Field(ge=1, le=86_400)] = 30.0
+    min_free_gb: Annotated[float, Field(ge=0, le=100_000)] = 5.0
+    dicom_peers: str = ""
+    dicom_allowed_aets: str = ""
+    dicom_allowed_ips: str = ""
+    media_roots: str = "/media,/run/media,/mnt"
+    upload_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 2048
 
     @field_validator("dicom_ae_title")
     @classmethod
@@ -92,9 +101,66 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters (or unset to generate one)")
         return value
 
+    @field_validator("dicom_peers")
+    @classmethod
+    def _peers(cls, value: str) -> str:
+        parse_peers(value)
+        return value
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "radiant.db"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        return parse_peers(self.dicom_peers)
+
+    @property
+    def allowed_aets(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.dicom_allowed_aets.split(",") if a.strip())
+
+    @property
+    def allowed_ips(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.dicom_allowed_ips.split(",") if a.strip())
+
+    @property
+    def media_root_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.media_roots.split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A DICOM node the appliance may send to (C-MOVE destination, PACS)."""
+
+    ae_title: str
+    host: str
+    port: int
+
+
+def parse_peers(value: str) -> dict[str, Peer]:
+    """``AE@host:port`` entries separated by commas; the AE title names the peer."""
+    peers: dict[str, Peer] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        ae, at, address = entry.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not at or not colon or not ae.strip() or not host:
+            raise ValueError(f"peer {entry!r} must look like AE_TITLE@host:port")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"peer {entry!r} has an invalid port")
+        if len(ae.strip()) > 16 or "\\" in ae:
+            raise ValueError(f"peer {entry!r} has an invalid AE title (1-16 characters)")
+        peers[ae.strip()] = Peer(ae.strip(), host.strip("[]"), int(port))
+    return peers
 
 
 def _describe(error: ErrorDetails) -> str:

@@ -8,6 +8,7 @@ import sqlite_utils
 from fastapi import Request
 
 from appliance.config import Settings
+from appliance.context import AppContext
 from appliance.db.connection import ConnectionPool
 
 
@@ -19,6 +20,10 @@ def get_db(request: Request) -> sqlite_utils.Database:
     """This thread's connection to the appliance database."""
     pool = cast(ConnectionPool, request.app.state.db_pool)
     return pool.get()
+
+
+def get_context(request: Request) -> AppContext:
+    return cast(AppContext, request.app.state.ctx)
 
 
 def client_address(request: Request) -> str | None:

@@ -53,6 +53,8 @@ def configure(level: str = "info") -> None:
     root.setLevel(numeric)
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    # pydicom's warnings quote element values, which may be PHI.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def json_formatter() -> logging.Formatter:

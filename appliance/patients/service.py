@@ -43,7 +43,8 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
-def _search_key(row: dict[str, Any]) -> str:
+def search_key(row: dict[str, Any]) -> str:
+    """The folded text a patient is found by: MRN, first and last name."""
     parts = (row.get("mrn"), row.get("first_name"), row.get("last_name"))
     return " ".join(fold(str(p)) for p in parts if p)
 
@@ -92,7 +93,7 @@ def create(db: sqlite_utils.Database, data: PatientCreate, actor: Actor) -> Pati
     for field, column in _COLUMNS.items():
         value = getattr(data, field)
         row[column] = value.isoformat() if hasattr(value, "isoformat") else value
-    row["search_key"] = _search_key(row)
+    row["search_key"] = search_key(row)
     with transaction(db):
         if _mrn_taken(db, row["mrn"]):
             raise Conflict("a patient with this MRN already exists")
@@ -172,7 +173,7 @@ def update(
         if "mrn" in changes and _mrn_taken(db, changes["mrn"], other_than=patient_id):
             raise Conflict("another patient has this MRN")
         row.update(changes)
-        row["search_key"] = _search_key(row)
+        row["search_key"] = search_key(row)
         row["updated_at"] = now_iso()
         db.table("patients").update(
             patient_id,

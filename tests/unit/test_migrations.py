@@ -112,7 +112,7 @@ def test_failed_migration_leaves_nothing_behind(
         "CREATE TABLE half_done (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
     )
     monkeypatch.setattr(migrate, "available", lambda: [*shipped, broken])
-    with pytest.raises(MigrationError, match="0002_broken failed"):
+    with pytest.raises(MigrationError, match=f"{broken.version:04d}_broken failed"):
         apply_migrations(db)
     assert "half_done" not in db.table_names()
     assert schema_version(db) == len(shipped)

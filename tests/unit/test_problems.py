@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from appliance.auth.access import Public
+from appliance.db.migrate import available
 
 PROBLEM = "application/problem+json"
 
@@ -97,7 +98,7 @@ def test_health(client: TestClient) -> None:
     assert body["version"]
     assert body["database"] == {
         "status": "ok",
-        "schema_version": 1,
+        "schema_version": len(available()),
         "journal_mode": "wal",
         "detail": None,
     }

@@ -1,0 +1,439 @@
+"""The one ingest path for every DICOM source (network, USB/CD, web upload).
+
+For each instance: read and check it (:mod:`appliance.dicom.reading`); quarantine it with a reason
+when it is unfit; skip it when its SOP Instance UID is already stored (counted, as Orthanc does)
+unless overwriting is configured; otherwise write the file durably to the object store, then index
+patient, study, series and instance rows and the audit row in ONE transaction. Only when both are
+durable does :meth:`Ingestor.ingest` return ``stored``, which is when a caller may acknowledge.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from appliance.audit import service as audit
+from appliance.audit.models import Actor
+from appliance.db.connection import ConnectionPool, transaction
+from appliance.db.rows import new_id, now_iso
+from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
+from appliance.patients.service import fold, search_key
+from appliance.storage.service import ObjectStore, instance_key
+
+_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+class Outcome(enum.StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    sop_instance_uid: str | None = None
+    reason: str | None = None
+    instance_id: str | None = None
+    series_id: str | None = None
+    study_id: str | None = None
+    patient_id: str | None = None
+    quarantine_id: str | None = None
+
+
+class Quarantine:
+    """Files refused by ingest, kept byte for byte under ``root`` with a ``quarantine`` row."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def keep(
+        self,
+        db: sqlite_utils.Database,
+        data: bytes,
+        *,
+        reason: str,
+        source: str,
+        origin: str | None,
+        sop_instance_uid: str | None,
+        actor: Actor,
+    ) -> str:
+        qid = new_id()
+        day = now_iso()[:10]
+        folder = self.root / day
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{qid}.dcm"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        _fsync_dir(folder)
+        with transaction(db):
+            db.execute(
+                "INSERT INTO quarantine (id, received_at, source, origin, reason,"
+                " sop_instance_uid, storage_path, size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    qid,
+                    now_iso(),
+                    source,
+                    origin,
+                    reason,
+                    sop_instance_uid,
+                    str(path.relative_to(self.root)),
+                    len(data),
+                    hashlib.sha256(data).hexdigest(),
+                ),
+            )
+            audit.record(
+                db,
+                actor,
+                "dicom.quarantine",
+                object_type="quarantine",
+                object_id=qid,
+                outcome="refused",
+                detail={"source": source, "reason": reason},
+            )
+        return qid
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Ingestor:
+    """Stores and indexes DICOM instances; safe to call from several threads at once."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        store: ObjectStore,
+        quarantine: Quarantine,
+        *,
+        overwrite: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.quarantine = quarantine
+        self.overwrite = overwrite
+
+    def ingest(
+        self, data: bytes, *, source: str, actor: Actor, origin: str | None = None
+    ) -> IngestResult:
+        """Store one DICOM Part 10 file; the result says stored, duplicate or quarantined."""
+        db = self.pool.get()
+        try:
+            _, info = read_instance(data)
+        except Rejected as exc:
+            return self._quarantine(db, data, exc, source, origin, actor)
+        lock = _LOCKS[hash(info.sop_instance_uid) % len(_LOCKS)]
+        with lock:
+            existing = db.execute(
+                "SELECT id, storage_key, series_id FROM instances WHERE sop_instance_uid = ?",
+                (info.sop_instance_uid,),
+            ).fetchone()
+            if existing is not None and not self.overwrite:
+                with transaction(db):
+                    db.execute(
+                        "UPDATE instances SET duplicates = duplicates + 1 WHERE id = ?",
+                        (existing[0],),
+                    )
+                return IngestResult(
+                    Outcome.DUPLICATE,
+                    info.sop_instance_uid,
+                    instance_id=existing[0],
+                    series_id=existing[2],
+                )
+            key = instance_key(info.study_uid, info.series_uid, info.sop_instance_uid)
+            if existing is not None:
+                # A replacement goes to a new name; the row switches to it in the commit, and
+                # only then is the old file removed: a crash never leaves a row without its file.
+                key = key.removesuffix(".dcm") + f".{new_id()[:8]}.dcm"
+            stored = self.store.put(key, data)
+            try:
+                with transaction(db):
+                    result = self._index(
+                        db, info, key, stored.size, stored.sha256, source, origin, actor, existing
+                    )
+            except Rejected as exc:
+                self.store.delete(key, missing_ok=True)
+                exc.sop_instance_uid = info.sop_instance_uid
+                return self._quarantine(db, data, exc, source, origin, actor)
+            except BaseException:
+                self.store.delete(key, missing_ok=True)
+                raise
+            if existing is not None and existing[1] != key:
+                self.store.delete(existing[1], missing_ok=True)
+            return result
+
+    def _quarantine(
+        self,
+        db: sqlite_utils.Database,
+        data: bytes,
+        exc: Rejected,
+        source: str,
+        origin: str | None,
+        actor: Actor,
+    ) -> IngestResult:
+        qid = self.quarantine.keep(
+            db,
+            data,
+            reason=exc.reason,
+            source=source,
+            origin=origin,
+            sop_instance_uid=exc.sop_instance_uid,
+            actor=actor,
+        )
+        return IngestResult(
+            Outcome.QUARANTINED, exc.sop_instance_uid, reason=exc.reason, quarantine_id=qid
+        )
+
+    def _index(
+        self,
+        db: sqlite_utils.Database,
+        info: InstanceInfo,
+        key: str,
+        size: int,
+        sha256: str,
+        source: str,
+        origin: str | None,
+        actor: Actor,
+        existing: Any,
+    ) -> IngestResult:
+        now = now_iso()
+        patient_id = _patient(db, info, now)
+        study_id = _study(db, info, patient_id, now)
+        series_id = _series(db, info, study_id, now)
+        geometry = {
+            "image_position": json.dumps(info.image_position) if info.image_position else None,
+            "image_orientation": json.dumps(info.image_orientation)
+            if info.image_orientation
+            else None,
+            "pixel_spacing": json.dumps(info.pixel_spacing) if info.pixel_spacing else None,
+        }
+        if existing is None:
+            instance_id = new_id()
+            db.execute(
+                "INSERT INTO instances (id, series_id, sop_instance_uid, sop_class_uid,"
+                " instance_number, transfer_syntax_uid, rows, columns, image_position,"
+                " image_orientation, pixel_spacing, slice_thickness, number_of_frames,"
+                " storage_key, size, sha256, source, origin, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    instance_id,
+                    series_id,
+                    info.sop_instance_uid,
+                    info.sop_class_uid,
+                    info.instance_number,
+                    info.transfer_syntax_uid,
+                    info.rows,
+                    info.columns,
+                    geometry["image_position"],
+                    geometry["image_orientation"],
+                    geometry["pixel_spacing"],
+                    info.slice_thickness,
+                    info.number_of_frames,
+                    key,
+                    size,
+                    sha256,
+                    source,
+                    origin,
+                    now,
+                ),
+            )
+            db.execute(
+                "UPDATE series SET instance_count = instance_count + 1, last_instance_at = ?,"
+                " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
+                (now, now, series_id),
+            )
+            db.execute(
+                "UPDATE studies SET instance_count = instance_count + 1, last_instance_at = ?,"
+                " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
+                (now, now, study_id),
+            )
+            action = "dicom.store"
+        else:
+            instance_id = existing[0]
+            if existing[2] != series_id:
+                raise Rejected("this SOP Instance UID is stored in another series")
+            db.execute(
+                "UPDATE instances SET sop_class_uid = ?, instance_number = ?,"
+                " transfer_syntax_uid = ?, rows = ?, columns = ?, image_position = ?,"
+                " image_orientation = ?, pixel_spacing = ?, slice_thickness = ?,"
+                " number_of_frames = ?, storage_key = ?, size = ?, sha256 = ?, source = ?,"
+                " origin = ?, received_at = ? WHERE id = ?",
+                (
+                    info.sop_class_uid,
+                    info.instance_number,
+                    info.transfer_syntax_uid,
+                    info.rows,
+                    info.columns,
+                    geometry["image_position"],
+                    geometry["image_orientation"],
+                    geometry["pixel_spacing"],
+                    info.slice_thickness,
+                    info.number_of_frames,
+                    key,
+                    size,
+                    sha256,
+                    source,
+                    origin,
+                    now,
+                    instance_id,
+                ),
+            )
+            action = "dicom.overwrite"
+        audit.record(
+            db,
+            actor,
+            action,
+            object_type="instance",
+            object_id=instance_id,
+            detail={"study_id": study_id, "series_id": series_id, "source": source},
+        )
+        return IngestResult(
+            Outcome.STORED,
+            info.sop_instance_uid,
+            instance_id=instance_id,
+            series_id=series_id,
+            study_id=study_id,
+            patient_id=patient_id,
+        )
+
+
+def _row(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+    cursor = db.execute(sql, params)
+    values = cursor.fetchone()
+    if values is None:
+        return None
+    return dict(zip([c[0] for c in cursor.description], values, strict=True))
+
+
+def _patient(db: sqlite_utils.Database, info: InstanceInfo, now: str) -> str:
+    """The patient with this MRN; created when unknown. Differing demographics are kept aside
+    in ``patient_demographics`` and flag the patient; the record itself is not overwritten."""
+    mrn = info.patient_id or "NOID-" + hashlib.sha256(info.study_uid.encode()).hexdigest()[:16]
+    incoming = {
+        "first_name": info.patient_given,
+        "last_name": info.patient_family,
+        "birth_date": info.birth_date,
+        "sex": info.sex,
+    }
+    row = _row(db, "SELECT * FROM patients WHERE mrn = ?", (mrn,))
+    if row is None:
+        patient_id = new_id()
+        record = {
+            "id": patient_id,
+            "mrn": mrn,
+            **incoming,
+            "source": "dicom",
+            "demographics_conflict": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        record["search_key"] = search_key(record)
+        db.table("patients").insert(record)
+        return patient_id
+    fill = {k: v for k, v in incoming.items() if v and not row[k]}
+    conflict = any(v and row[k] and fold(str(v)) != fold(str(row[k])) for k, v in incoming.items())
+    if fill:
+        merged = {**row, **fill}
+        db.table("patients").update(
+            row["id"], {**fill, "search_key": search_key(merged), "updated_at": now}
+        )
+    if conflict:
+        db.execute(
+            "UPDATE patients SET demographics_conflict = 1, updated_at = ? WHERE id = ?",
+            (now, row["id"]),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO patient_demographics (id, patient_id, first_name, last_name,"
+            " birth_date, sex, study_uid, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new_id(),
+                row["id"],
+                incoming["first_name"],
+                incoming["last_name"],
+                incoming["birth_date"],
+                incoming["sex"],
+                info.study_uid,
+                now,
+            ),
+        )
+    return str(row["id"])
+
+
+def _study(db: sqlite_utils.Database, info: InstanceInfo, patient_id: str, now: str) -> str:
+    row = db.execute(
+        "SELECT id, patient_id, modalities FROM studies WHERE study_uid = ?", (info.study_uid,)
+    ).fetchone()
+    if row is None:
+        study_id = new_id()
+        db.execute(
+            "INSERT INTO studies (id, patient_id, study_uid, study_date, study_time,"
+            " accession_number, description, modalities, referring_physician, status,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'receiving', ?, ?)",
+            (
+                study_id,
+                patient_id,
+                info.study_uid,
+                info.study_date,
+                info.study_time,
+                info.accession_number,
+                info.study_description,
+                info.modality,
+                info.referring_physician,
+                now,
+                now,
+            ),
+        )
+        return study_id
+    if row[1] != patient_id:
+        raise Rejected("this StudyInstanceUID is already stored for a different PatientID")
+    modalities = set(filter(None, (row[2] or "").split("\\")))
+    if info.modality and info.modality not in modalities:
+        merged = "\\".join(sorted(modalities | {info.modality}))
+        db.execute("UPDATE studies SET modalities = ? WHERE id = ?", (merged, row[0]))
+    return str(row[0])
+
+
+def _series(db: sqlite_utils.Database, info: InstanceInfo, study_id: str, now: str) -> str:
+    row = db.execute(
+        "SELECT id, study_id FROM series WHERE series_uid = ?", (info.series_uid,)
+    ).fetchone()
+    if row is None:
+        series_id = new_id()
+        db.execute(
+            "INSERT INTO series (id, study_id, series_uid, modality, series_number, description,"
+            " body_part, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'receiving', ?, ?)",
+            (
+                series_id,
+                study_id,
+                info.series_uid,
+                info.modality,
+                info.series_number,
+                info.series_description,
+                info.body_part,
+                now,
+                now,
+            ),
+        )
+        db.execute("UPDATE studies SET series_count = series_count + 1 WHERE id = ?", (study_id,))
+        return series_id
+    if row[1] != study_id:
+        raise Rejected("this SeriesInstanceUID is already stored in a different study")
+    return str(row[0])

@@ -1,0 +1,44 @@
+"""Start-up recovery of the object store after a crash or power cut.
+
+A write that was interrupted leaves a ``.tmp-*`` file (removed). A file that reached its place
+but whose index transaction never committed was never acknowledged: it is moved to quarantine
+with that reason, so storage and index agree again (what ``radiant fsck`` checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.audit.models import Actor
+from appliance.context import AppContext
+from appliance.logs import get_logger
+
+log = get_logger("radiant.recovery")
+ACTOR = Actor.system("recovery")
+UNINDEXED = "stored but not indexed: the write was interrupted before it was acknowledged"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    partials_removed: int
+    orphans_quarantined: int
+
+
+def recover(ctx: AppContext) -> RecoveryReport:
+    """Run before receiving anything: nothing may be in flight."""
+    partials = ctx.store.remove_partials()
+    db = ctx.pool.get()
+    indexed = {row[0] for row in db.execute("SELECT storage_key FROM instances")}
+    orphans = 0
+    for key in ctx.store.iter_keys("dicom/"):
+        if key in indexed:
+            continue
+        with ctx.store.open(key) as stream:
+            data = stream.read()
+        ctx.quarantine.keep(db, data, reason=UNINDEXED, source="recovery", origin=None,
+                            sop_instance_uid=None, actor=ACTOR)
+        ctx.store.delete(key)
+        orphans += 1
+    if partials or orphans:
+        log.warning("recovered", partials_removed=partials, orphans_quarantined=orphans)
+    return RecoveryReport(partials, orphans)
