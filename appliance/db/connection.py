@@ -85,6 +85,21 @@ class ConnectionPool:
                 self._all.append(db)
         return db
 
+    def release(self) -> None:
+        """Close this thread's connection (for short-lived threads, e.g. one per association)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            return
+        self._local.db = None
+        with self._lock:
+            if db in self._all:
+                self._all.remove(db)
+        db.conn.close()
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._all)
+
     def close_all(self) -> None:
         with self._lock:
             for db in self._all:

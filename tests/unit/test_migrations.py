@@ -161,3 +161,26 @@ def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
             "INSERT INTO studies (id, patient_id, study_uid, created_at, updated_at)"
             " VALUES ('s', 'no-such-patient', '1.2.3', 'now', 'now')"
         )
+
+
+def test_pool_gives_one_connection_per_thread_and_releases_it(tmp_path: Path) -> None:
+    from appliance.db.connection import ConnectionPool
+
+    pool = ConnectionPool(tmp_path / "a.db")
+    main = pool.get()
+    assert pool.get() is main
+    seen: list[object] = []
+
+    def worker() -> None:
+        seen.append(pool.get())
+        pool.release()
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(db) for db in seen}) == 5 and main not in seen
+    assert pool.open_count() == 1
+    pool.close_all()
+    assert pool.open_count() == 0
