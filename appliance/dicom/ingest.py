@@ -347,8 +347,10 @@ def _patient(db: sqlite_utils.Database, info: InstanceInfo, now: str) -> str:
         record["search_key"] = search_key(record)
         db.table("patients").insert(record)
         return patient_id
-    fill = {k: v for k, v in incoming.items() if v and not row[k]}
     conflict = any(v and row[k] and fold(str(v)) != fold(str(row[k])) for k, v in incoming.items())
+    # Empty fields are completed only from a source that agrees with everything known: a
+    # conflicting identity must not be blended into the record.
+    fill = {} if conflict else {k: v for k, v in incoming.items() if v and not row[k]}
     if fill:
         merged = {**row, **fill}
         db.table("patients").update(

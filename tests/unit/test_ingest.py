@@ -1,0 +1,237 @@
+"""The one ingest path on real files and a real SQLite database: stored, duplicate,
+quarantined; demographics conflicts; atomicity; stability; crash recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+import sqlite_utils
+
+from appliance.app import prepare
+from appliance.audit import service as audit_service
+from appliance.audit.models import Actor
+from appliance.config import Settings
+from appliance.context import AppContext
+from appliance.dicom.ingest import Outcome
+from appliance.dicom.recovery import UNINDEXED, recover
+from appliance.studies.stability import mark_stable
+from tests.dicom_files import DATA, instance_files
+
+ACTOR = Actor.system("test")
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> AppContext:
+    return prepare(settings)
+
+
+@pytest.fixture
+def db(ctx: AppContext) -> sqlite_utils.Database:
+    return ctx.pool.get()
+
+
+def _count(db: sqlite_utils.Database, table: str) -> int:
+    return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+
+def _variant(path: Path, **changes: str) -> bytes:
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_a_series_is_stored_and_indexed(ctx: AppContext, db: sqlite_utils.Database) -> None:
+    files = instance_files("mr_siemens_t1_sag_brain_35sl")
+    results = [ctx.ingestor.ingest(f.read_bytes(), source="usb", actor=ACTOR) for f in files]
+    assert {r.outcome for r in results} == {Outcome.STORED}
+    assert (_count(db, "patients"), _count(db, "studies"), _count(db, "series")) == (1, 1, 1)
+    assert _count(db, "instances") == len(files)
+    study = db.execute("SELECT instance_count, series_count, status, modalities FROM studies"
+                       ).fetchone()
+    assert study == (len(files), 1, "receiving", "MR")
+    for path, result in zip(files, results, strict=True):
+        key, sha, size = db.execute(
+            "SELECT storage_key, sha256, size FROM instances WHERE id = ?", (result.instance_id,)
+        ).fetchone()
+        data = path.read_bytes()
+        assert sha == hashlib.sha256(data).hexdigest() and size == len(data)
+        assert ctx.store.path(key).read_bytes() == data  # stored as received
+    actions = [r[0] for r in db.execute("SELECT action FROM audit_log")]
+    assert actions.count("dicom.store") == len(files)
+    assert audit_service.verify(db).ok
+
+
+def test_duplicates_are_ignored_and_counted(ctx: AppContext, db: sqlite_utils.Database) -> None:
+    path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    first = ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+    again = ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+    changed = ctx.ingestor.ingest(_variant(path, SeriesDescription="other"), source="network",
+                                  actor=ACTOR)
+    assert (first.outcome, again.outcome, changed.outcome) == (
+        Outcome.STORED, Outcome.DUPLICATE, Outcome.DUPLICATE)
+    assert _count(db, "instances") == 1
+    assert db.execute("SELECT duplicates FROM instances").fetchone()[0] == 2
+    key = db.execute("SELECT storage_key FROM instances").fetchone()[0]
+    assert ctx.store.path(key).read_bytes() == path.read_bytes()
+
+
+def test_overwrite_mode_replaces_the_file_and_the_row(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ctx = prepare(settings.model_copy(update={"dicom_overwrite": True}))
+    db = ctx.pool.get()
+    path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+    old_key = db.execute("SELECT storage_key FROM instances").fetchone()[0]
+    newer = _variant(path, InstanceNumber="999")
+    result = ctx.ingestor.ingest(newer, source="network", actor=ACTOR)
+    assert result.outcome is Outcome.STORED
+    key, number, sha = db.execute(
+        "SELECT storage_key, instance_number, sha256 FROM instances").fetchone()
+    assert number == 999 and sha == hashlib.sha256(newer).hexdigest()
+    assert key != old_key and not ctx.store.exists(old_key)
+    assert ctx.store.path(key).read_bytes() == newer
+
+
+def test_malformed_files_are_quarantined_byte_for_byte(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    bad = sorted(p for p in (DATA / "malformed").iterdir() if p.suffix != ".txt")
+    for path in bad:
+        result = ctx.ingestor.ingest(path.read_bytes(), source="upload", actor=ACTOR,
+                                     origin=path.name)
+        assert result.outcome is Outcome.QUARANTINED, path.name
+        assert result.reason
+    rows = db.execute("SELECT reason, storage_path, sha256, origin FROM quarantine").fetchall()
+    assert len(rows) == len(bad)
+    for reason, stored, sha, origin in rows:
+        original = (DATA / "malformed" / origin).read_bytes()
+        assert (ctx.settings.quarantine_dir / stored).read_bytes() == original
+        assert sha == hashlib.sha256(original).hexdigest() and reason
+    assert _count(db, "instances") == 0 and _count(db, "studies") == 0
+    assert _count(db, "patients") == 0
+    assert [r[0] for r in db.execute("SELECT DISTINCT action FROM audit_log")] == [
+        "dicom.quarantine"]
+
+
+def test_unknown_mrn_creates_the_patient_and_known_mrn_links(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    ds = pydicom.dcmread(path)
+    ctx.ingestor.ingest(path.read_bytes(), source="usb", actor=ACTOR)
+    mrn, last, source = db.execute("SELECT mrn, last_name, source FROM patients").fetchone()
+    assert mrn == str(ds.PatientID) and source == "dicom"
+    assert last == (ds.PatientName.family_name or None)
+    # a second study for the same MRN links to the same patient
+    other = _variant(path, StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
+                     SeriesInstanceUID="1.2.826.0.1.3680043.8.498.2",
+                     SOPInstanceUID="1.2.826.0.1.3680043.8.498.3")
+    ctx.ingestor.ingest(other, source="usb", actor=ACTOR)
+    assert _count(db, "patients") == 1 and _count(db, "studies") == 2
+
+
+def test_conflicting_demographics_are_kept_and_flagged(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    ctx.ingestor.ingest(path.read_bytes(), source="usb", actor=ACTOR)
+    before = db.execute("SELECT first_name, last_name, birth_date, sex FROM patients").fetchone()
+    other = _variant(path, PatientName="Quux^Zelda", PatientSex="F",
+                     StudyInstanceUID="1.2.826.0.1.3680043.8.498.11",
+                     SeriesInstanceUID="1.2.826.0.1.3680043.8.498.12",
+                     SOPInstanceUID="1.2.826.0.1.3680043.8.498.13")
+    assert ctx.ingestor.ingest(other, source="usb", actor=ACTOR).outcome is Outcome.STORED
+    after = db.execute("SELECT first_name, last_name, birth_date, sex, demographics_conflict"
+                       " FROM patients").fetchone()
+    assert after[:4] == before and after[4] == 1  # not overwritten, flagged
+    kept = db.execute("SELECT first_name, last_name, sex, study_uid FROM patient_demographics"
+                      ).fetchall()
+    assert kept == [("Zelda", "Quux", "F", "1.2.826.0.1.3680043.8.498.11")]
+
+
+def test_a_study_uid_of_another_patient_is_quarantined(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    files = instance_files("mr_siemens_t1_sag_brain_35sl")
+    ctx.ingestor.ingest(files[0].read_bytes(), source="usb", actor=ACTOR)
+    hijack = _variant(files[1], PatientID="SOMEONE-ELSE")
+    result = ctx.ingestor.ingest(hijack, source="usb", actor=ACTOR)
+    assert result.outcome is Outcome.QUARANTINED
+    assert "different PatientID" in (result.reason or "")
+    assert _count(db, "instances") == 1 and _count(db, "patients") == 1
+    assert list(ctx.store.iter_keys("dicom/")) == [
+        db.execute("SELECT storage_key FROM instances").fetchone()[0]]
+
+
+def test_a_failed_index_commit_leaves_no_file(
+    ctx: AppContext, db: sqlite_utils.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> int:
+        raise OSError("disk error")
+
+    monkeypatch.setattr(audit_service, "record", broken)
+    path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    with pytest.raises(OSError):
+        ctx.ingestor.ingest(path.read_bytes(), source="usb", actor=ACTOR)
+    assert _count(db, "instances") == 0 and _count(db, "studies") == 0
+    assert list(ctx.store.iter_keys("dicom/")) == []
+
+
+def test_stability_after_a_quiet_period(ctx: AppContext, db: sqlite_utils.Database) -> None:
+    for path in instance_files("mr_ge_fmri_2series_4d")[:4]:
+        ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+    assert mark_stable(db, stable_age_s=3600) == []
+    db.execute("UPDATE series SET last_instance_at = '2000-01-01T00:00:00.000000Z'")
+    db.execute("UPDATE studies SET last_instance_at = '2000-01-01T00:00:00.000000Z'")
+    events = mark_stable(db, stable_age_s=30)
+    kinds = sorted(e.kind for e in events)
+    assert kinds.count("study") == _count(db, "studies")
+    assert kinds.count("series") == _count(db, "series")
+    assert {r[0] for r in db.execute("SELECT status FROM studies")} == {"stable"}
+    assert mark_stable(db, stable_age_s=30) == []
+    # a new instance makes its series and study receive again
+    late = _variant(instance_files("mr_ge_fmri_2series_4d")[0],
+                    SOPInstanceUID="1.2.826.0.1.3680043.8.498.99")
+    ctx.ingestor.ingest(late, source="network", actor=ACTOR)
+    assert "receiving" in {r[0] for r in db.execute("SELECT status FROM studies")}
+
+
+def test_a_study_waits_for_all_its_series(ctx: AppContext, db: sqlite_utils.Database) -> None:
+    files = instance_files("mr_ge_fmri_2series_4d")
+    series = {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID: f for f in files}
+    assert len(series) == 2
+    for path in series.values():
+        ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+    old = "2000-01-01T00:00:00.000000Z"
+    first_uid = sorted(series)[0]
+    db.execute("UPDATE series SET last_instance_at = ? WHERE series_uid = ?", (old, first_uid))
+    db.execute("UPDATE studies SET last_instance_at = ?", (old,))
+    events = mark_stable(db, stable_age_s=30)
+    assert [e.kind for e in events] == ["series"]
+
+
+def test_recovery_removes_partials_and_quarantines_unindexed_files(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    good = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    ctx.ingestor.ingest(good.read_bytes(), source="usb", actor=ACTOR)
+    orphan_bytes = instance_files("mr_siemens_t1_sag_brain_35sl")[1].read_bytes()
+    ctx.store.put("dicom/1.2.3/4.5.6/7.8.9.dcm", orphan_bytes)  # written, never indexed
+    partial = ctx.store.root / "dicom" / "1.2.3" / "4.5.6" / ".tmp-crashed"
+    partial.write_bytes(b"half")
+    report = recover(ctx)
+    assert (report.partials_removed, report.orphans_quarantined) == (1, 1)
+    assert not partial.exists() and not ctx.store.exists("dicom/1.2.3/4.5.6/7.8.9.dcm")
+    reason, stored = db.execute("SELECT reason, storage_path FROM quarantine").fetchone()
+    assert reason == UNINDEXED
+    assert (ctx.settings.quarantine_dir / stored).read_bytes() == orphan_bytes
+    assert _count(db, "instances") == 1
+    assert recover(ctx) == type(report)(0, 0)
