@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import utils as pixel_utils
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -104,7 +106,7 @@ def check_dataset(ds: Dataset, *, check_pixels: bool = True) -> InstanceInfo:
         raise Rejected("the File Meta Information has no Transfer Syntax UID (0002,0010)")
     if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
         raise Rejected("this is a DICOMDIR (a media index), not an instance to store")
-    _check_truncation(ds)
+    _check_elements(ds)
     uids = {}
     for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
         value = _text(ds.get(keyword))
@@ -113,58 +115,62 @@ def check_dataset(ds: Dataset, *, check_pixels: bool = True) -> InstanceInfo:
         if len(value) > 64 or not all(ch.isdigit() or ch == "." for ch in value):
             raise Rejected(f"{keyword} is not a valid UID (PS3.5 9.1)")
         uids[keyword] = value
-    _check_numbers(ds)
     if check_pixels:
         _check_pixels(ds)
     return _extract(ds, uids)
 
 
-def _check_truncation(ds: Dataset) -> None:
-    """Elements whose value is shorter than their declared length: the data was cut off."""
+def _check_elements(ds: Dataset) -> None:
+    """One pass over the raw elements, converting only sequences (cheap on large headers).
+
+    - an element whose value is shorter than its declared length: the data was cut off;
+    - IS and DS values (PS3.5 6.2) must be numbers, an IS also whole: later code computes
+      with them.
+    """
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
-        if (
-            isinstance(raw, RawDataElement)
-            and raw.length != _UNDEFINED
-            and isinstance(raw.value, bytes)
-            and len(raw.value) != raw.length
-        ):
-            raise Rejected(
-                f"the data is truncated: element {tag} declares {raw.length} bytes but only "
-                f"{len(raw.value)} follow"
-            )
-        if tag == 0x7FE00010:
-            continue  # pixel data is checked on its own
+        if isinstance(raw, RawDataElement):
+            value = raw.value
+            if raw.length != _UNDEFINED and isinstance(value, bytes) and len(value) != raw.length:
+                raise Rejected(
+                    f"the data is truncated: element {tag} declares {raw.length} bytes but "
+                    f"only {len(value)} follow"
+                )
+            vr = raw.VR or _dictionary_vr(tag)
+            if vr in ("IS", "DS") and isinstance(value, bytes):
+                _check_number_text(tag, vr, value)
+            if vr != "SQ":
+                continue
+        elif tag == 0x7FE00010 or getattr(raw, "VR", None) != "SQ":
+            continue
         try:
             elem = ds[tag]
         except Exception as exc:
             raise Rejected(f"element {tag} cannot be read ({exc.__class__.__name__})") from None
         if elem.VR == "SQ":
             for item in elem.value:
-                _check_truncation(item)
+                _check_elements(item)
 
 
-def _check_numbers(ds: Dataset) -> None:
-    """IS and DS values must be numbers (an IS also whole): later code computes with them."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for elem in ds.iterall():
-            if elem.VR not in ("IS", "DS") or elem.value in (None, ""):
-                continue
-            values = elem.value if elem.VM > 1 else [elem.value]
-            for value in values:
-                if value in (None, ""):
-                    continue
-                try:
-                    number = float(str(value).strip())
-                except ValueError:
-                    raise Rejected(
-                        f"{elem.keyword or elem.tag} ({elem.VR}) holds a value that is not a number"
-                    ) from None
-                if not math.isfinite(number) or (elem.VR == "IS" and number != int(number)):
-                    raise Rejected(
-                        f"{elem.keyword or elem.tag} ({elem.VR}) holds an invalid number"
-                    )
+def _dictionary_vr(tag: BaseTag) -> str | None:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None  # private or unknown: no VR to check against
+
+
+def _check_number_text(tag: BaseTag, vr: str, value: bytes) -> None:
+    name = keyword_for_tag(tag) or str(tag)
+    for part in value.decode("ascii", errors="replace").split("\\"):
+        text = part.strip(" \x00")
+        if not text:
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise Rejected(f"{name} ({vr}) holds a value that is not a number") from None
+        if not math.isfinite(number) or (vr == "IS" and number != int(number)):
+            raise Rejected(f"{name} ({vr}) holds an invalid number")
 
 
 def _expected_pixel_bytes(ds: Dataset) -> int:
