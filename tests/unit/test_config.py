@@ -51,6 +51,12 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("RADIANT_DICOM_AE_TITLE", "BAD\\AE", "backslash"),
         ("RADIANT_SECRET_KEY", "short", "32 characters"),
         ("RADIANT_LOG_LEVEL", "loud", "debug, info"),
+        ("RADIANT_DICOM_PEERS", "PACS@pacs.local", "AE_TITLE@host:port"),
+        ("RADIANT_DICOM_PEERS", "PACS@pacs.local:99999", "invalid port"),
+        ("RADIANT_DICOM_PEERS", "A_VERY_LONG_AE_TITLE_X@h:104", "invalid AE title"),
+        ("RADIANT_MIN_FREE_GB", "-1", "greater than or equal to 0"),
+        ("RADIANT_STABLE_AGE_S", "0", "greater than or equal to 1"),
+        ("RADIANT_DICOM_OVERWRITE", "perhaps", "valid boolean"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_variable(
@@ -130,3 +136,11 @@ def test_damaged_secret_key_file_is_refused(tmp_path: Path) -> None:
     (settings.data_dir / "secret_key").write_text("x\n")
     with pytest.raises(ConfigError, match="RADIANT_SECRET_KEY"):
         ensure_secret_key(settings)
+
+
+def test_peers_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RADIANT_DICOM_PEERS", "PACS@10.1.2.3:104, VIEWER@[::1]:11113")
+    peers = load_settings().peers
+    assert set(peers) == {"PACS", "VIEWER"}
+    assert (peers["PACS"].host, peers["PACS"].port) == ("10.1.2.3", 104)
+    assert (peers["VIEWER"].host, peers["VIEWER"].port) == ("::1", 11113)
