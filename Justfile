@@ -20,6 +20,10 @@ lint:
     {{venv}}/ruff check appliance ui ai sync provisioning tests
     {{venv}}/mypy
 
+# Ingest benchmark: the appliance's receiver against Orthanc (not a test).
+bench-ingest *ARGS: (apt "bench")
+    {{venv}}/python bench/ingest.py {{ARGS}}
+
 # Install the Debian packages a purpose needs (run | test) when any is missing.
 apt group:
     {{venv}}/python -m provisioning.packages ensure {{group}}
