@@ -6,8 +6,8 @@ import io
 
 import pydicom
 import pytest
-from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
 from appliance.dicom.reading import Rejected, read_instance
