@@ -1,0 +1,191 @@
+"""Series selection as data (like MONAI Deploy's selection rules): which series the model sees.
+
+Rules live in ``series_selection.json``. For a study's modality the rules are tried in order;
+the first rule that matches at least one series wins and the matching series with the most
+instances is chosen (ties: lowest Series Number, then Series Instance UID). A rule can require a
+plane (axial / coronal / sagittal, from Image Orientation (Patient)), a Slice Thickness range, a
+Series Description regex to include and one to exclude, and a minimum number of instances.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+RULES_PATH = Path(__file__).resolve().parent / "series_selection.json"
+#: The slice normal must lie within about 37 degrees of an axis to count as that plane.
+PLANE_MIN_COSINE = 0.8
+
+Orientation = Literal["axial", "coronal", "sagittal", "oblique"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SeriesInfo(_Frozen):
+    """What selection needs to know about one series (from its first instance)."""
+
+    series_instance_uid: str
+    modality: str
+    instance_count: int
+    series_description: str = ""
+    series_number: int | None = None
+    image_orientation_patient: tuple[float, float, float, float, float, float] | None = None
+    slice_thickness: float | None = None
+
+
+class ThicknessRange(_Frozen):
+    """Slice Thickness (0018,0050) limits in mm, inclusive."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class SelectionRule(_Frozen):
+    """One rule of ``series_selection.json``."""
+
+    name: str
+    modality: tuple[str, ...]
+    orientation: Orientation | None = None
+    slice_thickness_mm: ThicknessRange | None = None
+    description_include: str | None = None
+    description_exclude: str | None = None
+    min_instances: int = 1
+    prefer: Literal["most_instances"] = "most_instances"
+
+    @field_validator("description_include", "description_exclude")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+    def rejection(self, series: SeriesInfo) -> str | None:
+        """Why ``series`` does not match this rule, or None when it does."""
+        if series.modality.upper() not in {item.upper() for item in self.modality}:
+            return f"modality {series.modality}"
+        if series.instance_count < self.min_instances:
+            return f"{series.instance_count} instances < {self.min_instances}"
+        if self.orientation is not None:
+            plane = orientation_of(series.image_orientation_patient)
+            if plane != self.orientation:
+                return f"plane {plane or 'unknown'}, not {self.orientation}"
+        limits = self.slice_thickness_mm
+        if limits is not None:
+            thickness = series.slice_thickness
+            if thickness is None:
+                return "no slice thickness"
+            if (limits.min is not None and thickness < limits.min) or (
+                limits.max is not None and thickness > limits.max
+            ):
+                return f"slice thickness {thickness:g} mm outside the rule's range"
+        description = series.series_description or ""
+        if self.description_include and not re.search(
+            self.description_include, description, re.IGNORECASE
+        ):
+            return f"description {description!r} not included"
+        if self.description_exclude and re.search(
+            self.description_exclude, description, re.IGNORECASE
+        ):
+            return f"description {description!r} excluded"
+        return None
+
+
+class SeriesSelection(_Frozen):
+    """The chosen series (None when nothing fits), the rule that chose it and why."""
+
+    series: SeriesInfo | None
+    rule: str | None
+    reason: str
+
+
+def orientation_of(iop: Sequence[float] | None) -> Orientation | None:
+    """Plane of an image from its Image Orientation (Patient): the axis nearest the normal.
+
+    The normal is row x column (PS3.3 C.7.6.2.1.1); patient axes are LPS, so a normal mostly
+    along x is sagittal, along y coronal, along z axial; none within ``PLANE_MIN_COSINE`` is
+    oblique. None when IOP is missing or degenerate.
+    """
+    if iop is None or len(iop) != 6 or not all(math.isfinite(v) for v in iop):
+        return None
+    row, col = iop[:3], iop[3:]
+    normal = (
+        row[1] * col[2] - row[2] * col[1],
+        row[2] * col[0] - row[0] * col[2],
+        row[0] * col[1] - row[1] * col[0],
+    )
+    length = math.sqrt(sum(value * value for value in normal))
+    if length < 0.5:
+        return None
+    cosines = [abs(value) / length for value in normal]
+    axis = max(range(3), key=lambda index: cosines[index])
+    if cosines[axis] < PLANE_MIN_COSINE:
+        return "oblique"
+    planes: tuple[Orientation, Orientation, Orientation] = ("sagittal", "coronal", "axial")
+    return planes[axis]
+
+
+@cache
+def _rules_from(path: Path) -> tuple[SelectionRule, ...]:
+    data: Any = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(SelectionRule.model_validate(item) for item in data["rules"])
+
+
+def load_selection_rules(path: Path | None = None) -> tuple[SelectionRule, ...]:
+    """The rules of ``series_selection.json`` (or another file of the same shape)."""
+    return _rules_from((path or RULES_PATH).resolve())
+
+
+def _preference(series: SeriesInfo) -> tuple[int, int, str]:
+    number = series.series_number if series.series_number is not None else 2**31
+    return (-series.instance_count, number, series.series_instance_uid)
+
+
+def select_series(
+    candidates: Sequence[SeriesInfo],
+    modality: str,
+    rules: Sequence[SelectionRule] | None = None,
+) -> SeriesSelection:
+    """Choose the series of ``modality`` to analyse, with the reason for the choice."""
+    code = modality.strip().upper()
+    pool = [item for item in candidates if item.modality.strip().upper() == code]
+    if not pool:
+        return SeriesSelection(
+            series=None, rule=None, reason=f"no {code} series among {len(candidates)} candidates"
+        )
+    applicable = [rule for rule in (rules or load_selection_rules()) if code in rule.modality]
+    if not applicable:
+        return SeriesSelection(series=None, rule=None, reason=f"no selection rule for {code}")
+    misses: list[str] = []
+    for rule in applicable:
+        matches = [item for item in pool if rule.rejection(item) is None]
+        if not matches:
+            continue
+        chosen = min(matches, key=_preference)
+        reason = (
+            f"rule {rule.name!r} matched {len(matches)} of {len(pool)} {code} series; chose "
+            f"series {chosen.series_number} {chosen.series_description!r} "
+            f"({chosen.instance_count} instances): most instances"
+        )
+        return SeriesSelection(series=chosen, rule=rule.name, reason=reason)
+    last = applicable[-1]
+    for item in pool:
+        misses.append(
+            f"series {item.series_number} {item.series_description!r}: {last.rejection(item)}"
+        )
+    return SeriesSelection(
+        series=None,
+        rule=None,
+        reason=(
+            f"no {code} series matched any rule; against the last rule {last.name!r}: "
+            + "; ".join(misses)
+        ),
+    )
