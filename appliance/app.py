@@ -15,10 +15,14 @@ from appliance.config import Settings, ensure_secret_key, load_settings, prepare
 from appliance.context import AppContext
 from appliance.db.connection import ConnectionPool
 from appliance.db.migrate import apply_migrations
+from appliance.dicom.media import MediaWatcher
+from appliance.dicom.receiver import Receiver
 from appliance.dicom.recovery import recover
 from appliance.errors import NotFound
 from appliance.patients.routes import router as patients_router
+from appliance.studies.routes import router as studies_router
 from appliance.studies.stability import StabilityMonitor
+from appliance.studies.upload import discard_partial_uploads
 from appliance.system.routes import router as system_router
 
 log = logs.get_logger("radiant.app")
@@ -35,8 +39,11 @@ def prepare(settings: Settings) -> AppContext:
     return AppContext.build(settings, pool, secret)
 
 
-def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> FastAPI:
-    """Build the appliance app. ``with_ui=False`` leaves out the NiceGUI screen (API tests)."""
+def create_app(
+    settings: Settings | None = None, *, with_ui: bool = True, with_receiver: bool = True
+) -> FastAPI:
+    """Build the appliance app. ``with_ui=False`` leaves out the NiceGUI screen (API tests);
+    ``with_receiver=False`` does not listen for DICOM (tests using the default port)."""
     settings = settings or load_settings()
     logs.configure(settings.log_level)
     ctx = prepare(settings)
@@ -44,13 +51,23 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         recover(ctx)
+        discard_partial_uploads(settings)
         stability = StabilityMonitor(ctx.pool, settings.stable_age_s)
         stability.start()
         app.state.stability = stability
+        media_watcher = MediaWatcher(settings.media_root_paths, exclude=[settings.data_dir])
+        media_watcher.start()
+        app.state.media_watcher = media_watcher
+        receiver = Receiver(ctx)
+        if with_receiver:
+            receiver.start()  # after recover(): nothing may arrive while it runs
+        app.state.receiver = receiver
         log.info("started", version=__version__, mode=settings.mode.value)
         try:
             yield
         finally:
+            receiver.stop()
+            media_watcher.stop()
             stability.stop()
             ctx.pool.close_all()
             log.info("stopped")
@@ -68,7 +85,7 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
     app.state.secret_key = ctx.secret_key
     problems.install(app)
 
-    for router in (system_router, auth_router, patients_router, audit_router):
+    for router in (system_router, auth_router, patients_router, studies_router, audit_router):
         app.include_router(router)
 
     @app.api_route(

@@ -1,4 +1,4 @@
-"""The ``radiant`` command: serve, migrate, users, audit verification.
+"""The ``radiant`` command: serve, migrate, users, audit verification, media import, fsck.
 
 Errors print one line to stderr and exit non-zero: 2 for configuration or usage, 1 for a refused
 operation or a failed check.
@@ -12,12 +12,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from pydantic import ValidationError
 
 from appliance.audit.models import Actor
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.db.migrate import MigrationError
+
+if TYPE_CHECKING:
+    from appliance.dicom.media import ImportProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -130,6 +134,122 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+class _ImportProgressPrinter:
+    """Import progress: one updating line on a terminal, else one line per file."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._width = 0
+
+    def __call__(self, p: ImportProgress) -> None:
+        text = (
+            f"{p.files_done}/{p.files_total} files, {_mb(p.bytes_done)} of {_mb(p.bytes_total)}:"
+            f" imported {p.imported}, duplicates {p.duplicates}, quarantined {p.quarantined},"
+            f" refused {p.refused}, skipped {p.skipped}, errors {p.errors}"
+        )
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+            self.stream.flush()
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def finish(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _quiet_logs(settings: Settings) -> Settings:
+    """JSON logs on stderr, warnings and worse only: stdout is for the person at the terminal."""
+    import logging
+
+    from appliance import logs
+
+    logs.configure("error" if settings.log_level == "error" else "warning")
+    # A refused file's reason is reported per file; the codecs' own tracebacks are noise here.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    return settings
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a USB stick, CD or folder (read-only) through the one ingest path."""
+    from appliance.app import prepare
+    from appliance.dicom.media import MediaError, import_media
+
+    path: Path = args.path
+    if not path.exists():
+        raise CliError(f"{path}: no such folder", EXIT_CONFIG)
+    if not path.is_dir():
+        raise CliError(
+            f"{path}: not a folder (give the folder where the USB stick or CD is mounted)",
+            EXIT_CONFIG,
+        )
+    ctx = prepare(_quiet_logs(_settings(args)))
+    printer = _ImportProgressPrinter(sys.stdout)
+    try:
+        summary = import_media(ctx, path, actor=_cli_actor(), progress=printer)
+    except MediaError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    finally:
+        printer.finish()
+        ctx.pool.close_all()
+    if summary.dicomdir_problem:
+        print(f"note: {summary.dicomdir_problem}")
+    for issue in summary.quarantined:
+        print(f"quarantined: {issue.path}: {issue.reason}")
+    for issue in summary.refused:
+        print(f"refused: {issue.path}: {issue.reason}")
+    for issue in summary.errors:
+        print(f"error: {issue.path}: {issue.reason}")
+    for issue in summary.skipped[:20]:
+        print(f"skipped: {issue.path}: {issue.reason}")
+    if len(summary.skipped) > 20:
+        print(f"skipped: ... and {len(summary.skipped) - 20} more")
+    counts = summary.counts()
+    print(
+        f"{'DICOMDIR' if summary.used_dicomdir else 'folder walk'}: imported {counts['imported']},"
+        f" duplicates {counts['duplicates']}, quarantined {counts['quarantined']},"
+        f" refused {counts['refused']}, skipped (not DICOM) {counts['skipped']},"
+        f" errors {counts['errors']}; studies touched {counts['studies']}"
+    )
+    if summary.stopped:
+        print(f"radiant: the import stopped early: {summary.stopped}", file=sys.stderr)
+        return EXIT_FAILED
+    if not summary.ok:
+        bad = counts["quarantined"] + counts["refused"] + counts["errors"]
+        print(
+            f"radiant: {bad} files were not imported (quarantined, refused or unreadable)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    """Check storage, index, quarantine and audit chain; ``--repair`` fixes what is safe."""
+    from appliance.app import prepare
+    from appliance.dicom.fsck import fsck
+
+    settings = _settings(args)
+    if not settings.data_dir.is_dir():
+        raise CliError(f"{settings.data_dir}: no such data directory", EXIT_CONFIG)
+    ctx = prepare(_quiet_logs(settings))
+    try:
+        report = fsck(ctx, repair=args.repair, actor=_cli_actor())
+    finally:
+        ctx.pool.close_all()
+    for problem in report.problems:
+        print(problem.line())
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiant", description="RadiantAI appliance")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -170,6 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="check the audit hash chain")
     data_dir_option(verify)
     verify.set_defaults(func=cmd_audit_verify)
+
+    media = sub.add_parser("import", help="import DICOM from a USB stick, CD or folder")
+    media.add_argument("path", type=Path, metavar="PATH", help="where the media is mounted")
+    data_dir_option(media)
+    media.set_defaults(func=cmd_import)
+
+    check = sub.add_parser("fsck", help="check that storage, index and audit trail agree")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="quarantine files that are not indexed and remove partial writes",
+    )
+    data_dir_option(check)
+    check.set_defaults(func=cmd_fsck)
     return parser
 
 

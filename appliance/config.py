@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     http_host: str = "127.0.0.1"
     http_port: Port = 8000
+    dicom_host: str = "0.0.0.0"  # noqa: S104 (the receiver serves the clinic's network)
     dicom_port: Port = 11112
     dicom_ae_title: str = "RADIANT"
     mode: Mode = Mode.OFFLINE
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
             raise ValueError("must be printable ASCII without backslash")
         return title
 
-    @field_validator("http_host")
+    @field_validator("http_host", "dicom_host")
     @classmethod
     def _host(cls, value: str) -> str:
         if not value.strip() or any(ch.isspace() for ch in value.strip()):

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from appliance.config import Settings
 from appliance.context import AppContext
-from appliance.db.connection import ConnectionPool
+from appliance.db.connection import ConnectionPool, ThreadBoundDatabase
 
 
 def get_settings(request: Request) -> Settings:
@@ -17,9 +17,9 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_db(request: Request) -> sqlite_utils.Database:
-    """This thread's connection to the appliance database."""
+    """The appliance database, as seen from whichever thread uses it (see ThreadBoundDatabase)."""
     pool = cast(ConnectionPool, request.app.state.db_pool)
-    return pool.get()
+    return cast(sqlite_utils.Database, ThreadBoundDatabase(pool))
 
 
 def get_context(request: Request) -> AppContext:

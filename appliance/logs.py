@@ -29,7 +29,7 @@ class _Stderr:
 
 
 # Libraries that log whole URLs (query strings may carry search words, i.e. PHI) stay quiet.
-_QUIET = ("httpx", "httpcore", "urllib3")
+_QUIET = ("httpx", "httpx2", "httpcore", "urllib3", "huggingface_hub")
 
 
 def configure(level: str = "info") -> None:

@@ -38,7 +38,7 @@ def settings(tmp_path: Path) -> Settings:
 def app(settings: Settings) -> FastAPI:
     from appliance.app import create_app
 
-    return create_app(settings, with_ui=False)
+    return create_app(settings, with_ui=False, with_receiver=False)
 
 
 @pytest.fixture

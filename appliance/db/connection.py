@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -106,3 +107,22 @@ class ConnectionPool:
                 db.conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+class ThreadBoundDatabase:
+    """Stands for "the calling thread's connection" of a pool, resolved at each use.
+
+    FastAPI may run a sync dependency and the endpoint on different worker threads; a
+    connection fetched in the dependency would then be used by the endpoint while its own
+    thread serves another request, mixing two requests' transactions. This handle is safe to
+    pass around: every attribute access goes to the pool's connection of the current thread.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool.get(), name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._pool.get()[name]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from appliance.audit.models import Actor
 from appliance.context import AppContext
+from appliance.dicom.fsck import quarantine_orphan, unindexed_keys
 from appliance.logs import get_logger
 
 log = get_logger("radiant.recovery")
@@ -28,16 +29,9 @@ def recover(ctx: AppContext) -> RecoveryReport:
     """Run before receiving anything: nothing may be in flight."""
     partials = ctx.store.remove_partials()
     db = ctx.pool.get()
-    indexed = {row[0] for row in db.execute("SELECT storage_key FROM instances")}
     orphans = 0
-    for key in ctx.store.iter_keys("dicom/"):
-        if key in indexed:
-            continue
-        with ctx.store.open(key) as stream:
-            data = stream.read()
-        ctx.quarantine.keep(db, data, reason=UNINDEXED, source="recovery", origin=None,
-                            sop_instance_uid=None, actor=ACTOR)
-        ctx.store.delete(key)
+    for key in unindexed_keys(db, ctx.store):
+        quarantine_orphan(ctx, db, key, reason=UNINDEXED, source="recovery", actor=ACTOR)
         orphans += 1
     if partials or orphans:
         log.warning("recovered", partials_removed=partials, orphans_quarantined=orphans)

@@ -36,24 +36,34 @@ def mark_stable(db: sqlite_utils.Database, stable_age_s: float) -> list[Stable]:
     stamp = iso(now)
     found: list[Stable] = []
     with transaction(db):
-        series = [r[0] for r in db.execute(
-            "SELECT id FROM series WHERE status = 'receiving' AND last_instance_at <= ?",
-            (cutoff,),
-        ).fetchall()]
+        series = [
+            r[0]
+            for r in db.execute(
+                "SELECT id FROM series WHERE status = 'receiving' AND last_instance_at <= ?",
+                (cutoff,),
+            ).fetchall()
+        ]
         for series_id in series:
-            db.execute("UPDATE series SET status = 'stable', stable_at = ?, updated_at = ?"
-                       " WHERE id = ?", (stamp, stamp, series_id))
+            db.execute(
+                "UPDATE series SET status = 'stable', stable_at = ?, updated_at = ? WHERE id = ?",
+                (stamp, stamp, series_id),
+            )
             audit.record(db, ACTOR, "series.stable", object_type="series", object_id=series_id)
             found.append(Stable("series", series_id))
-        studies = [r[0] for r in db.execute(
-            "SELECT id FROM studies s WHERE status = 'receiving' AND last_instance_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM series WHERE study_id = s.id"
-            " AND status = 'receiving')",
-            (cutoff,),
-        ).fetchall()]
+        studies = [
+            r[0]
+            for r in db.execute(
+                "SELECT id FROM studies s WHERE status = 'receiving' AND last_instance_at <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM series WHERE study_id = s.id"
+                " AND status = 'receiving')",
+                (cutoff,),
+            ).fetchall()
+        ]
         for study_id in studies:
-            db.execute("UPDATE studies SET status = 'stable', stable_at = ?, updated_at = ?"
-                       " WHERE id = ?", (stamp, stamp, study_id))
+            db.execute(
+                "UPDATE studies SET status = 'stable', stable_at = ?, updated_at = ? WHERE id = ?",
+                (stamp, stamp, study_id),
+            )
             audit.record(db, ACTOR, "study.stable", object_type="study", object_id=study_id)
             found.append(Stable("study", study_id))
     return found

@@ -160,7 +160,7 @@ def test_bad_tokens_are_refused(
 
 def test_token_lifetime_follows_the_setting(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", access_token_minutes=5)
-    app = create_app(settings, with_ui=False)
+    app = create_app(settings, with_ui=False, with_receiver=False)
     create_user(
         open_database(settings.db_path),
         UserCreate(username="short", password=PASSWORD, role=Role.VIEWER),
@@ -226,7 +226,7 @@ def test_cli_user_create(
     assert code == 0, capsys.readouterr().err
     assert "created admin first.admin" in capsys.readouterr().out
 
-    with TestClient(create_app(settings, with_ui=False)) as client:
+    with TestClient(create_app(settings, with_ui=False, with_receiver=False)) as client:
         assert _token(client, "first.admin", PASSWORD).status_code == 200
 
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))

@@ -1,0 +1,353 @@
+"""Study Root Query/Retrieve matching over the index (PS3.4 Annex C), never over the files.
+
+:func:`parse_identifier` turns a C-FIND/C-GET/C-MOVE Identifier into a :class:`Query` (or raises
+:class:`QueryError` with the DIMSE status to answer); :func:`find` yields one response Identifier
+per match; :func:`instances` lists the stored instances a C-GET/C-MOVE must send.
+
+Matching (PS3.4 C.2.2.2): an empty value (or ``*``) is universal matching; UIDs match a single
+value or a backslash-separated list; text keys match a single value or, with ``*`` and ``?``,
+wildcards (person names case-insensitively, everything else case-sensitively); dates and times
+match a single value or a range (``a-b``, ``-b``, ``a-``, C.2.2.2.5). ``ModalitiesInStudy``
+matches a study holding a series of any of the listed modalities. Keys of a level below the
+query level are returned empty and not matched. Keys the index does not hold are returned
+empty (zero length), as C.2.2.1.2 allows.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlite_utils
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+# PS3.4 C.4.1.1.4 / C.4.2.1.5 / C.4.3.1.4 failure statuses of the Query/Retrieve services
+IDENTIFIER_MISMATCH = 0xA900  # no or an unsupported QueryRetrieveLevel for Study Root
+UNABLE_TO_PROCESS = 0xC000  # an Identifier that cannot be decoded or holds an invalid value
+ERROR_COMMENT_MAX = 64  # Error Comment (0000,0902) is LO: at most 64 characters (PS3.5 6.2)
+NO_PATIENT_ID_PREFIX = "NOID-"  # MRNs the ingest invents when an instance has no PatientID
+
+
+class Level(enum.IntEnum):
+    """Study Root information model levels (PS3.4 C.6.2), outermost first."""
+
+    STUDY = 1
+    SERIES = 2
+    IMAGE = 3
+
+
+class Kind(enum.Enum):
+    TEXT = "text"  # single value or wildcard, case-sensitive
+    NAME = "name"  # PN: single value or wildcard, case-insensitive
+    UID = "uid"  # single value or list (PS3.4 C.2.2.2.2)
+    DATE = "date"  # DA: single value or range
+    TIME = "time"  # TM: single value or range
+    NUMBER = "number"  # IS/US: single value
+    MODALITIES = "modalities"  # ModalitiesInStudy: any of the listed modalities
+    RETURN_ONLY = "return"  # counts: never matched, only returned
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key the index can match and return: its level, SQL expression and matching kind."""
+
+    keyword: str
+    level: Level
+    sql: str
+    kind: Kind
+
+
+_NAME = "rtrim(coalesce(p.last_name, '') || '^' || coalesce(p.first_name, ''), '^')"
+_MRN = f"CASE WHEN p.mrn LIKE '{NO_PATIENT_ID_PREFIX}%' THEN '' ELSE p.mrn END"
+KEYS: dict[str, Key] = {
+    k.keyword: k
+    for k in (
+        Key("PatientName", Level.STUDY, _NAME, Kind.NAME),
+        Key("PatientID", Level.STUDY, _MRN, Kind.TEXT),
+        Key("PatientBirthDate", Level.STUDY, "replace(p.birth_date, '-', '')", Kind.DATE),
+        Key("PatientSex", Level.STUDY, "p.sex", Kind.TEXT),
+        Key("StudyInstanceUID", Level.STUDY, "st.study_uid", Kind.UID),
+        Key("StudyDate", Level.STUDY, "st.study_date", Kind.DATE),
+        Key("StudyTime", Level.STUDY, "st.study_time", Kind.TIME),
+        Key("AccessionNumber", Level.STUDY, "st.accession_number", Kind.TEXT),
+        Key("StudyDescription", Level.STUDY, "st.description", Kind.TEXT),
+        Key("ReferringPhysicianName", Level.STUDY, "st.referring_physician", Kind.NAME),
+        Key("ModalitiesInStudy", Level.STUDY, "st.modalities", Kind.MODALITIES),
+        Key("NumberOfStudyRelatedSeries", Level.STUDY, "st.series_count", Kind.RETURN_ONLY),
+        Key("NumberOfStudyRelatedInstances", Level.STUDY, "st.instance_count", Kind.RETURN_ONLY),
+        Key("SeriesInstanceUID", Level.SERIES, "se.series_uid", Kind.UID),
+        Key("Modality", Level.SERIES, "se.modality", Kind.TEXT),
+        Key("SeriesNumber", Level.SERIES, "se.series_number", Kind.NUMBER),
+        Key("SeriesDescription", Level.SERIES, "se.description", Kind.TEXT),
+        Key("BodyPartExamined", Level.SERIES, "se.body_part", Kind.TEXT),
+        Key("NumberOfSeriesRelatedInstances", Level.SERIES, "se.instance_count", Kind.RETURN_ONLY),
+        Key("SOPInstanceUID", Level.IMAGE, "i.sop_instance_uid", Kind.UID),
+        Key("SOPClassUID", Level.IMAGE, "i.sop_class_uid", Kind.UID),
+        Key("InstanceNumber", Level.IMAGE, "i.instance_number", Kind.NUMBER),
+        Key("Rows", Level.IMAGE, "i.rows", Kind.NUMBER),
+        Key("Columns", Level.IMAGE, "i.columns", Kind.NUMBER),
+        Key("NumberOfFrames", Level.IMAGE, "i.number_of_frames", Kind.NUMBER),
+    )
+}
+# The unique key of each level (PS3.4 C.6.2.1), always returned
+UNIQUE = {
+    Level.STUDY: "StudyInstanceUID",
+    Level.SERIES: "SeriesInstanceUID",
+    Level.IMAGE: "SOPInstanceUID",
+}
+_FROM = {
+    Level.STUDY: "studies st JOIN patients p ON p.id = st.patient_id",
+    Level.SERIES: "series se JOIN studies st ON st.id = se.study_id"
+    " JOIN patients p ON p.id = st.patient_id",
+    Level.IMAGE: "instances i JOIN series se ON se.id = i.series_id"
+    " JOIN studies st ON st.id = se.study_id JOIN patients p ON p.id = st.patient_id",
+}
+_ORDER = {
+    Level.STUDY: "st.study_date, st.study_uid",
+    Level.SERIES: "st.study_uid, se.series_number, se.series_uid",
+    Level.IMAGE: "st.study_uid, se.series_uid, i.instance_number, i.sop_instance_uid",
+}
+_RETRIEVE_AE = 0x00080054  # Retrieve AE Title: answered with the receiver's own AE
+_FIXED = {0x00080056: "ONLINE"}  # Instance Availability: everything is on the local disk
+_DATE = re.compile(r"\d{8}")
+_TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
+
+
+class QueryError(Exception):
+    """The Identifier cannot be used; ``status`` is the DIMSE failure to answer."""
+
+    def __init__(self, status: int, comment: str) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment[:ERROR_COMMENT_MAX]
+
+
+@dataclass
+class Query:
+    """A parsed Identifier: the level, the SQL conditions and the keys to return."""
+
+    level: Level
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    returned: list[Key] = field(default_factory=list)
+    empty: list[tuple[int, str]] = field(default_factory=list)  # (tag, VR) returned empty
+    charset_requested: bool = False
+
+
+def parse_identifier(identifier: Dataset) -> Query:
+    """Check the Identifier of a Study Root request and build its query.
+
+    Raises :class:`QueryError`: 0xA900 when QueryRetrieveLevel is missing or not STUDY, SERIES
+    or IMAGE; 0xC000 when a matching value is invalid (a malformed date range, say).
+    """
+    try:
+        raw_level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+    except Exception:
+        raise QueryError(UNABLE_TO_PROCESS, "QueryRetrieveLevel cannot be read") from None
+    if not raw_level:
+        raise QueryError(IDENTIFIER_MISMATCH, "QueryRetrieveLevel (0008,0052) is missing")
+    if raw_level not in Level.__members__:
+        raise QueryError(
+            IDENTIFIER_MISMATCH,
+            f"QueryRetrieveLevel must be STUDY, SERIES or IMAGE, not {raw_level[:8]}",
+        )
+    level = Level[raw_level]
+    query = Query(level)
+    for elem in _elements(identifier):
+        keyword = elem.keyword
+        if keyword in ("QueryRetrieveLevel",):
+            continue
+        if keyword == "SpecificCharacterSet":
+            query.charset_requested = True
+            continue
+        key = KEYS.get(keyword)
+        if key is None or key.level > level:
+            if elem.tag.group != 0x0002 and not elem.tag.is_private:
+                query.empty.append((int(elem.tag), elem.VR))
+            continue
+        query.returned.append(key)
+        value = elem.value
+        if elem.VR == "SQ" or value is None or key.kind is Kind.RETURN_ONLY:
+            continue
+        _add_condition(query, key, value)
+    for lvl in Level:
+        if lvl <= level and all(k.keyword != UNIQUE[lvl] for k in query.returned):
+            query.returned.append(KEYS[UNIQUE[lvl]])
+    return query
+
+
+def _elements(identifier: Dataset) -> list[Any]:
+    try:
+        return list(identifier)
+    except Exception:
+        raise QueryError(UNABLE_TO_PROCESS, "the Identifier cannot be decoded") from None
+
+
+def _values(value: Any) -> list[str]:
+    items = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    return [str(v).strip().rstrip("\x00") for v in items]
+
+
+def _add_condition(query: Query, key: Key, value: Any) -> None:
+    values = [v for v in _values(value) if v != ""]
+    if not values or all(set(v) == {"*"} for v in values):
+        return  # universal matching (C.2.2.2.3)
+    if key.kind is Kind.UID:
+        marks = ", ".join("?" for _ in values)
+        query.where.append(f"{key.sql} IN ({marks})")
+        query.params.extend(values)
+        return
+    clauses: list[str] = []
+    for single in values:
+        clause, params = _single(key, single)
+        clauses.append(clause)
+        query.params.extend(params)
+    query.where.append(clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")")
+
+
+def _single(key: Key, value: str) -> tuple[str, list[Any]]:
+    if key.kind is Kind.DATE:
+        return _range(key, value, _DATE, "YYYYMMDD")
+    if key.kind is Kind.TIME:
+        return _range(key, value, _TIME, "HHMMSS")
+    if key.kind is Kind.NUMBER:
+        try:
+            return f"{key.sql} = ?", [int(value)]
+        except ValueError:
+            raise QueryError(UNABLE_TO_PROCESS, f"{key.keyword} must be a number") from None
+    if key.kind is Kind.MODALITIES:
+        inner, params = _text("ms.modality", value, case_insensitive=False)
+        return (
+            f"EXISTS (SELECT 1 FROM series ms WHERE ms.study_id = st.id AND {inner})",  # noqa: S608
+            params,
+        )
+    return _text(key.sql, value, case_insensitive=key.kind is Kind.NAME)
+
+
+def _text(sql: str, value: str, *, case_insensitive: bool) -> tuple[str, list[Any]]:
+    if "*" in value or "?" in value:
+        pattern = value.replace("[", "[[]")  # GLOB: only * and ? are wildcards here
+        if case_insensitive:
+            return f"lower({sql}) GLOB ?", [pattern.lower()]
+        return f"{sql} GLOB ?", [pattern]
+    if case_insensitive:
+        return f"lower({sql}) = ?", [value.lower()]
+    return f"{sql} = ?", [value]
+
+
+def _range(key: Key, value: str, form: re.Pattern[str], shape: str) -> tuple[str, list[Any]]:
+    """Single value or range matching of DA/TM values (PS3.4 C.2.2.2.5)."""
+    low, dash, high = value.partition("-")
+    low, high = low.strip(), high.strip()
+    for part in (low, high):
+        if part and not form.fullmatch(part):
+            raise QueryError(UNABLE_TO_PROCESS, f"{key.keyword} must be {shape} or a range of them")
+    if key.kind is Kind.TIME:
+        column = f"substr(replace({key.sql}, ':', '') || '000000', 1, 6)"
+        low = (low.split(".")[0] + "000000")[:6] if low else ""
+        high = (high.split(".")[0] + "999999")[:6] if high else ""
+    else:
+        column = key.sql
+    if not dash:
+        return f"{column} = ?", [low]
+    if low and high:
+        if low > high:
+            raise QueryError(UNABLE_TO_PROCESS, f"{key.keyword} range ends before it starts")
+        return f"{column} BETWEEN ? AND ?", [low, high]
+    if low:
+        return f"{column} >= ?", [low]
+    if high:
+        return f"{column} <= ?", [high]
+    return "1 = 1", []  # "-" alone: every value
+
+
+def _sql(query: Query, columns: list[str]) -> tuple[str, list[Any]]:
+    where = " AND ".join(query.where) if query.where else "1 = 1"
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {_FROM[query.level]}"  # noqa: S608 (fixed parts)
+        f" WHERE {where} ORDER BY {_ORDER[query.level]}"
+    )
+    return sql, list(query.params)
+
+
+def find(db: sqlite_utils.Database, query: Query, *, retrieve_ae: str) -> Iterator[Dataset]:
+    """One C-FIND response Identifier per match, holding the requested keys (PS3.4 C.4.1.2)."""
+    keys = list(dict.fromkeys(query.returned))
+    sql, params = _sql(query, [k.sql for k in keys])
+    for row in db.execute(sql, params):
+        ds = Dataset()
+        ds.QueryRetrieveLevel = query.level.name
+        for key, value in zip(keys, row, strict=True):
+            _set(ds, key, value)
+        for tag, vr in query.empty:
+            if tag not in ds:
+                ds.add_new(tag, vr, [] if vr == "SQ" else _FIXED.get(tag))
+        if _RETRIEVE_AE in ds:
+            ds[_RETRIEVE_AE].value = retrieve_ae
+        if query.charset_requested or any(_non_ascii(e.value) for e in ds):
+            ds.SpecificCharacterSet = "ISO_IR 192"
+        yield ds
+
+
+def _set(ds: Dataset, key: Key, value: Any) -> None:
+    if key.kind is Kind.MODALITIES:
+        modalities = [m for m in str(value or "").split("\\") if m]
+        setattr(ds, key.keyword, modalities if len(modalities) != 1 else modalities[0])
+        return
+    if key.kind in (Kind.NUMBER, Kind.RETURN_ONLY):
+        setattr(ds, key.keyword, int(value) if value is not None else None)
+        return
+    setattr(ds, key.keyword, "" if value is None else str(value))
+
+
+def _non_ascii(value: Any) -> bool:
+    if isinstance(value, Sequence):
+        return False
+    return any(ord(ch) > 127 for ch in str(value))
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance a retrieve sends: where its file is and how it is encoded."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    storage_key: str
+    study_uid: str
+    series_uid: str
+
+
+def instances(db: sqlite_utils.Database, query: Query) -> list[StoredInstance]:
+    """Every stored instance under the entities the query matches (C-GET/C-MOVE, C.4.2.2)."""
+    image_level = Query(
+        Level.IMAGE, where=query.where, params=query.params, returned=query.returned
+    )
+    sql, params = _sql(
+        image_level,
+        [
+            "i.sop_instance_uid",
+            "i.sop_class_uid",
+            "coalesce(i.transfer_syntax_uid, '')",
+            "i.storage_key",
+            "st.study_uid",
+            "se.series_uid",
+        ],
+    )
+    return [StoredInstance(*(str(v) for v in row)) for row in db.execute(sql, params)]
+
+
+def retrieve_query(identifier: Dataset) -> Query:
+    """The query of a C-GET/C-MOVE: like C-FIND's, but the level's unique key must be given
+    (PS3.4 C.4.2.2.1: a retrieve names the entities by their unique keys)."""
+    query = parse_identifier(identifier)
+    unique = UNIQUE[query.level]
+    value = identifier.get(unique)
+    if value is None or not [v for v in _values(value) if v]:
+        raise QueryError(IDENTIFIER_MISMATCH, f"a {query.level.name} retrieve needs {unique}"[:64])
+    return query

@@ -1,0 +1,650 @@
+"""The DICOM receiver: a pynetdicom SCP whose behaviour is a table of event handlers.
+
+Services (PS3.4): Verification (Annex A, C-ECHO), Storage (Annex B, C-STORE) for every storage
+SOP class pynetdicom knows, in the transfer syntaxes of :data:`TRANSFER_SYNTAXES`, and Study Root
+Query/Retrieve (Annex C: C-FIND, C-GET, C-MOVE at STUDY, SERIES and IMAGE level, matched over the
+index by :mod:`appliance.dicom.query`). Messages and statuses are those of PS3.7 (DIMSE).
+
+C-STORE stores what was received, as received (no transcoding): the encoded dataset goes to
+:meth:`Ingestor.ingest` and the response is sent only after it returns, so a success status
+(0x0000) always means the file is fsynced and indexed. Statuses (PS3.4 B.2.3):
+
+* 0x0000 stored, or a duplicate of a stored SOP Instance UID (counted, not stored again);
+* 0xA700 refused, out of resources: free disk below ``RADIANT_MIN_FREE_GB`` (nothing written);
+* 0xA701 refused, out of resources: storing failed inside the appliance (retry later);
+* 0xC000 cannot understand: the instance was quarantined; Error Comment gives the reason.
+
+Datasets are received in memory (pynetdicom's default), so an aborted association never leaves a
+half-received file anywhere: only a complete C-STORE request reaches the handler.
+
+C-GET and C-MOVE send the stored files' bytes unchanged: a sub-operation is sent only over a
+presentation context whose transfer syntax is the file's own; otherwise it fails (counted in
+Number of Failed Sub-operations and listed in Failed SOP Instance UID List, with an Error
+Comment) instead of being transcoded. For this, the receiver switches pynetdicom to sending
+stored files in chunks without decoding (``STORE_SEND_CHUNKED_DATASET``), process-wide.
+
+Associations may be limited to calling AE titles (``RADIANT_DICOM_ALLOWED_AETS``, pynetdicom's
+``require_calling_aet``) and client IPs (``RADIANT_DICOM_ALLOWED_IPS``, checked on the
+A-ASSOCIATE-RQ); a refused association gets an A-ASSOCIATE-RJ (PS3.8 9.3.4) and an audit row.
+Logs and audit rows carry ids, AE titles and counts, never PHI.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.events import EventHandlerType
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from appliance.audit import service as audit
+from appliance.audit.models import Actor
+from appliance.context import AppContext
+from appliance.dicom.ingest import Outcome
+from appliance.dicom.query import (
+    ERROR_COMMENT_MAX,
+    UNABLE_TO_PROCESS,
+    Query,
+    QueryError,
+    StoredInstance,
+    find,
+    instances,
+    parse_identifier,
+    retrieve_query,
+)
+from appliance.logs import get_logger
+
+log = get_logger("radiant.receiver")
+
+# Transfer syntaxes accepted for storage (PS3.5 Annex A / PS3.6 Annex A)
+TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, First-Order Prediction (Process 14 SV1)
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 (Lossless Only)
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+]
+# DIMSE statuses (PS3.4 B.2.3 Storage, C.4 Query/Retrieve; PS3.7 Annex C)
+SUCCESS = 0x0000
+CANCEL = 0xFE00
+PENDING = 0xFF00
+OUT_OF_SPACE = 0xA700
+STORE_FAILED = 0xA701
+QUARANTINED = 0xC000
+SUBOPERATIONS_FAILED = 0xA702  # every C-GET/C-MOVE sub-operation failed
+SUBOPERATIONS_WARNING = 0xB000  # sub-operations complete, one or more failures
+MOVE_DESTINATION_UNKNOWN = 0xA801
+GB = 1_000_000_000
+MAX_PDU = 1 << 20  # largest P-DATA PDU we accept; the peer sends at most this much per PDU
+MAX_CONTEXTS = 128  # presentation contexts one A-ASSOCIATE-RQ may propose (PS3.8 9.3.2.2)
+JOIN_TIMEOUT_S = 10.0
+# A-ASSOCIATE-RJ (result, source, reason) of PS3.8 9.3.4 that pynetdicom sends, in words
+_REJECT_REASONS = {
+    (0x01, 0x03): "calling AE title not allowed",
+    (0x01, 0x07): "called AE title not recognised",
+    (0x02, 0x01): "user identity not accepted",
+    (0x03, 0x02): "too many associations at once",
+}
+
+
+@dataclass(frozen=True)
+class ReceiverStatus:
+    """What the screen shows about the receiver (counts since start)."""
+
+    listening: bool
+    host: str
+    port: int
+    ae_title: str
+    error: str | None
+    associations: int
+    active_associations: int
+    refused_associations: int
+    stored: int
+    duplicates: int
+    quarantined: int
+    refused_out_of_space: int
+    failed: int
+
+
+def _status(code: int, comment: str | None = None) -> Dataset:
+    """A status Dataset for a DIMSE response (PS3.7 Annex C); Error Comment is LO (64)."""
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:ERROR_COMMENT_MAX]
+    return ds
+
+
+def _failed_list(uids: list[str]) -> Dataset:
+    """The Identifier of a C-GET/C-MOVE failure or warning (PS3.4 C.4.2.1.4.2)."""
+    ds = Dataset()
+    ds.FailedSOPInstanceUIDList = uids
+    return ds
+
+
+def _nodelay(assoc: Association) -> None:
+    """TCP_NODELAY: without it each small DIMSE message waits on Nagle/delayed ACK."""
+    sock = getattr(assoc.dul.socket, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _calling_ae(assoc: Association) -> str:
+    primitive = assoc.requestor.primitive
+    title = getattr(primitive, "calling_ae_title", None) or assoc.requestor.ae_title
+    return str(title or "").strip()
+
+
+def _can_send(assoc: Association, item: StoredInstance) -> bool:
+    """An accepted context for the SOP class with exactly the file's transfer syntax, in
+    which we may act as the Storage SCU (C-GET: the requestor took the SCP role)."""
+    return any(
+        cx.abstract_syntax == item.sop_class_uid
+        and cx.transfer_syntax
+        and cx.transfer_syntax[0] == item.transfer_syntax_uid
+        and cx.as_scu
+        for cx in assoc.accepted_contexts
+    )
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings the receiver relies on.
+
+    No identifier or event logging (it would print PHI); datasets received in memory (no
+    half-written temp files); stored files sent as they are, never decoded and re-encoded.
+    """
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    _config.STORE_RECV_CHUNKED_DATASET = False
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def add_supported_contexts(ae: AE) -> None:
+    """Every storage SOP class with :data:`TRANSFER_SYNTAXES`, accepting both roles (C-GET's
+    SCP/SCU role selection, PS3.7 D.3.3.4), plus Verification and Study Root Q/R."""
+    for storage in AllStoragePresentationContexts:
+        ae.add_supported_context(
+            str(storage.abstract_syntax), TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
+    for service in (
+        Verification,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelGet,
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
+        ae.add_supported_context(service)
+
+
+class _StoredFileSender:
+    """Stands in for ``Association.send_c_store`` during C-GET/C-MOVE sub-operations.
+
+    pynetdicom hands each pending Dataset to ``send_c_store``; for the ones this receiver
+    announced, the stored file is sent instead (in chunks, bytes unchanged), and the outcome is
+    kept so the final response can list every failed instance.
+    """
+
+    def __init__(self, assoc: Association) -> None:
+        self.assoc = assoc
+        self.paths: dict[str, Path] = {}
+        self.failed: list[str] = []
+        self.completed = 0
+
+    @classmethod
+    def attach(cls, assoc: Association) -> _StoredFileSender:
+        current = assoc.__dict__.get("send_c_store")
+        if isinstance(current, cls):
+            return current
+        sender = cls(assoc)
+        setattr(assoc, "send_c_store", sender)  # noqa: B010 (shadows the bound method)
+        return sender
+
+    def begin(self) -> None:
+        self.paths.clear()
+        self.failed = []
+        self.completed = 0
+
+    def __call__(
+        self,
+        dataset: Dataset | str | Path,
+        msg_id: int = 1,
+        priority: int = 2,
+        originator_aet: str | None = None,
+        originator_id: int | None = None,
+    ) -> Dataset:
+        uid = str(getattr(dataset, "SOPInstanceUID", ""))
+        path = self.paths.pop(uid, None) if isinstance(dataset, Dataset) else None
+        target = path if path is not None else dataset
+        try:
+            result = Association.send_c_store(
+                self.assoc, target, msg_id, priority, originator_aet, originator_id
+            )
+        except Exception:
+            if path is not None:
+                self.failed.append(uid)
+            raise
+        if path is not None:
+            code = int(result.get("Status", UNABLE_TO_PROCESS))
+            if code == SUCCESS or 0xB000 <= code <= 0xBFFF:
+                self.completed += 1
+            else:
+                self.failed.append(uid)
+        return result
+
+
+class Receiver:
+    """The appliance's DICOM SCP; :meth:`start` listens without blocking, :meth:`stop` ends."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self._server: ThreadedAssociationServer | None = None
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._error: str | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def handlers(self) -> list[EventHandlerType]:
+        """The event handler table (pynetdicom style: one handler per event)."""
+        return [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_RELEASED, self._on_ended),
+            (evt.EVT_ABORTED, self._on_ended),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_C_MOVE, self._on_move),
+        ]
+
+    def start(self) -> None:
+        """Listen on ``RADIANT_DICOM_HOST:RADIANT_DICOM_PORT``; a failure is logged and shown
+        by :meth:`status` (the rest of the appliance keeps working)."""
+        if self._server is not None:
+            return
+        configure_pynetdicom()
+        settings = self.settings
+        ae = AE(ae_title=settings.dicom_ae_title)
+        ae.maximum_pdu_size = MAX_PDU
+        ae.require_calling_aet = sorted(settings.allowed_aets)
+        add_supported_contexts(ae)
+        address = (settings.dicom_host, settings.dicom_port)
+        try:
+            self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
+        except OSError as exc:
+            self._error = f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
+            log.error(
+                "receiver_not_listening",
+                host=address[0],
+                port=address[1],
+                error=exc.strerror or exc.__class__.__name__,
+            )
+            return
+        self._error = None
+        log.info(
+            "receiver_listening", host=address[0], port=address[1], ae_title=settings.dicom_ae_title
+        )
+
+    def stop(self) -> None:
+        """Stop accepting, abort associations still open and wait for their threads."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()  # no new associations from here on
+        active = list(server.active_associations)
+        for assoc in active:
+            if assoc.is_alive():
+                assoc.abort()
+        for assoc in active:
+            assoc.join(JOIN_TIMEOUT_S)
+        log.info("receiver_stopped", **self._snapshot())
+
+    def status(self) -> ReceiverStatus:
+        server = self._server
+        counts = self._snapshot()
+        return ReceiverStatus(
+            listening=server is not None,
+            host=self.settings.dicom_host,
+            port=self.settings.dicom_port,
+            ae_title=self.settings.dicom_ae_title,
+            error=self._error,
+            associations=counts["associations"],
+            active_associations=len(server.active_associations) if server else 0,
+            refused_associations=counts["refused_associations"],
+            stored=counts["stored"],
+            duplicates=counts["duplicates"],
+            quarantined=counts["quarantined"],
+            refused_out_of_space=counts["out_of_space"],
+            failed=counts["failed"],
+        )
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def _snapshot(self) -> dict[str, int]:
+        names = (
+            "associations",
+            "refused_associations",
+            "stored",
+            "duplicates",
+            "quarantined",
+            "out_of_space",
+            "failed",
+        )
+        with self._lock:
+            return {name: self._counts[name] for name in names}
+
+    def _actor(self, assoc: Association) -> Actor:
+        ip = str(assoc.requestor.address or "")
+        return Actor(name=f"dicom:{_calling_ae(assoc) or '?'}", role="system", client=ip)
+
+    # -- association events (PS3.8) -------------------------------------------------------------
+
+    def _on_conn_open(self, event: evt.Event) -> None:
+        _nodelay(event.assoc)
+
+    def _on_requested(self, event: evt.Event) -> None:
+        """A-ASSOCIATE-RQ received: refuse a client IP that is not on the allow-list; else let
+        a requestor that will receive (C-GET) choose the transfer syntax."""
+        allowed = self.settings.allowed_ips
+        assoc = event.assoc
+        if not allowed or str(assoc.requestor.address) in allowed:
+            _prefer_receivers_syntaxes(assoc)
+            return
+        self._refused(assoc, "calling IP address not allowed")
+        # rejected-permanent, by the service user, no reason given (PS3.8 9.3.4)
+        assoc.acse.send_reject(0x01, 0x01, 0x01)
+        assoc.is_rejected = True
+        assoc.kill()
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        """pynetdicom rejected the association (calling AE not allowed, too many, ...)."""
+        primitive = event.assoc.acceptor.primitive
+        key = (getattr(primitive, "result_source", 0), getattr(primitive, "diagnostic", 0))
+        self._refused(event.assoc, _REJECT_REASONS.get(key, "association rejected"))
+
+    def _refused(self, assoc: Association, reason: str) -> None:
+        self._count("refused_associations")
+        calling = _calling_ae(assoc)
+        log.warning("association_refused", calling_ae=calling, reason=reason)
+        try:
+            audit.record(
+                self.ctx.pool.get(),
+                self._actor(assoc),
+                "dicom.association",
+                outcome="refused",
+                detail={"calling_ae": calling, "reason": reason},
+            )
+        except Exception as exc:
+            log.error("audit_failed", action="dicom.association", error=exc.__class__.__name__)
+        finally:
+            self.ctx.pool.release()
+
+    def _on_established(self, event: evt.Event) -> None:
+        self._count("associations")
+
+    def _on_ended(self, event: evt.Event) -> None:
+        """Released or aborted: close the database connection of the association's thread."""
+        if threading.current_thread() is event.assoc:
+            self.ctx.pool.release()
+
+    # -- Verification (PS3.4 Annex A) -----------------------------------------------------------
+
+    def _on_echo(self, event: evt.Event) -> int:
+        return SUCCESS
+
+    # -- Storage (PS3.4 Annex B) ----------------------------------------------------------------
+
+    def _on_store(self, event: evt.Event) -> Dataset | int:
+        """Store the dataset as received; answer only once it is durable (or refused)."""
+        assoc = event.assoc
+        free = self.ctx.store.free_bytes()
+        if free < self.settings.min_free_gb * GB:
+            self._count("out_of_space")
+            log.warning(
+                "store_refused_disk_low", free_bytes=free, min_free_gb=self.settings.min_free_gb
+            )
+            return _status(OUT_OF_SPACE, "out of disk space on the receiver")
+        try:
+            data = event.encoded_dataset()
+            result = self.ctx.ingestor.ingest(
+                data, source="network", actor=self._actor(assoc), origin=_calling_ae(assoc)
+            )
+        except Exception as exc:
+            self._count("failed")
+            log.error("store_failed", error=exc.__class__.__name__)
+            return _status(STORE_FAILED, "the receiver could not store it; retry later")
+        if result.outcome is Outcome.STORED:
+            self._count("stored")
+            return SUCCESS
+        if result.outcome is Outcome.DUPLICATE:
+            self._count("duplicates")
+            return SUCCESS
+        self._count("quarantined")
+        log.warning("store_quarantined", quarantine_id=result.quarantine_id)
+        return _status(QUARANTINED, f"quarantined: {result.reason or 'invalid instance'}")
+
+    # -- Query/Retrieve (PS3.4 Annex C) ---------------------------------------------------------
+
+    def _identifier(self, event: evt.Event, parse: Callable[[Dataset], Query]) -> Query:
+        try:
+            identifier = event.identifier
+        except Exception:
+            raise QueryError(UNABLE_TO_PROCESS, "the Identifier cannot be decoded") from None
+        return parse(identifier)
+
+    def _on_find(self, event: evt.Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """C-FIND (C.4.1): one pending response per match, then success."""
+        try:
+            query = self._identifier(event, parse_identifier)
+        except QueryError as exc:
+            log.warning("find_refused", status=f"0x{exc.status:04X}", reason=exc.comment)
+            yield _status(exc.status, exc.comment), None
+            return
+        db = self.ctx.pool.get()
+        matches = list(find(db, query, retrieve_ae=self.settings.dicom_ae_title))
+        audit.record(
+            db,
+            self._actor(event.assoc),
+            "dicom.find",
+            detail={"level": query.level.name, "matches": len(matches)},
+        )
+        for identifier in matches:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, identifier
+
+    def _on_get(self, event: evt.Event) -> Iterator[Any]:
+        """C-GET (C.4.3): C-STORE sub-operations over the requesting association."""
+        try:
+            query = self._identifier(event, retrieve_query)
+        except QueryError as exc:
+            log.warning("get_refused", status=f"0x{exc.status:04X}", reason=exc.comment)
+            yield 1
+            yield _status(exc.status, exc.comment), _failed_list([])
+            return
+        db = self.ctx.pool.get()
+        matches = instances(db, query)
+        self._audit_retrieve(event.assoc, "dicom.get", query, matches, None)
+        yield len(matches)
+        if matches:
+            yield from self._suboperations(event, event.assoc, matches)
+
+    def _on_move(self, event: evt.Event) -> Iterator[Any]:
+        """C-MOVE (C.4.2): C-STORE sub-operations over a new association to a known peer."""
+        destination = (event.move_destination or "").strip()
+        peer = self.settings.peers.get(destination)
+        if peer is None:
+            log.warning("move_refused", destination=destination, reason="unknown destination")
+            self._audit(
+                event.assoc,
+                "dicom.move",
+                "refused",
+                {"destination": destination, "reason": "unknown move destination"},
+            )
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        try:
+            query = self._identifier(event, retrieve_query)
+        except QueryError as exc:
+            log.warning("move_refused", status=f"0x{exc.status:04X}", reason=exc.comment)
+            yield peer.host, peer.port, {"contexts": [build_context(Verification)]}
+            yield 1
+            yield _status(exc.status, exc.comment), _failed_list([])
+            return
+        db = self.ctx.pool.get()
+        matches = instances(db, query)
+        self._audit_retrieve(event.assoc, "dicom.move", query, matches, destination)
+        opened: list[Association] = []
+
+        def on_established(sub: evt.Event) -> None:
+            _nodelay(sub.assoc)
+            opened.append(sub.assoc)
+
+        contexts = _contexts_for(matches)
+        yield (
+            peer.host,
+            peer.port,
+            {
+                "contexts": contexts,
+                "evt_handlers": [(evt.EVT_ESTABLISHED, on_established)],
+            },
+        )
+        yield len(matches)
+        if matches and opened:
+            yield from self._suboperations(event, opened[0], matches)
+
+    def _suboperations(
+        self, event: evt.Event, store_assoc: Association, matches: list[StoredInstance]
+    ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """Pending yields for the sendable instances, then a final status for the rest."""
+        sender = _StoredFileSender.attach(store_assoc)
+        sender.begin()
+        not_accepted: list[str] = []
+        missing: list[str] = []
+        for item in matches:
+            if event.is_cancelled:
+                yield CANCEL, _failed_list(sender.failed + not_accepted + missing)
+                return
+            if not _can_send(store_assoc, item):
+                not_accepted.append(item.sop_instance_uid)
+                continue
+            path = self.ctx.store.path(item.storage_key)
+            if not path.is_file():
+                log.error("retrieve_file_missing", storage_key=item.storage_key)
+                missing.append(item.sop_instance_uid)
+                continue
+            sender.paths[item.sop_instance_uid] = path
+            announce = Dataset()
+            announce.SOPClassUID = item.sop_class_uid
+            announce.SOPInstanceUID = item.sop_instance_uid
+            yield PENDING, announce
+        log.info(
+            "retrieve_done",
+            sent=sender.completed,
+            failed=len(sender.failed),
+            not_accepted=len(not_accepted),
+            missing=len(missing),
+        )
+        if not_accepted or missing:
+            code = SUBOPERATIONS_WARNING if sender.completed else SUBOPERATIONS_FAILED
+            comment = (
+                f"{len(not_accepted)} not sent: transfer syntax not accepted"
+                if not_accepted
+                else f"{len(missing)} not sent: stored file missing"
+            )
+            yield _status(code, comment), _failed_list(sender.failed + not_accepted + missing)
+
+    def _audit_retrieve(
+        self,
+        assoc: Association,
+        action: str,
+        query: Query,
+        matches: list[StoredInstance],
+        destination: str | None,
+    ) -> None:
+        detail: dict[str, Any] = {
+            "level": query.level.name,
+            "studies": len({m.study_uid for m in matches}),
+            "series": len({m.series_uid for m in matches}),
+            "instances": len(matches),
+        }
+        if destination is not None:
+            detail["destination"] = destination
+        self._audit(assoc, action, "success", detail)
+
+    def _audit(self, assoc: Association, action: str, outcome: str, detail: dict[str, Any]) -> None:
+        audit.record(
+            self.ctx.pool.get(), self._actor(assoc), action, outcome=outcome, detail=detail
+        )
+
+
+def _prefer_receivers_syntaxes(assoc: Association) -> None:
+    """For a SOP class the requestor proposes to take the SCP role for (it will receive, as in
+    C-GET), accept the transfer syntax it lists first rather than ours.
+
+    PS3.8 9.3.2.2 leaves the choice among proposed syntaxes to the acceptor. For storage sent
+    to us our order holds (uncompressed first: a sender never has to compress). For instances
+    we send, the receiver's order says what it can take; since stored files are sent as they
+    are (never transcoded), its first choice is what makes its compressed files retrievable.
+    """
+    receiving = {str(uid) for uid, item in assoc.requestor.role_selection.items() if item.scp_role}
+    if not receiving:
+        return
+    preferred: dict[str, list[str]] = {}
+    for cx in assoc.requestor.requested_contexts:
+        if str(cx.abstract_syntax) in receiving:
+            order = preferred.setdefault(str(cx.abstract_syntax), [])
+            order.extend(str(ts) for ts in cx.transfer_syntax if str(ts) not in order)
+    contexts = []
+    for cx in assoc.acceptor.supported_contexts:
+        order = preferred.get(str(cx.abstract_syntax), [])
+        ours = [str(ts) for ts in cx.transfer_syntax]
+        if order:
+            ranked = [ts for ts in order if ts in ours] + [ts for ts in ours if ts not in order]
+            replacement = build_context(str(cx.abstract_syntax), ranked)
+            replacement.scu_role, replacement.scp_role = cx.scu_role, cx.scp_role
+            cx = replacement
+        contexts.append(cx)
+    assoc.acceptor.supported_contexts = contexts
+
+
+def _contexts_for(matches: list[StoredInstance]) -> list[PresentationContext]:
+    """One context per (SOP class, transfer syntax) among the matches, proposing exactly the
+    stored transfer syntax, at most :data:`MAX_CONTEXTS` (the others then fail, not transcode)."""
+    pairs = dict.fromkeys(
+        (m.sop_class_uid, m.transfer_syntax_uid) for m in matches if m.transfer_syntax_uid
+    )
+    contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in pairs]
+    return contexts[:MAX_CONTEXTS] or [build_context(Verification)]

@@ -1,0 +1,183 @@
+"""Study endpoints: upload, worklist, study, series, instances, original files and previews.
+
+Admins, radiologists and technicians upload; everyone signed in (viewers too) reads. Reads
+take this thread's own database connection (the endpoint's thread, not the dependency's).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import FileResponse
+
+from appliance.audit.models import Actor
+from appliance.auth.access import Allow
+from appliance.auth.models import Role
+from appliance.context import AppContext
+from appliance.dependencies import get_context
+from appliance.dicom.preview import Preset
+from appliance.studies import service, upload
+from appliance.studies.models import (
+    InstanceOut,
+    PatientStudies,
+    SeriesOut,
+    StudyDetail,
+    StudyPage,
+    UploadReport,
+)
+
+router = APIRouter(tags=["studies"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+Uploaders = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN)
+Readers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.VIEWER)
+Reader = Annotated[Actor, Depends(Readers)]
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [upload.FIELD],
+                    "properties": {
+                        upload.FIELD: {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "DICOM Part 10 files and/or .zip archives of them",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/api/studies/upload",
+    response_model=UploadReport,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        413: {"description": "Over RADIANT_UPLOAD_MAX_MB; files completed before are kept"},
+        415: {"description": "Not multipart/form-data"},
+        422: {"description": "No files, or a malformed or cut-off body"},
+    },
+)
+async def upload_studies(
+    request: Request, actor: Annotated[Actor, Depends(Uploaders)], ctx: Ctx
+) -> UploadReport:
+    """Store DICOM files and zip archives (field ``files``), streamed and ingested one by one.
+
+    Each file or archive entry gets an outcome: stored, duplicate, quarantined (malformed DICOM,
+    kept with its reason) or rejected (not DICOM, unsafe or oversized archive entry).
+    """
+    return await upload.receive(
+        request.stream(),
+        content_type=request.headers.get("content-type"),
+        content_length=request.headers.get("content-length"),
+        ingestor=ctx.ingestor,
+        settings=ctx.settings,
+        actor=actor,
+    )
+
+
+@router.get("/api/studies", response_model=StudyPage)
+def list_studies(
+    actor: Reader,
+    ctx: Ctx,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern=r"^[a-z_]{1,32}$", description="e.g. stable")
+    ] = None,
+    modality: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$")] = None,
+    search: Annotated[str | None, Query(max_length=128, description="name or MRN words")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StudyPage:
+    """The worklist: studies newest first, with their patient."""
+    return service.worklist(
+        ctx.pool.get(),
+        actor,
+        status=status_,
+        modality=modality,
+        search=search,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/api/studies/patient/{patient_id}", response_model=PatientStudies)
+def list_patient_studies(patient_id: str, actor: Reader, ctx: Ctx) -> PatientStudies:
+    """A patient's studies (``patient_id`` is our patient id, not the MRN), newest first."""
+    return service.patient_studies(ctx.pool.get(), patient_id, actor)
+
+
+@router.get("/api/studies/{study_id}", response_model=StudyDetail)
+def get_study(study_id: str, actor: Reader, ctx: Ctx) -> StudyDetail:
+    """A study with its patient and series."""
+    return service.get_study(ctx.pool.get(), study_id, actor)
+
+
+@router.get("/api/studies/{study_id}/series", response_model=list[SeriesOut])
+def list_series(study_id: str, actor: Reader, ctx: Ctx) -> list[SeriesOut]:
+    return service.study_series(ctx.pool.get(), study_id, actor)
+
+
+@router.get("/api/series/{series_id}/instances", response_model=list[InstanceOut])
+def list_instances(series_id: str, actor: Reader, ctx: Ctx) -> list[InstanceOut]:
+    """Instances by instance number, then by position along the slice normal."""
+    return service.series_instances(ctx.pool.get(), series_id, actor)
+
+
+@router.get(
+    "/api/instances/{instance_id}/file",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/dicom": {}}, "description": "The original file"}},
+)
+def get_instance_file(instance_id: str, actor: Reader, ctx: Ctx) -> FileResponse:
+    """The instance exactly as received (DICOM Part 10); ``X-Content-SHA256`` to check it."""
+    found = service.instance_file(ctx.pool.get(), ctx.store, instance_id, actor)
+    return FileResponse(
+        found.path,
+        media_type="application/dicom",
+        filename=f"{found.instance_id}.dcm",
+        headers={"Cache-Control": "no-store", "X-Content-SHA256": found.sha256},
+    )
+
+
+@router.get(
+    "/api/instances/{instance_id}/preview.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "One frame as PNG"}},
+)
+def get_instance_preview(
+    instance_id: str,
+    actor: Reader,
+    ctx: Ctx,
+    preset: Annotated[
+        Preset,
+        Query(description="CT window (HU) or auto: the file's own VOI, else percentiles"),
+    ] = "auto",
+    frame: Annotated[int, Query(ge=0, le=1_000_000, description="0-based frame index")] = 0,
+) -> Response:
+    """One frame rendered to an 8-bit PNG; the window used is told in ``X-Window-*`` headers.
+
+    CT presets apply to CT in Hounsfield units only; other images are shown with ``auto``.
+    """
+    image = service.instance_preview(
+        ctx.pool.get(), ctx.store, instance_id, actor, frame=frame, preset=preset
+    )
+    headers = {
+        "Cache-Control": "no-store",
+        "X-Frame": str(image.frame),
+        "X-Frame-Count": str(image.frames),
+        "X-Window-Source": image.source,
+    }
+    if image.preset:
+        headers["X-Window-Preset"] = image.preset
+    if image.window_center is not None and image.window_width is not None:
+        headers["X-Window-Center"] = f"{image.window_center:g}"
+        headers["X-Window-Width"] = f"{image.window_width:g}"
+    return Response(content=image.png, media_type="image/png", headers=headers)
