@@ -123,6 +123,7 @@ class ObjectStore:
             _fsync_dir(directory.parent)
         self.root = root.resolve()
         self._durable_dirs: set[Path] = set()
+        self._safe_dirs: set[Path] = set()
         self._lock = threading.Lock()
 
     # -- keys ---------------------------------------------------------------------------------
@@ -132,8 +133,18 @@ class ObjectStore:
         segments = _check_segments(key, "object key")
         candidate = self.root.joinpath(*segments)
         # resolve() follows symlinks already on disk, so a link inside the root that points
-        # elsewhere is refused as well.
-        if not candidate.resolve().is_relative_to(self.root):
+        # elsewhere is refused as well. Directories found safe are remembered (the store never
+        # creates links), so a series' instances do not each walk the whole path.
+        parent = candidate.parent
+        if parent not in self._safe_dirs:
+            if not parent.resolve().is_relative_to(self.root):
+                raise UnsafeKey(f"object key {key!r} resolves outside the store root")
+            if parent.is_dir():
+                with self._lock:
+                    if len(self._safe_dirs) >= _DURABLE_DIRS_MAX:
+                        self._safe_dirs.clear()
+                    self._safe_dirs.add(parent)
+        if candidate.is_symlink() and not candidate.resolve().is_relative_to(self.root):
             raise UnsafeKey(f"object key {key!r} resolves outside the store root")
         return candidate
 
