@@ -146,19 +146,14 @@ def _failed_list(uids: list[str]) -> Dataset:
     return ds
 
 
-# pynetdicom's DUL reactor sleeps this long whenever its queue is empty (1 ms by default); each
-# C-STORE waits on it more than once, which alone caps a single association near 300/s.
-DUL_LOOP_DELAY_S = 0.0001
-
-
 def _nodelay(assoc: Association) -> None:
-    """TCP_NODELAY: without it each small DIMSE message waits on Nagle/delayed ACK. Also
-    shortens the DUL reactor's idle sleep (a documented-in-source tuning attribute)."""
+    """TCP_NODELAY: without it each small DIMSE message waits on Nagle/delayed ACK.
+
+    (pynetdicom's reactors also poll with 1 ms sleeps; shortening the DUL's ``_run_loop_delay``
+    was tried and made C-MOVE sub-associations fail to negotiate under load: left alone.)"""
     sock = getattr(assoc.dul.socket, "socket", None)
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if hasattr(assoc.dul, "_run_loop_delay"):
-        assoc.dul._run_loop_delay = DUL_LOOP_DELAY_S
 
 
 def _calling_ae(assoc: Association) -> str:
