@@ -162,6 +162,9 @@ def _calling_ae(assoc: Association) -> str:
     return str(title or "").strip()
 
 
+SUBASSOCIATION_WAIT_S = 30.0
+
+
 def _can_send(assoc: Association, item: StoredInstance) -> bool:
     """An accepted context for the SOP class with exactly the file's transfer syntax, in
     which we may act as the Storage SCU (C-GET: the requestor took the SCP role)."""
@@ -530,10 +533,12 @@ class Receiver:
         matches = instances(db, query)
         self._audit_retrieve(event.assoc, "dicom.move", query, matches, destination)
         opened: list[Association] = []
+        established = threading.Event()
 
         def on_established(sub: evt.Event) -> None:
             _nodelay(sub.assoc)
             opened.append(sub.assoc)
+            established.set()
 
         contexts = _contexts_for(matches)
         yield (
@@ -545,8 +550,16 @@ class Receiver:
             },
         )
         yield len(matches)
-        if matches and opened:
+        # pynetdicom resumes here once the sub-association is established, but the
+        # EVT_ESTABLISHED handler runs in that association's thread and may not have run yet
+        # (seen under load): wait for it rather than skip the sub-operations.
+        if matches and established.wait(SUBASSOCIATION_WAIT_S):
             yield from self._suboperations(event, opened[0], matches)
+        elif matches:
+            log.error("move_subassociation_unseen", destination=destination)
+            yield _status(SUBOPERATIONS_FAILED, "no association to the destination"), (
+                _failed_list([m.sop_instance_uid for m in matches])
+            )
 
     def _suboperations(
         self, event: evt.Event, store_assoc: Association, matches: list[StoredInstance]
