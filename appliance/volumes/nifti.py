@@ -6,14 +6,19 @@ LPS affine with its first two rows negated: ``affine_ras = diag(-1, -1, 1, 1) @ 
 voxel order is untouched (no flips), and the array is written as (x, y, z), the transpose of the
 (z, y, x) array of a ``VolumeResult``. Both qform and sform carry the affine with code 1
 (scanner-based). The files are gzip-compressed with a zero timestamp, so the same volume always
-gives the same bytes.
+gives the same bytes: one gzip member (RFC 1952) at level 1 (on CT, level 6 saves about 2 % for
+three times the time), whose deflate stream is cut into fixed 4 MiB pieces compressed on every
+core at once, as pigz does; the pieces are fixed, so the bytes do not depend on the core count.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import struct
 import tempfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,9 @@ class NiftiVolume:
 
 def to_nifti_image(volume: VolumeResult) -> nib.Nifti1Image:
     """The ``Nifti1Image`` of a volume: (x, y, z) data, RAS affine in qform and sform."""
-    data = np.ascontiguousarray(np.transpose(volume.voxels, (2, 1, 0)))
+    # A view, no copy: (z, y, x) in C order is (x, y, z) in Fortran order, the order NIfTI
+    # stores, so nibabel writes the memory as it is (a C-ordered copy would be transposed twice).
+    data = np.transpose(volume.voxels, (2, 1, 0))
     affine_ras = LPS_TO_RAS @ volume.affine
     image = nib.Nifti1Image(data, affine_ras)  # type: ignore[no-untyped-call]
     image.set_qform(affine_ras, code=1)  # type: ignore[no-untyped-call]
@@ -50,7 +57,36 @@ def to_nifti_image(volume: VolumeResult) -> nib.Nifti1Image:
 
 def nifti_bytes(volume: VolumeResult) -> bytes:
     """The ``.nii.gz`` file content of a volume."""
-    return gzip.compress(to_nifti_image(volume).to_bytes(), compresslevel=6, mtime=0)
+    return gzip_bytes(to_nifti_image(volume).to_bytes())
+
+
+#: Deflate level and piece size of :func:`gzip_bytes`.
+COMPRESS_LEVEL = 1
+PIECE_BYTES = 4 * 1024 * 1024
+
+
+def gzip_bytes(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
+    """``data`` as one gzip member (mtime 0, OS unknown) with its deflate stream compressed in
+    :data:`PIECE_BYTES` pieces in parallel threads (zlib releases the GIL); every piece but the
+    last ends with a sync flush, so the pieces join into one valid stream."""
+    view = memoryview(data)
+    pieces = [view[start : start + PIECE_BYTES] for start in range(0, len(view), PIECE_BYTES)]
+    pieces = pieces or [view]
+    last = len(pieces) - 1
+
+    def deflate(item: tuple[int, memoryview]) -> bytes:
+        index, piece = item
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        flush = zlib.Z_FINISH if index == last else zlib.Z_SYNC_FLUSH
+        return compressor.compress(piece) + compressor.flush(flush)
+
+    workers = max(1, min(len(pieces), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        body = b"".join(pool.map(deflate, enumerate(pieces)))
+    extra_flags = 4 if level == 1 else 2 if level == 9 else 0  # RFC 1952 XFL
+    header = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, extra_flags, 255)
+    trailer = struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
+    return header + body + trailer
 
 
 def write_nifti(volume: VolumeResult, path: Path) -> Path:
