@@ -1,0 +1,449 @@
+"""MedGemma behind any OpenAI-compatible chat-completions server (llama.cpp, Ollama, vLLM) or a
+Vertex AI endpoint.
+
+Request body (one user turn, the parts in the request's order; a system message first when
+given)::
+
+    {"model": ..., "temperature": 0, "max_tokens": N, "stream": false,
+     "messages": [{"role": "system", "content": "..."},
+                  {"role": "user", "content": [{"type": "text", "text": "..."},
+                      {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}},
+                      ...]}]}
+
+It is POSTed to ``<endpoint>/chat/completions``. With ``vertex`` the same body (less ``stream``)
+becomes ``{"instances": [{"@requestFormat": "chatCompletions", ...}]}`` POSTed to the
+endpoint's ``:predict`` URL, and the answer's ``predictions`` holds the chat completion (a
+single object; a one-element list is accepted too).
+
+Retries (tenacity): connection errors, timeouts, 429 and 5xx, with exponential back-off,
+a bounded number of attempts, and a 429/503 ``Retry-After`` honoured (a wait longer than the
+configured maximum ends the retries at once). Other 4xx are never retried. A server answer that
+the context, the number of images or an image's size is over its limit raises
+:class:`EngineLimitError`; exhausted retries raise :class:`EngineUnreachable`.
+
+The bearer token is read from the key file on every request, so a token refreshed by another
+process (a Vertex AI access token lasts one hour) is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+from pydantic import SecretStr
+from tenacity import RetryCallState, Retrying, retry_if_exception
+
+from ai.engines.base import (
+    EngineError,
+    EngineLimitError,
+    EngineName,
+    EngineRequest,
+    EngineResponse,
+    EngineUnavailable,
+    EngineUnreachable,
+    ImagePart,
+    Route,
+)
+
+log = structlog.get_logger("radiant.ai.openai")
+
+#: Server error text (llama.cpp, vLLM, OpenAI, Ollama) meaning the prompt exceeds the context.
+_CONTEXT_LIMIT = re.compile(
+    r"context[_ ]length|maximum context|context size|context window|exceed_context_size"
+    r"|max_model_len|maximum model length|prompt is too long|too many tokens"
+    r"|input is too large|n_ctx",
+    re.IGNORECASE,
+)
+#: Server error text meaning too many images, images not accepted, or an image too large.
+_IMAGE_LIMIT = re.compile(
+    r"at most \d+ image|too many images|image input is not supported|images? (?:is |are )?too large"
+    r"|image[^.]{0,40}exceeds|exceeds[^.]{0,40}image|maximum (?:number of )?images"
+    r"|limit[_ ]mm[_ ]per[_ ]prompt",
+    re.IGNORECASE,
+)
+_MAX_MESSAGE = 300
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """One OpenAI-compatible endpoint and how to talk to it.
+
+    ``url`` is the API base (``http://host:8080/v1``) or, with ``vertex``, the endpoint's
+    ``...:predict`` URL. ``setting_prefix`` names the settings in error messages.
+    """
+
+    url: str
+    model: str
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    vertex: bool = False
+    route: Route = "local"
+    setting_prefix: str = "RADIANT_AI_"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Attempts and waits for transient failures (seconds)."""
+
+    max_attempts: int = 4
+    base_wait_s: float = 1.0
+    max_wait_s: float = 60.0
+    timeout_s: float = 300.0
+    connect_timeout_s: float = 10.0
+
+
+class _RetryableStatus(Exception):
+    """A 429 or 5xx answer that may succeed later."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RetryableStatus | httpx.TransportError)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The server's error text: ``error.message`` / ``error`` / ``detail`` / the body, cut."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text.strip()[:_MAX_MESSAGE] or response.reason_phrase
+    message: Any = body
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail", body.get("message")))
+        if isinstance(error, dict):
+            parts = [str(error.get(key)) for key in ("type", "code") if error.get(key)]
+            message = " ".join([str(error.get("message", "")), *parts]).strip()
+        elif error is not None:
+            message = error
+    text = message if isinstance(message, str) else json.dumps(message)
+    return text.strip()[:_MAX_MESSAGE] or response.reason_phrase
+
+
+def limit_kind(message: str) -> str | None:
+    """``context`` or ``image`` when a server error text is about a limit, else None."""
+    if _IMAGE_LIMIT.search(message):
+        return "image"
+    if _CONTEXT_LIMIT.search(message):
+        return "context"
+    return None
+
+
+def _limit_error(message: str, kind: str, request: EngineRequest) -> EngineLimitError:
+    if kind == "image":
+        advice = (
+            f"the server cannot take {request.image_count} images of this size: raise its "
+            "image limit (vLLM --limit-mm-per-prompt, llama.cpp needs the --mmproj projector) "
+            "or send fewer images"
+        )
+    else:
+        advice = (
+            f"the prompt with {request.image_count} images (256 tokens each) does not fit the "
+            "server's context: raise it (llama.cpp -c, vLLM --max-model-len, Ollama num_ctx) "
+            "or send fewer images"
+        )
+    return EngineLimitError(f"{advice} (server said: {message})")
+
+
+class OpenAIEngine:
+    """Chat completions over HTTP with retries; thread-safe (one httpx client, no state)."""
+
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        policy: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if urlsplit(endpoint.url).scheme not in ("http", "https"):
+            raise EngineUnavailable(
+                f"{endpoint.setting_prefix}ENDPOINT must be an http(s) URL, got {endpoint.url!r}"
+            )
+        self.endpoint = endpoint
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(self.policy.timeout_s, connect=self.policy.connect_timeout_s),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.url = self._request_url()
+
+    @property
+    def name(self) -> EngineName:
+        return "openai"
+
+    def describe(self) -> dict[str, str | bool | None]:
+        parts = urlsplit(self.endpoint.url)
+        return {
+            "engine": "openai",
+            "configured": True,
+            "route": self.endpoint.route,
+            "endpoint": f"{parts.scheme}://{parts.netloc}{parts.path}",
+            "model": self.endpoint.model or None,
+            "vertex": self.endpoint.vertex,
+            "authenticated": bool(self.endpoint.api_key or self.endpoint.api_key_file),
+        }
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request_url(self) -> str:
+        url = self.endpoint.url.rstrip("/")
+        if self.endpoint.vertex:
+            return url if url.endswith(":predict") else url + ":predict"
+        if url.endswith("/chat/completions"):
+            return url
+        return url + "/chat/completions"
+
+    def _bearer(self) -> str | None:
+        if self.endpoint.api_key is not None:
+            return self.endpoint.api_key.get_secret_value().strip() or None
+        if self.endpoint.api_key_file is not None:
+            try:
+                token = self.endpoint.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise EngineUnavailable(
+                    f"{self.endpoint.setting_prefix}API_KEY_FILE {self.endpoint.api_key_file} "
+                    f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+                ) from None
+            if not token:
+                raise EngineUnavailable(
+                    f"{self.endpoint.setting_prefix}API_KEY_FILE {self.endpoint.api_key_file} "
+                    "is empty"
+                )
+            return token
+        return None
+
+    def build_body(self, request: EngineRequest) -> dict[str, Any]:
+        """The JSON body for ``request`` (Vertex-wrapped when configured)."""
+        content: list[dict[str, Any]] = []
+        for part in request.parts:
+            if isinstance(part, ImagePart):
+                encoded = base64.b64encode(part.jpeg).decode("ascii")
+                content.append(
+                    {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{encoded}"}}
+                )
+            else:
+                content.append({"type": "text", "text": part.text})
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": content})
+        chat: dict[str, Any] = {}
+        if self.endpoint.model:
+            chat["model"] = self.endpoint.model
+        chat |= {"messages": messages, "max_tokens": request.max_new_tokens, "temperature": 0}
+        if self.endpoint.vertex:
+            return {"instances": [{"@requestFormat": "chatCompletions", **chat}]}
+        return chat | {"stream": False}
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self.policy.base_wait_s * (2 ** (state.attempt_number - 1))
+        wait = min(backoff, self.policy.max_wait_s)
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, _RetryableStatus) and error.retry_after is not None:
+            wait = max(wait, error.retry_after)
+        return float(wait)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.policy.max_attempts:
+            return True
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        return (
+            isinstance(error, _RetryableStatus)
+            and error.retry_after is not None
+            and error.retry_after > self.policy.max_wait_s
+        )
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        log.warning(
+            "ai.openai.retry",
+            route=self.endpoint.route,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 3),
+            error=type(error).__name__ if error is not None else None,
+            status=getattr(error, "status", None),
+        )
+
+    def _post_once(self, body: dict[str, Any], request: EngineRequest) -> httpx.Response:
+        headers = {"Accept": "application/json"}
+        token = self._bearer()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self._client.post(self.url, json=body, headers=headers)
+        if response.is_success:
+            return response
+        message = _error_message(response)
+        kind = limit_kind(message)
+        status = response.status_code
+        if kind is not None and status != 429:
+            raise _limit_error(message, kind, request)
+        if status == 413:
+            raise _limit_error(message, "image", request)
+        if status == 429 or status >= 500:
+            raise _RetryableStatus(
+                status, message, parse_retry_after(response.headers.get("Retry-After"))
+            )
+        prefix = self.endpoint.setting_prefix
+        if status in (401, 403):
+            raise EngineError(
+                f"the AI endpoint refused the credentials (HTTP {status}): check "
+                f"{prefix}API_KEY or {prefix}API_KEY_FILE ({message})"
+            )
+        if status == 404:
+            raise EngineError(
+                f"the AI endpoint has no chat-completions route at {self.url} (HTTP 404): check "
+                f"{prefix}ENDPOINT (an API base URL such as http://host:8080/v1) and "
+                f"{prefix}MODEL ({message})"
+            )
+        raise EngineError(f"the AI endpoint rejected the request (HTTP {status}): {message}")
+
+    def generate(self, request: EngineRequest) -> EngineResponse:
+        body = self.build_body(request)
+        started = time.perf_counter()
+        retrying = Retrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = self._post_once(body, request)
+        except _RetryableStatus as exc:
+            asked = ""
+            if exc.retry_after is not None and exc.retry_after > self.policy.max_wait_s:
+                asked = (
+                    f"; it asked to retry after {exc.retry_after:g} s, more than "
+                    f"RADIANT_AI_RETRY_MAX_WAIT_S={self.policy.max_wait_s:g}"
+                )
+            raise EngineUnreachable(
+                f"the {self.endpoint.route} AI endpoint kept failing: HTTP {exc.status} after "
+                f"{attempts} attempt(s){asked} ({exc.message})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise EngineUnreachable(
+                f"the {self.endpoint.route} AI endpoint {urlsplit(self.url).netloc} could not be "
+                f"reached after {attempts} attempt(s): {type(exc).__name__} {exc}"
+            ) from None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        result = self._read_completion(response)
+        log.info(
+            "ai.openai.generated",
+            route=self.endpoint.route,
+            request_id=request.request_id,
+            images=request.image_count,
+            attempts=attempts,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            latency_ms=round(latency_ms, 1),
+            finish_reason=result.finish_reason,
+        )
+        return result.model_copy(update={"latency_ms": latency_ms})
+
+    def _read_completion(self, response: httpx.Response) -> EngineResponse:
+        try:
+            data: Any = response.json()
+        except ValueError:
+            raise EngineError("the AI endpoint answered with something that is not JSON") from None
+        if self.endpoint.vertex and isinstance(data, dict) and "predictions" in data:
+            data = data["predictions"]
+            if isinstance(data, list):
+                data = data[0] if data else None
+        if not isinstance(data, dict):
+            raise EngineError("the AI endpoint's answer is not a chat completion object")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise EngineError("the AI endpoint's answer has no choices")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise EngineError("the AI endpoint's answer has no message")
+        text = _message_text(message)
+        usage_raw = data.get("usage")
+        usage: dict[str, Any] = usage_raw if isinstance(usage_raw, dict) else {}
+        return EngineResponse(
+            text=text,
+            model_id=str(data.get("model") or self.endpoint.model or "unknown"),
+            model_revision=(
+                str(data["system_fingerprint"]) if data.get("system_fingerprint") else None
+            ),
+            engine="openai",
+            route=self.endpoint.route,
+            tokens_in=_int_or_none(usage.get("prompt_tokens")),
+            tokens_out=_int_or_none(usage.get("completion_tokens")),
+            latency_ms=0.0,
+            finish_reason=str(choice["finish_reason"]) if choice.get("finish_reason") else None,
+        )
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    """The answer text with the thinking trace kept.
+
+    Servers with a reasoning parser (llama.cpp ``--reasoning-format``, vLLM) move the trace to
+    ``reasoning_content``; it is put back between MedGemma's markers so ``ai.parsing`` sees
+    what the model wrote.
+    """
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(str(item.get("text", "")) for item in content if isinstance(item, dict))
+    text = content if isinstance(content, str) else ""
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning.strip() and "<unused95>" not in text:
+        text = f"<unused94>{reasoning}<unused95>{text}"
+    if not text:
+        raise EngineError("the AI endpoint's answer has no text")
+    return text
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
