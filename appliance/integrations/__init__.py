@@ -1,0 +1,1 @@
+"""Links to hospital systems: PACS (DICOM C-STORE with a persistent retry queue)."""
