@@ -12,17 +12,40 @@ run *ARGS: (apt "run")
     {{venv}}/radiant serve {{ARGS}}
 
 # Run the whole test suite (unit, integration, e2e) and the linters.
-test *ARGS: (apt "test") lint
+test *ARGS: (apt "test") azurite lint
     {{venv}}/python -m pytest {{ARGS}}
+
+azurite_version := "3.37.0"
+
+# Azurite (Azure Blob protocol server for the sync tests) into .cache/azurite, once per version.
+azurite:
+    @command -v npm >/dev/null || {{venv}}/python -m provisioning.packages ensure node
+    @test "$(node -p 'require("./.cache/azurite/node_modules/azurite/package.json").version' 2>/dev/null)" = "{{azurite_version}}" \
+        || npm install --no-audit --no-fund --silent --prefix .cache/azurite azurite@{{azurite_version}}
 
 # ruff and mypy over the project's packages.
 lint:
-    {{venv}}/ruff check appliance ui ai sync provisioning tests
+    {{venv}}/ruff check appliance ui ai sync provisioning tests bench
     {{venv}}/mypy
 
 # Ingest benchmark: the appliance's receiver against Orthanc (not a test).
 bench-ingest *ARGS: (apt "bench")
     {{venv}}/python bench/ingest.py {{ARGS}}
+
+# Volume benchmark: our reconstruction against dcm2niix and SimpleITK (not a test).
+bench-volumes *ARGS: (apt "test")
+    {{venv}}/python -c 'import SimpleITK' 2>/dev/null || {{venv}}/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
+    {{venv}}/python bench/volumes.py {{ARGS}}
+
+# AI benchmark: request to parsed findings for a CT (85 slices) and a chest X-ray with the
+# configured engine (RADIANT_AI_*, or --engine/--model-dir/--endpoint); not a test.
+bench-ai *ARGS:
+    {{venv}}/python bench/ai.py {{ARGS}}
+
+# Sync benchmark: database replication lag (Litestream) and file upload throughput (rclone crypt,
+# verified) against a plain `rclone copy`, on a local S3 server (not a test).
+bench-sync *ARGS:
+    {{venv}}/python bench/sync.py {{ARGS}}
 
 # Install the Debian packages a purpose needs (run | test) when any is missing.
 apt group:

@@ -19,11 +19,20 @@ from appliance.dicom.media import MediaWatcher
 from appliance.dicom.receiver import Receiver
 from appliance.dicom.recovery import recover
 from appliance.errors import NotFound
+from appliance.export.routes import router as export_router
+from appliance.integrations.pacs import PacsRetrier
+from appliance.jobs.routes import router as jobs_router
+from appliance.jobs.runner import JobRunner
 from appliance.patients.routes import router as patients_router
+from appliance.reports.routes import router as reports_router
 from appliance.studies.routes import router as studies_router
 from appliance.studies.stability import StabilityMonitor
 from appliance.studies.upload import discard_partial_uploads
 from appliance.system.routes import router as system_router
+from appliance.volumes import service as volumes
+from appliance.volumes.routes import router as volumes_router
+from sync.manager import SyncManager
+from sync.routes import router as sync_router
 
 log = logs.get_logger("radiant.app")
 
@@ -52,7 +61,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         recover(ctx)
         discard_partial_uploads(settings)
+        jobs = JobRunner(ctx.pool, lock_path=settings.data_dir / "jobs.lock")
+        jobs.register(volumes.JOB_KIND, volumes.volume_job(ctx), concurrency=1, resumable=True)
+        jobs.start()  # re-queues or fails the jobs a crash left running
+        app.state.jobs = jobs
         stability = StabilityMonitor(ctx.pool, settings.stable_age_s)
+        stability.listeners.append(volumes.auto_build_listener(ctx, jobs.enqueue))
         stability.start()
         app.state.stability = stability
         media_watcher = MediaWatcher(settings.media_root_paths, exclude=[settings.data_dir])
@@ -62,13 +76,22 @@ def create_app(
         if with_receiver:
             receiver.start()  # after recover(): nothing may arrive while it runs
         app.state.receiver = receiver
+        pacs_retrier = PacsRetrier(ctx.pool, ctx.store, settings)
+        pacs_retrier.start()  # re-sends report objects a PACS did not take
+        app.state.pacs_retrier = pacs_retrier
+        sync_manager = SyncManager(ctx)
+        sync_manager.start()  # replication; does nothing until a remote is configured
+        app.state.sync = sync_manager
         log.info("started", version=__version__, mode=settings.mode.value)
         try:
             yield
         finally:
             receiver.stop()
+            pacs_retrier.stop()
             media_watcher.stop()
             stability.stop()
+            jobs.stop()
+            sync_manager.stop()
             ctx.pool.close_all()
             log.info("stopped")
 
@@ -85,7 +108,18 @@ def create_app(
     app.state.secret_key = ctx.secret_key
     problems.install(app)
 
-    for router in (system_router, auth_router, patients_router, studies_router, audit_router):
+    for router in (
+        system_router,
+        auth_router,
+        patients_router,
+        studies_router,
+        volumes_router,
+        jobs_router,
+        reports_router,
+        export_router,
+        sync_router,
+        audit_router,
+    ):
         app.include_router(router)
 
     @app.api_route(

@@ -1,4 +1,5 @@
-"""The ``radiant`` command: serve, migrate, users, audit verification, media import, fsck.
+"""The ``radiant`` command: serve, migrate, users, audit verification, media import, fsck,
+volume export.
 
 Errors print one line to stderr and exit non-zero: 2 for configuration or usage, 1 for a refused
 operation or a failed check.
@@ -250,6 +251,37 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_volume_build(args: argparse.Namespace) -> int:
+    """Reconstruct one indexed series (by SeriesInstanceUID) and write it as NIfTI."""
+    from appliance.app import prepare
+    from appliance.errors import AppError
+    from appliance.volumes.service import export_series
+
+    out: Path = args.out
+    if not out.name.endswith((".nii.gz", ".nii")):
+        raise CliError(f"{out}: the output file name must end in .nii.gz or .nii", EXIT_CONFIG)
+    if not out.parent.is_dir():
+        raise CliError(f"{out.parent}: no such folder", EXIT_CONFIG)
+    ctx = prepare(_quiet_logs(_settings(args)))
+    try:
+        report = export_series(ctx, args.series_uid, out, _cli_actor())
+    except AppError as exc:
+        raise CliError(exc.detail) from None
+    finally:
+        ctx.pool.close_all()
+    for volume in report.written:
+        shape = " x ".join(str(n) for n in volume.shape)
+        label = f" ({volume.label})" if volume.label else ""
+        print(f"wrote {volume.path}: {shape}{label}")
+        for note in volume.notes:
+            print(f"  {note.code}: {note.text}")
+    for note in report.not_volumes:
+        print(f"not a volume: {note.text}")
+    if not report.written:
+        raise CliError("nothing written: the series holds no volume (see the reasons above)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiant", description="RadiantAI appliance")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -304,6 +336,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_dir_option(check)
     check.set_defaults(func=cmd_fsck)
+
+    volume = sub.add_parser("volume", help="3D volumes of indexed series").add_subparsers(
+        dest="volume_command", required=True, metavar="ACTION"
+    )
+    vbuild = volume.add_parser(
+        "build", help="reconstruct a series and write it as NIfTI (prints the QA notes)"
+    )
+    vbuild.add_argument("series_uid", metavar="SERIES_UID", help="SeriesInstanceUID")
+    vbuild.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.nii.gz",
+        help="output file; several volumes become FILE_1.nii.gz, FILE_2.nii.gz, ...",
+    )
+    data_dir_option(vbuild)
+    vbuild.set_defaults(func=cmd_volume_build)
+
+    from sync.cli import add_commands as add_sync_commands
+
+    add_sync_commands(sub, data_dir_option)
     return parser
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -67,6 +69,50 @@ class Settings(BaseSettings):
     dicom_allowed_ips: str = ""
     media_roots: str = "/media,/run/media,/mnt"
     upload_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 2048
+    auto_volumes: bool = True
+    # Reports and exports (appliance/export, appliance/integrations/pacs.py).
+    report_page_size: Literal["A4", "LETTER"] = "A4"
+    report_font_path: Path | None = None
+    pacs_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
+    pacs_retry_base_s: Annotated[float, Field(ge=0.01, le=86_400)] = 30.0
+    pacs_retry_max_s: Annotated[float, Field(ge=0.01, le=7 * 86_400)] = 3600.0
+    pacs_retry_poll_s: Annotated[float, Field(ge=0.01, le=3600)] = 5.0
+    # MedGemma engines (ai/engines): the local engine, the online endpoint, retries.
+    ai_engine: Literal["transformers", "openai", "none"] = "none"
+    ai_model_dir: Path | None = None
+    ai_endpoint: str | None = None
+    ai_model: str = "google/medgemma-1.5-4b-it"
+    ai_api_key: SecretStr | None = None
+    ai_api_key_file: Path | None = None
+    ai_vertex: bool = False
+    ai_online_endpoint: str | None = None
+    ai_online_model: str = "google/medgemma-1.5-4b-it"
+    ai_online_api_key: SecretStr | None = None
+    ai_online_api_key_file: Path | None = None
+    ai_online_vertex: bool = False
+    ai_online_fallback: bool = True
+    ai_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 300.0
+    ai_connect_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 10.0
+    ai_max_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    ai_retry_base_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    ai_retry_max_wait_s: Annotated[float, Field(ge=0, le=600)] = 60.0
+    # Replication to the hospital's bucket (sync/): Litestream (database), rclone crypt (files).
+    # Field order matters: the checks of a field see the fields declared above it.
+    sync_remote: str = ""
+    sync_bucket: str = ""
+    sync_prefix: str = ""
+    sync_endpoint: str | None = None
+    sync_region: str = ""
+    sync_access_key: SecretStr | None = None
+    sync_secret_key: SecretStr | None = None
+    sync_azure_account: str = ""
+    sync_azure_key: SecretStr | None = None
+    sync_encrypt: bool = True
+    sync_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
+    sync_stale_s: Annotated[float, Field(ge=1, le=86_400)] = 120.0
+    sync_snapshot_hours: Annotated[float, Field(ge=0.01, le=24 * 31)] = 24.0
+    retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
+    evict_free_gb: Annotated[float, Field(ge=0, le=100_000)] = 20.0
 
     @field_validator("dicom_ae_title")
     @classmethod
@@ -108,6 +154,133 @@ class Settings(BaseSettings):
         parse_peers(value)
         return value
 
+    @field_validator(
+        "ai_model_dir",
+        "ai_endpoint",
+        "ai_api_key",
+        "ai_api_key_file",
+        "ai_online_endpoint",
+        "ai_online_api_key",
+        "ai_online_api_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("report_page_size", mode="before")
+    @classmethod
+    def _page_size(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("report_font_path", mode="before")
+    @classmethod
+    def _font_path(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ai_engine", mode="before")
+    @classmethod
+    def _ai_engine(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ai_endpoint", "ai_online_endpoint")
+    @classmethod
+    def _ai_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.field_name == "ai_endpoint" and info.data.get("ai_engine") == "openai":
+                raise ValueError("must be set when RADIANT_AI_ENGINE=openai (the server's URL)")
+            return None
+        url = value.strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: use the API_KEY or API_KEY_FILE setting")
+        return url
+
+    @field_validator("ai_api_key_file", "ai_online_api_key_file")
+    @classmethod
+    def _ai_key_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        key_field = info.field_name.removesuffix("_file") if info.field_name else ""
+        if value is not None and info.data.get(key_field) is not None:
+            raise ValueError(
+                f"set either {ENV_PREFIX}{key_field.upper()} or this file, not both"
+            )
+        return value
+
+    @field_validator(
+        "sync_remote",
+        "sync_bucket",
+        "sync_prefix",
+        "sync_endpoint",
+        "sync_region",
+        "sync_access_key",
+        "sync_secret_key",
+        "sync_azure_account",
+        "sync_azure_key",
+        mode="before",
+    )
+    @classmethod
+    def _sync_blank(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value and info.field_name in _SYNC_OPTIONAL:
+                return None
+        return value
+
+    @field_validator("sync_remote")
+    @classmethod
+    def _sync_remote(cls, value: str) -> str:
+        return check_sync_remote(value)
+
+    @field_validator("sync_bucket")
+    @classmethod
+    def _sync_bucket(cls, value: str, info: ValidationInfo) -> str:
+        return check_sync_bucket(info.data.get("sync_remote", ""), value)
+
+    @field_validator("sync_prefix")
+    @classmethod
+    def _sync_prefix(cls, value: str) -> str:
+        return check_sync_prefix(value) if value else value
+
+    @field_validator("sync_endpoint")
+    @classmethod
+    def _sync_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://s3.example.org")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: use the ACCESS_KEY/SECRET_KEY settings")
+        return value.rstrip("/")
+
+    @field_validator("sync_secret_key")
+    @classmethod
+    def _sync_s3_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("sync_remote") == "s3":
+            if info.data.get("sync_access_key") is None:
+                raise ValueError(
+                    f"{ENV_PREFIX}SYNC_ACCESS_KEY and this must be set when "
+                    f"{ENV_PREFIX}SYNC_REMOTE=s3"
+                )
+            if value is None:
+                raise ValueError(f"must be set when {ENV_PREFIX}SYNC_REMOTE=s3")
+        return value
+
+    @field_validator("sync_azure_key")
+    @classmethod
+    def _sync_azure_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("sync_remote") == "azure":
+            if not info.data.get("sync_azure_account"):
+                raise ValueError(
+                    f"{ENV_PREFIX}SYNC_AZURE_ACCOUNT and this must be set when "
+                    f"{ENV_PREFIX}SYNC_REMOTE=azure"
+                )
+            if value is None:
+                raise ValueError(f"must be set when {ENV_PREFIX}SYNC_REMOTE=azure")
+        return value
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "radiant.db"
@@ -136,6 +309,11 @@ class Settings(BaseSettings):
     def media_root_paths(self) -> list[Path]:
         return [Path(p.strip()) for p in self.media_roots.split(",") if p.strip()]
 
+    @property
+    def ai_model_path(self) -> Path:
+        """The local MedGemma checkpoint directory (default ``<data_dir>/models/...``)."""
+        return self.ai_model_dir or self.data_dir / "models" / "medgemma-1.5-4b-it"
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -162,6 +340,50 @@ def parse_peers(value: str) -> dict[str, Peer]:
             raise ValueError(f"peer {entry!r} has an invalid AE title (1-16 characters)")
         peers[ae.strip()] = Peer(ae.strip(), host.strip("[]"), int(port))
     return peers
+
+
+SYNC_REMOTES = ("s3", "azure")
+_SYNC_OPTIONAL = frozenset(
+    {"sync_endpoint", "sync_access_key", "sync_secret_key", "sync_azure_key"}
+)
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_AZURE_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]")
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_sync_remote(value: str) -> str:
+    """``s3``, ``azure`` or empty (no replication)."""
+    remote = value.strip().lower()
+    if remote and remote not in SYNC_REMOTES:
+        raise ValueError(f"unknown remote {value!r}: must be s3, azure or empty (no replication)")
+    return remote
+
+
+def check_sync_bucket(remote: str, value: str) -> str:
+    """The bucket (S3) or container (Azure) name, required when a remote is set."""
+    bucket = value.strip()
+    if not remote:
+        return bucket
+    if not bucket:
+        raise ValueError(f"must be set when {ENV_PREFIX}SYNC_REMOTE={remote} (the bucket's name)")
+    pattern = _S3_BUCKET if remote == "s3" else _AZURE_CONTAINER
+    if not pattern.fullmatch(bucket):
+        kind = "an S3 bucket" if remote == "s3" else "an Azure container"
+        raise ValueError(
+            f"{bucket!r} is not {kind} name (3-63 lowercase letters, digits, hyphens"
+            f"{', dots' if remote == 's3' else ''})"
+        )
+    return bucket
+
+
+def check_sync_prefix(value: str) -> str:
+    """Folder inside the bucket: ``/``-separated segments of letters, digits, ``._-``."""
+    prefix = value.strip().strip("/")
+    if not prefix or not all(_PREFIX_SEGMENT.fullmatch(s) for s in prefix.split("/")):
+        raise ValueError(
+            f"{value!r} is not a folder name (letters, digits, '.', '_', '-', separated by '/')"
+        )
+    return prefix
 
 
 def _describe(error: ErrorDetails) -> str:

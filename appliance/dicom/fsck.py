@@ -3,7 +3,8 @@
 Checks that every ``instances`` row stored locally has its file with the recorded size and
 SHA-256, that every file under the store's ``dicom/`` is indexed, that no ``.tmp-`` partial write
 is left, that every quarantine row has its file (same size and hash) and every quarantined file
-its row, and that the audit hash chain is intact.
+its row, and that the audit hash chain and every report's version chain
+(:mod:`appliance.reports.verify`) are intact.
 
 Repair quarantines files that are not indexed (then deletes them from the store) and removes
 partials. It never deletes an index row or a quarantined file: a missing or altered file is
@@ -31,6 +32,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.logs import get_logger
+from appliance.reports.verify import verify_all as verify_reports
 from appliance.storage.service import (
     CHUNK_SIZE,
     DICOM_PREFIX,
@@ -144,6 +146,7 @@ class Kind(enum.StrEnum):
     QUARANTINE_MISMATCH = "quarantined file altered"
     QUARANTINE_UNRECORDED = "quarantined file without a row"
     AUDIT = "audit chain broken"
+    REPORT = "report chain broken"
 
 
 @dataclass
@@ -218,6 +221,8 @@ def fsck(
     report.audit_rows = chain.rows
     if not chain.ok:
         report.problems.append(Problem(Kind.AUDIT, f"at row {chain.first_bad_id}: {chain.reason}"))
+    for broken in verify_reports(db)[1]:
+        report.problems.append(Problem(Kind.REPORT, broken.line()))
     if repair:
         _repair(ctx, db, report, actor, grace_s)
     log.info(

@@ -21,6 +21,7 @@ PUBLIC = frozenset({"public"})
 ALL = frozenset({"admin", "radiologist", "technician", "viewer"})
 WRITERS = frozenset({"admin", "radiologist", "technician"})
 ADMIN = frozenset({"admin"})
+RADIOLOGIST = frozenset({"radiologist"})
 
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -41,6 +42,28 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/series/{series_id}/instances"): ALL,
     ("GET", "/api/instances/{instance_id}/file"): ALL,
     ("GET", "/api/instances/{instance_id}/preview.png"): ALL,
+    ("POST", "/api/volumes"): WRITERS,
+    ("GET", "/api/volumes/{volume_id}"): ALL,
+    ("GET", "/api/volumes/{volume_id}/nifti"): ALL,
+    ("GET", "/api/volumes/{volume_id}/slice.png"): ALL,
+    ("GET", "/api/series/{series_id}/volumes"): ALL,
+    ("GET", "/api/series/{series_id}/thumbnail.png"): ALL,
+    ("GET", "/api/jobs/{job_id}"): ALL,
+    ("POST", "/api/jobs/{job_id}/cancel"): WRITERS,
+    ("POST", "/api/reports"): WRITERS,
+    ("GET", "/api/reports/{report_id}"): ALL,
+    ("GET", "/api/reports/study/{study_id}"): ALL,
+    ("GET", "/api/reports/{report_id}/versions"): ALL,
+    ("PATCH", "/api/reports/{report_id}"): WRITERS,
+    ("PATCH", "/api/reports/{report_id}/finalize"): RADIOLOGIST,
+    ("GET", "/api/export/report/{report_id}/pdf"): ALL,
+    ("GET", "/api/export/report/{report_id}/json"): ALL,
+    ("GET", "/api/export/report/{report_id}/dicom-sr"): ALL,
+    ("GET", "/api/export/study/{study_id}/dicom-sr"): ALL,
+    ("GET", "/api/export/report/{report_id}/fhir"): ALL,
+    ("POST", "/api/export/report/{report_id}/send"): WRITERS,
+    ("POST", "/api/system/mode"): ADMIN,
+    ("GET", "/api/sync/status"): ADMIN,
     ("GET", "/api/audit"): ADMIN,
     ("GET", "/api/audit/verify"): ADMIN,
 }
