@@ -7,12 +7,20 @@ Text is set in an embedded TrueType font with wide coverage (DejaVu Sans from De
 fonts-dejavu-core: Latin, Greek, Cyrillic...), so names with accents or in other scripts print
 as themselves. Without it the PDF falls back to Helvetica (Latin-1 only), says so in its footer
 and the log warns ``report_font_missing``.
+
+DejaVu has no CJK glyphs, and ReportLab sets a run of text in one font, so every text run
+(paragraph markup and strings drawn on the canvas) is cut by font coverage
+(:func:`appliance.export.fontruns.split_runs`): characters the main font lacks go to the first
+installed fallback font that has them (WenQuanYi Micro Hei from Debian's fonts-wqy-microhei:
+Chinese, Japanese kana and kanji, Korean Hangul). A character no font has prints as a box and
+the log warns ``report_glyph_missing`` once with its code point (never the text).
 """
 
 from __future__ import annotations
 
 import io
 import threading
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +48,7 @@ from reportlab.platypus import (
 )
 
 from appliance import __version__
+from appliance.export.fontruns import Coverage, split_runs
 from appliance.logs import get_logger
 from appliance.reports.models import ReportContent, ReportFinding
 from appliance.reports.units import display
@@ -53,11 +62,23 @@ FONT_CANDIDATES = (
     Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),
     Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),
 )
+#: Fonts for characters the main font lacks, first that covers a character wins: (file, index
+#: in a TrueType collection). TrueType outlines only: ReportLab cannot embed CFF-based OpenType.
+FALLBACK_FONT_CANDIDATES = (
+    (Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"), 0),  # fonts-wqy-microhei
+    (Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"), 0),  # fonts-wqy-zenhei
+    (Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"), 0),  # no Hangul
+)
+#: What the standard Helvetica (WinAnsi) prints.
+_LATIN1 = frozenset(range(0x20, 0x7F)) | frozenset(range(0xA0, 0x100))
 FALLBACK_NOTE = "Unicode font missing: characters outside Latin-1 may not print."
 _LOCK = threading.Lock()
 _REGISTERED: dict[Path, tuple[str, str]] = {}
 _BOLD_FILES: dict[Path, Path] = {}
 _WATERMARKS: dict[tuple[Path | None, int, int], bytes] = {}
+_FALLBACKS: list[str] | None = None  # registered fallback font names, once looked for
+_COVERAGE: dict[str, Coverage] = {}
+_WARNED: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,98 @@ class Fonts:
     bold: str
     embedded: bool
     bold_path: Path | None = None
+    fallbacks: tuple[str, ...] = ()
+
+    def coverage(self) -> list[Coverage]:
+        """The main font then the fallbacks, each with the code points it has glyphs for."""
+        return [_coverage_of(name) for name in (self.regular, *self.fallbacks)]
+
+
+def _coverage_of(name: str) -> Coverage:
+    with _LOCK:
+        cached = _COVERAGE.get(name)
+        if cached is None:
+            font = pdfmetrics.getFont(name)
+            face = getattr(font, "face", None)
+            # A TTFont's character-to-glyph map; the standard fonts print Latin-1.
+            covered = face.charToGlyph if face is not None else _LATIN1
+            cached = _COVERAGE[name] = (name, covered)
+    return cached
+
+
+def _fallbacks() -> tuple[str, ...]:
+    """Register (once) the installed fallback fonts; their names."""
+    global _FALLBACKS
+    with _LOCK:
+        if _FALLBACKS is None:
+            names: list[str] = []
+            for path, index in FALLBACK_FONT_CANDIDATES:
+                if not path.is_file():
+                    continue
+                name = f"RadiantFallback-{len(names)}"
+                try:
+                    pdfmetrics.registerFont(TTFont(name, str(path), subfontIndex=index))
+                except Exception as exc:  # unreadable or CFF outlines: skip it
+                    log.warning("report_fallback_font_unusable", error=type(exc).__name__)
+                    continue
+                # No bold or italic face: <b>/<i> around a fallback run use the regular one.
+                pdfmetrics.registerFontFamily(
+                    name, normal=name, bold=name, italic=name, boldItalic=name
+                )
+                names.append(name)
+            _FALLBACKS = names
+        return tuple(_FALLBACKS)
+
+
+def _split(text: str, font: Fonts) -> list[tuple[str, str]]:
+    """``text`` as (font name, text) runs by coverage; warns once per uncovered code point."""
+    result = split_runs(text, font.coverage())
+    if result.missing:
+        with _LOCK:
+            new = sorted(result.missing - _WARNED)
+            _WARNED.update(new)
+        for point in new:
+            # The code point and its Unicode category only: never the text (PHI).
+            log.warning(
+                "report_glyph_missing",
+                codepoint=f"U+{point:04X}",
+                category=unicodedata.category(chr(point)),
+            )
+    return result.runs
+
+
+def markup(text: str | None, font: Fonts) -> str:
+    """``text`` as Paragraph markup: escaped, runs outside the main font in ``<font name>``,
+    newlines as ``<br/>``."""
+    parts = []
+    for name, run in _split(text or "", font):
+        escaped = escape(run).replace("\n", "<br/>")
+        parts.append(escaped if name == font.regular else f'<font name="{name}">{escaped}</font>')
+    return "".join(parts)
+
+
+def text_width(text: str, font: Fonts, size: float) -> float:
+    return float(sum(pdfmetrics.stringWidth(run, name, size) for name, run in _split(text, font)))
+
+
+def draw_text(
+    canvas: pdfcanvas.Canvas,
+    x: float,
+    y: float,
+    text: str,
+    font: Fonts,
+    size: float,
+    align: str = "left",
+) -> None:
+    """Draw one line on the canvas, each run in the font that covers it (from ``x`` leftwards
+    when ``align`` is ``right``)."""
+    runs = _split(text, font)
+    if align == "right":
+        x -= sum(pdfmetrics.stringWidth(run, name, size) for name, run in runs)
+    for name, run in runs:
+        canvas.setFont(name, size)
+        canvas.drawString(x, y, run)
+        x += pdfmetrics.stringWidth(run, name, size)
 
 
 def fonts(configured: Path | None = None) -> Fonts:
@@ -91,9 +204,9 @@ def fonts(configured: Path | None = None) -> Fonts:
                     log.warning("report_font_unusable", error=type(exc).__name__)
                     continue
             regular, bold = _REGISTERED[path]
-        return Fonts(regular, bold, True, _BOLD_FILES[path])
+        return Fonts(regular, bold, True, _BOLD_FILES[path], _fallbacks())
     log.warning("report_font_missing", searched=[str(p) for p in FONT_CANDIDATES])
-    return Fonts("Helvetica", "Helvetica-Bold", False)
+    return Fonts("Helvetica", "Helvetica-Bold", False, fallbacks=_fallbacks())
 
 
 @dataclass(frozen=True)
@@ -112,10 +225,6 @@ class PdfInput:
 
 
 KeyImageSource = Callable[[ReportFinding], bytes | None]
-
-
-def _p(text: str | None) -> str:
-    return escape(text or "").replace("\n", "<br/>")
 
 
 def _date(value: str | None) -> str:
@@ -183,11 +292,15 @@ class _Styles:
         )
         self.label = ParagraphStyle("label", parent=self.cell, fontName=font.bold)
 
+    def m(self, text: str | None) -> str:
+        """``text`` as Paragraph markup, each character in a font that has it."""
+        return markup(text, self.font)
+
 
 def _section(styles: _Styles, title: str, text: str | None) -> list[Flowable]:
     return [
-        Paragraph(escape(title), styles.heading),
-        Paragraph(_p(text) if text else "<i>None.</i>", styles.body),
+        Paragraph(styles.m(title), styles.heading),
+        Paragraph(styles.m(text) if text else "<i>None.</i>", styles.body),
     ]
 
 
@@ -208,10 +321,10 @@ def _header_table(styles: _Styles, data: PdfInput) -> Table:
     ]
     rows = [
         [
-            Paragraph(escape(a), styles.label),
-            Paragraph(escape(b), styles.cell),
-            Paragraph(escape(c), styles.label),
-            Paragraph(escape(d), styles.cell),
+            Paragraph(styles.m(a), styles.label),
+            Paragraph(styles.m(b), styles.cell),
+            Paragraph(styles.m(c), styles.label),
+            Paragraph(styles.m(d), styles.cell),
         ]
         for a, b, c, d in cells
     ]
@@ -237,19 +350,19 @@ def _findings_table(styles: _Styles, findings: list[ReportFinding]) -> Flowable:
     head = ["#", "Location", "Finding", "Conf.", "Measurements"]
     rows: list[list[Any]] = [[Paragraph(t, styles.label) for t in head]]
     for number, f in enumerate(findings, 1):
-        text = _p(f.text)
+        text = styles.m(f.text)
         if f.impression and f.impression != f.text:
-            text += f"<br/><i>{_p(f.impression)}</i>"
+            text += f"<br/><i>{styles.m(f.impression)}</i>"
         source = "AI" if f.source == "ai" else "Radiologist"
         rows.append(
             [
                 Paragraph(str(number), styles.cell),
-                Paragraph(_p(f.location or "-"), styles.cell),
+                Paragraph(styles.m(f.location or "-"), styles.cell),
                 Paragraph(
                     f"{text}<br/><font size=7>{source}, {f.review_state}</font>", styles.cell
                 ),
                 Paragraph(confidence_text(f), styles.cell),
-                Paragraph(_p(measurements_text(f) or "-"), styles.cell),
+                Paragraph(styles.m(measurements_text(f) or "-"), styles.cell),
             ]
         )
     table = Table(rows, colWidths=[7 * mm, 28 * mm, None, 21 * mm, 38 * mm], repeatRows=1)
@@ -280,7 +393,7 @@ def _key_images(
         )
         caption = f"Finding {number}: {where}"
         if png is None:
-            cells.append(Paragraph(escape(caption + ": image not available"), styles.small))
+            cells.append(Paragraph(styles.m(caption + ": image not available"), styles.small))
             continue
         marked = _marked_png(png, finding)
         with PILImage.open(io.BytesIO(marked)) as probe:
@@ -292,7 +405,7 @@ def _key_images(
         cells.append(
             [
                 Image(io.BytesIO(marked), width=width, height=height),
-                Paragraph(escape(caption), styles.small),
+                Paragraph(styles.m(caption), styles.small),
             ]
         )
     if not cells:
@@ -313,8 +426,8 @@ def _key_images(
 def _signature(styles: _Styles, data: PdfInput) -> list[Flowable]:
     if data.status in ("final", "amended"):
         text = (
-            f"Electronically signed by <b>{escape(data.signer_name or 'unknown')}</b> "
-            f"on {escape(_moment(data.signed_at))}."
+            f"Electronically signed by <b>{styles.m(data.signer_name or 'unknown')}</b> "
+            f"on {styles.m(_moment(data.signed_at))}."
         )
         if data.status == "amended":
             text += " Amended after signature: see addenda."
@@ -346,7 +459,7 @@ def _provenance(styles: _Styles, data: PdfInput) -> Paragraph:
             f"prompt {p.prompt_id or '-'} {p.prompt_version or ''}, analysis {p.analysis_id}"
         )
     parts.append(f"RadiantAI {__version__}")
-    return Paragraph(escape(" | ".join(parts)), styles.small)
+    return Paragraph(styles.m(" | ".join(parts)), styles.small)
 
 
 def _page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, Any], None]:
@@ -371,19 +484,19 @@ def _page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, 
             canvas.setFont(font.bold, 10)
             canvas.drawCentredString(width / 2, height - 10 * mm, WATERMARK)
         canvas.setFillColor(colors.HexColor("#343a40"))
-        canvas.setFont(font.regular, 8)
         when = _date(h.study_date) if h.study_date else ""
         who = f"{h.patient_name or '-'}  |  MRN {h.mrn}  |  {h.exam or ''} {when}".strip()
-        canvas.drawString(doc.leftMargin, height - 15 * mm, who[:140])
-        canvas.drawRightString(width - doc.rightMargin, height - 15 * mm, h.facility[:60])
+        draw_text(canvas, doc.leftMargin, height - 15 * mm, who[:140], font, 8)
+        draw_text(
+            canvas, width - doc.rightMargin, height - 15 * mm, h.facility[:60], font, 8, "right"
+        )
         canvas.setStrokeColor(colors.HexColor("#adb5bd"))
         canvas.line(doc.leftMargin, height - 16.5 * mm, width - doc.rightMargin, height - 16.5 * mm)
         canvas.line(doc.leftMargin, 17 * mm, width - doc.rightMargin, 17 * mm)
-        canvas.setFont(font.regular, 7)
         y = 13.5 * mm
         for line in footer_lines:
-            for part in _wrap(line, font.regular, 7, width - doc.leftMargin - doc.rightMargin):
-                canvas.drawString(doc.leftMargin, y, part)
+            for part in _wrap(line, font, 7, width - doc.leftMargin - doc.rightMargin):
+                draw_text(canvas, doc.leftMargin, y, part, font, 7)
                 y -= 3.2 * mm
         canvas.restoreState()
 
@@ -427,11 +540,11 @@ def _watermark_png(font: Fonts, width: int, height: int) -> bytes:
     return data
 
 
-def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
+def _wrap(text: str, font: Fonts, size: float, width: float) -> list[str]:
     words, lines, line = text.split(), [], ""
     for word in words:
         probe = f"{line} {word}".strip()
-        if pdfmetrics.stringWidth(probe, font, size) <= width or not line:
+        if text_width(probe, font, size) <= width or not line:
             line = probe
         else:
             lines.append(line)
@@ -488,9 +601,9 @@ def render(data: PdfInput, key_image: KeyImageSource) -> bytes:
         creator=f"RadiantAI {__version__}",
     )
     story: list[Flowable] = [
-        Paragraph(escape(content.header.facility), styles.title),
+        Paragraph(styles.m(content.header.facility), styles.title),
         Paragraph(
-            escape(f"Radiology report: {content.header.exam or 'imaging study'}"), styles.heading
+            styles.m(f"Radiology report: {content.header.exam or 'imaging study'}"), styles.heading
         ),
         _header_table(styles, data),
         Spacer(1, 3 * mm),
@@ -509,8 +622,8 @@ def render(data: PdfInput, key_image: KeyImageSource) -> bytes:
             story.append(
                 Paragraph(
                     f"<b>Addendum (version {addendum.version}), "
-                    f"{escape(addendum.author_name or 'unknown')}, "
-                    f"{escape(_moment(addendum.created_at))}:</b> {_p(addendum.text)}",
+                    f"{styles.m(addendum.author_name or 'unknown')}, "
+                    f"{styles.m(_moment(addendum.created_at))}:</b> {styles.m(addendum.text)}",
                     styles.body,
                 )
             )
