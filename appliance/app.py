@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 
 from appliance import __version__, logs, problems
+from appliance.analysis import service as analysis
+from appliance.analysis.routes import router as analysis_router
 from appliance.audit.routes import router as audit_router
 from appliance.auth.access import Public, check_guarded
 from appliance.auth.routes import router as auth_router
@@ -63,9 +65,12 @@ def create_app(
         discard_partial_uploads(settings)
         jobs = JobRunner(ctx.pool, lock_path=settings.data_dir / "jobs.lock")
         jobs.register(volumes.JOB_KIND, volumes.volume_job(ctx), concurrency=1, resumable=True)
+        jobs.register(analysis.JOB_KIND, analysis.analysis_job(ctx), concurrency=1, resumable=False)
         jobs.start()  # re-queues or fails the jobs a crash left running
+        analysis.reconcile(ctx.pool.get())  # analyses of jobs a crash failed: failed too
         app.state.jobs = jobs
         stability = StabilityMonitor(ctx.pool, settings.stable_age_s)
+        stability.listeners.append(analysis.auto_analysis_listener(ctx, jobs.enqueue))
         stability.listeners.append(volumes.auto_build_listener(ctx, jobs.enqueue))
         stability.start()
         app.state.stability = stability
@@ -115,6 +120,7 @@ def create_app(
         studies_router,
         volumes_router,
         jobs_router,
+        analysis_router,
         reports_router,
         export_router,
         sync_router,

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     ai_max_attempts: Annotated[int, Field(ge=1, le=10)] = 4
     ai_retry_base_s: Annotated[float, Field(ge=0, le=60)] = 1.0
     ai_retry_max_wait_s: Annotated[float, Field(ge=0, le=600)] = 60.0
+    # Queue a primary analysis for every stable study (appliance/analysis).
+    ai_auto: bool = False
     # Replication to the hospital's bucket (sync/): Litestream (database), rclone crypt (files).
     # Field order matters: the checks of a field see the fields declared above it.
     sync_remote: str = ""

@@ -1,0 +1,713 @@
+"""Analyses: request one (a row plus a persisted ``analysis`` job), run it, read it back.
+
+The job (:func:`analysis_job`) chooses the series (:func:`ai.prompts.select_series` unless one
+was given), gets or builds its volume, prepares the images (:mod:`ai.imaging`), builds the
+prompt, calls the engine, parses the answer and passes it through :func:`ai.safety.apply_safety`
+(the only way model text is stored). Findings keep the box in the safety layer's 0..1000
+``{y0, x0, y1, x1}`` form, plus pixels and mm when the volume's geometry allows, and
+``slice_index`` 0-based in the series' display order. Stages: preparing -> inferring -> parsing.
+
+Every model call is audited ``analysis.model_call`` with ids only (no PHI). A job that fails,
+is cancelled or is interrupted by a restart leaves its analysis ``failed`` / ``cancelled`` with
+the reason (:func:`reconcile`), never ``running``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from ai.boxes import box_to_pixels, square_padding
+from ai.confidence import assess_confidence
+from ai.engines.base import Engine, EngineError, EngineRequest, EngineUnavailable, engine_parts
+from ai.engines.none_engine import not_configured_message
+from ai.engines.select import build_engine
+from ai.imaging import PreparedImages, prepare_ct, prepare_mr
+from ai.parsing import parse_answer
+from ai.prompts import (
+    PromptRequest,
+    SeriesInfo,
+    build_comparison,
+    build_focused,
+    build_primary,
+    select_series,
+)
+from ai.safety import SafeAnalysis, apply_safety
+from appliance.analysis.models import (
+    AnalysisOut,
+    AnalysisRequest,
+    FindingOut,
+    MeasurementOut,
+)
+from appliance.audit import service as audit
+from appliance.audit.models import Actor
+from appliance.context import AppContext
+from appliance.db.connection import transaction
+from appliance.db.rows import new_id, now_iso
+from appliance.errors import AppError, InvalidInput, NotFound
+from appliance.jobs.models import Job, JobCancelled, JobFailed
+from appliance.logs import get_logger
+from appliance.volumes import service as volumes
+from appliance.volumes.nifti import read_nifti
+
+log = get_logger("radiant.analysis")
+
+JOB_KIND = "analysis"
+SYSTEM = Actor.system("analysis")
+VOLUME_MODALITIES = frozenset({"CT", "MR"})
+
+EngineFactory = Callable[[], Engine]
+Enqueue = Callable[[str, dict[str, Any], Actor], Any]
+
+
+class EngineNotConfigured(AppError):
+    """No AI engine: nothing is queued; the detail says what to configure."""
+
+    status = 503
+    title = "AI engine not configured"
+
+
+def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    cursor = db.execute(sql, params)
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def _one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[str, Any]:
+    found = _rows(db, sql, params)
+    if not found:
+        raise NotFound(f"{what} not found")
+    return found[0]
+
+
+# ---- requesting -------------------------------------------------------------------------------
+
+
+def request_analysis(
+    ctx: AppContext, body: AnalysisRequest, actor: Actor, enqueue: Enqueue
+) -> tuple[str, str]:
+    """Insert a queued analysis and its job; returns (analysis id, job id). Audited
+    ``analysis.request``. 503 :class:`EngineNotConfigured` when the engine is ``none``."""
+    db = ctx.pool.get()
+    engine = build_engine(ctx.settings)
+    engine_name = engine.name
+    engine.close()
+    if engine_name == "none":
+        audit.record(
+            db,
+            actor,
+            "analysis.request",
+            object_type="study",
+            object_id=body.study_id,
+            outcome="refused",
+            detail={"reason": "no_engine"},
+        )
+        raise EngineNotConfigured(not_configured_message(ctx.settings.ai_model_path))
+    study = _one(db, "SELECT id, patient_id FROM studies WHERE id = ?", (body.study_id,), "study")
+    if body.series_id is not None:
+        row = _one(db, "SELECT study_id FROM series WHERE id = ?", (body.series_id,), "series")
+        if row["study_id"] != study["id"]:
+            raise InvalidInput(f"series {body.series_id} is not part of study {body.study_id}")
+    if body.prior_study_id is not None:
+        if body.analysis_type != "comparison":
+            raise InvalidInput("prior_study_id is for a comparison analysis")
+        prior = _one(
+            db, "SELECT patient_id FROM studies WHERE id = ?", (body.prior_study_id,), "prior study"
+        )
+        if prior["patient_id"] != study["patient_id"] or body.prior_study_id == study["id"]:
+            raise InvalidInput("the prior study must be another study of the same patient")
+    if body.analysis_type == "focused" and not (body.target or "").strip():
+        raise InvalidInput("a focused analysis needs a target")
+    analysis_id = new_id()
+    with transaction(db):
+        db.execute(
+            "INSERT INTO analyses (id, study_id, series_id, prior_study_id, analysis_type,"
+            " clinical_indication, target, status, stage, requested_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', ?, ?)",
+            (
+                analysis_id,
+                body.study_id,
+                body.series_id,
+                body.prior_study_id,
+                body.analysis_type,
+                body.clinical_indication,
+                body.target,
+                actor.user_id,
+                now_iso(),
+            ),
+        )
+        audit.record(
+            db,
+            actor,
+            "analysis.request",
+            object_type="analysis",
+            object_id=analysis_id,
+            detail={"study_id": body.study_id, "analysis_type": body.analysis_type},
+        )
+    payload = {"analysis_id": analysis_id, "actor": actor.name, "role": actor.role}
+    queued = enqueue(JOB_KIND, payload, actor)
+    return analysis_id, str(queued.job.id)
+
+
+# ---- the job ----------------------------------------------------------------------------------
+
+
+def _set(db: sqlite_utils.Database, analysis_id: str, **values: Any) -> None:
+    columns = ", ".join(f"{name} = ?" for name in values)
+    with transaction(db):
+        db.execute(
+            f"UPDATE analyses SET {columns} WHERE id = ?",  # noqa: S608 (names are ours)
+            [*values.values(), analysis_id],
+        )
+
+
+def _series_info(db: sqlite_utils.Database, study_id: str) -> dict[str, SeriesInfo]:
+    found: dict[str, SeriesInfo] = {}
+    for row in _rows(db, "SELECT * FROM series WHERE study_id = ?", (study_id,)):
+        first = _rows(
+            db,
+            "SELECT image_orientation, slice_thickness FROM instances WHERE series_id = ?"
+            " ORDER BY instance_number IS NULL, instance_number LIMIT 1",
+            (row["id"],),
+        )
+        iop = (
+            json.loads(first[0]["image_orientation"])
+            if first and first[0]["image_orientation"]
+            else None
+        )
+        count = db.execute("SELECT COUNT(*) FROM instances WHERE series_id = ?", (row["id"],))
+        found[row["id"]] = SeriesInfo(
+            series_instance_uid=row["series_uid"],
+            modality=row["modality"] or "",
+            instance_count=int(count.fetchone()[0]),
+            series_description=row["description"] or "",
+            series_number=row["series_number"],
+            image_orientation_patient=tuple(iop) if iop and len(iop) == 6 else None,
+            slice_thickness=first[0]["slice_thickness"] if first else None,
+        )
+    return found
+
+
+def choose_series(db: sqlite_utils.Database, study_id: str) -> str:
+    """The series of the study the model sees (selection rules as data)."""
+    infos = _series_info(db, study_id)
+    modalities = [info.modality.upper() for info in infos.values()]
+    for modality in ("CT", "MR", *modalities):
+        if modality not in modalities:
+            continue
+        chosen = select_series(list(infos.values()), modality)
+        if chosen.series is not None:
+            uid = chosen.series.series_instance_uid
+            return next(k for k, v in infos.items() if v.series_instance_uid == uid)
+    raise JobFailed(f"no series of study {study_id} fits the selection rules")
+
+
+def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str | None:
+    """The latest earlier study of the same patient with the same modality, if any."""
+    study = _one(db, "SELECT * FROM studies WHERE id = ?", (study_id,), "study")
+    for row in _rows(
+        db,
+        "SELECT s.id, s.study_date, s.created_at FROM studies s WHERE s.patient_id = ?"
+        " AND s.id != ? AND EXISTS (SELECT 1 FROM series x WHERE x.study_id = s.id"
+        " AND UPPER(x.modality) = ?) ORDER BY s.study_date DESC, s.created_at DESC",
+        (study["patient_id"], study_id, modality.upper()),
+    ):
+        if study["study_date"] and row["study_date"]:
+            if row["study_date"] < study["study_date"]:
+                return str(row["id"])
+        elif row["created_at"] < study["created_at"]:
+            return str(row["id"])
+    return None
+
+
+class _Prepared:
+    """One series' model images and the geometry to map answers back."""
+
+    def __init__(
+        self,
+        series_id: str,
+        modality: str,
+        images: PreparedImages,
+        affine: np.ndarray[Any, Any],
+        shape: tuple[int, ...],
+        z_to_instance: dict[int, tuple[str, int]],
+    ) -> None:
+        self.series_id = series_id
+        self.modality = modality
+        self.images = images
+        self.affine = affine
+        self.shape = shape
+        self.z_to_instance = z_to_instance
+
+
+def _display_order(db: sqlite_utils.Database, series_id: str) -> list[dict[str, Any]]:
+    return _rows(
+        db,
+        "SELECT id, image_position FROM instances WHERE series_id = ?"
+        " ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
+        (series_id,),
+    )
+
+
+def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> _Prepared:
+    """Get (or build) the series' volume and turn it into model images."""
+    db = ctx.pool.get()
+    series = _one(db, "SELECT modality FROM series WHERE id = ?", (series_id,), "series")
+    modality = str(series["modality"] or "").upper()
+    if modality not in VOLUME_MODALITIES:
+        raise JobFailed(f"modality {modality or 'unknown'} is not analysed yet (CT and MR are)")
+    built = volumes.current_volumes(db, series_id)
+    if built is None:
+        try:
+            built = volumes.build_for_series(ctx, series_id, SYSTEM, job_id=job_id)
+        except AppError as exc:
+            raise JobFailed(exc.detail) from None
+    ready = [v for v in built if v.status == "ready"]
+    if not ready:
+        reason = next((v.reason or v.error for v in built if v.reason or v.error), None)
+        raise JobFailed(f"series {series_id} has no volume" + (f": {reason}" if reason else ""))
+    row = _one(db, "SELECT storage_key FROM volumes WHERE id = ?", (ready[0].id,), "volume")
+    volume = read_nifti(ctx.store.path(row["storage_key"]))
+    voxels = np.asarray(volume.voxels)
+    images = prepare_ct(voxels) if modality == "CT" else prepare_mr(voxels)
+    affine = np.asarray(volume.affine_lps, dtype=np.float64)
+    inverse = np.linalg.inv(affine)
+    z_to_instance: dict[int, tuple[str, int]] = {}
+    positions: list[tuple[float, str, int]] = []
+    for order, inst in enumerate(_display_order(db, series_id)):
+        if not inst["image_position"]:
+            continue
+        ipp = json.loads(inst["image_position"])
+        z = float((inverse @ np.array([*map(float, ipp[:3]), 1.0]))[2])
+        positions.append((z, inst["id"], order))
+    if positions:
+        for z_index in images.slice_indices:
+            _, instance_id, order = min(positions, key=lambda p: abs(p[0] - z_index))
+            z_to_instance[z_index] = (instance_id, order)
+    return _Prepared(series_id, modality, images, affine, voxels.shape, z_to_instance)
+
+
+def _box_json(box: Any, prepared: _Prepared) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "y0": box.y0,
+        "x0": box.x0,
+        "y1": box.y1,
+        "x1": box.x1,
+        "label": box.label,
+    }
+    rows, cols = int(prepared.shape[1]), int(prepared.shape[2])
+    try:
+        pixels = box_to_pixels(box, square_padding(rows, cols))
+    except ValueError:
+        return out
+    out["pixels"] = {
+        "row0": round(pixels.row0, 2),
+        "col0": round(pixels.col0, 2),
+        "row1": round(pixels.row1, 2),
+        "col1": round(pixels.col1, 2),
+        "clamped": pixels.clamped,
+        "empty": pixels.empty,
+    }
+    col_mm = float(np.linalg.norm(prepared.affine[:3, 0]))
+    row_mm = float(np.linalg.norm(prepared.affine[:3, 1]))
+    if col_mm > 0 and row_mm > 0:
+        out["mm"] = {
+            "width": round((pixels.col1 - pixels.col0) * col_mm, 2),
+            "height": round((pixels.row1 - pixels.row0) * row_mm, 2),
+        }
+    return out
+
+
+def _store_results(
+    db: sqlite_utils.Database, analysis_id: str, safe: SafeAnalysis, prepared: _Prepared
+) -> int:
+    now = now_iso()
+    boxes: dict[int | None, list[Any]] = {}
+    for box in safe.boxes:
+        boxes.setdefault(box.finding_index, []).append(box)
+    images = prepared.images.images
+    stored = 0
+    with transaction(db):
+        entries: list[tuple[Any, float, str, str | None, str | None, Any, list[Any]]] = []
+        for finding in safe.findings:
+            flags = [f.model_dump(mode="json") for f in finding.flags]
+            entries.append(
+                (
+                    finding,
+                    finding.confidence.value,
+                    finding.description,
+                    finding.location,
+                    finding.impression,
+                    (boxes.get(finding.index) or [None])[0],
+                    flags,
+                )
+            )
+        for box in boxes.get(None, []):
+            label = box.label or "Region of interest suggested by the model"
+            assessed = assess_confidence(
+                None, original_text=label, parse_repaired=False, narrative=False
+            )
+            flags = [f.model_dump(mode="json") for f in box.flags]
+            entries.append((None, assessed.value, label, None, None, box, flags))
+        for finding, confidence, description, location, impression, box, flags in entries:
+            slice_number = finding.slice if finding is not None else None
+            instance_id = slice_index = None
+            if slice_number is not None and 1 <= slice_number <= len(images):
+                z = images[slice_number - 1].slice_index
+                if z is not None and z in prepared.z_to_instance:
+                    instance_id, slice_index = prepared.z_to_instance[z]
+            finding_id = new_id()
+            db.execute(
+                "INSERT INTO findings (id, analysis_id, series_id, instance_id, slice_index,"
+                " location, description, impression, confidence, box, flags, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    finding_id,
+                    analysis_id,
+                    prepared.series_id,
+                    instance_id,
+                    slice_index,
+                    location,
+                    description,
+                    impression,
+                    min(1.0, max(0.0, float(confidence))),
+                    json.dumps(_box_json(box, prepared)) if box is not None else None,
+                    json.dumps(flags),
+                    now,
+                ),
+            )
+            stored += 1
+            for item in finding.measurements if finding is not None else ():
+                if not isinstance(item.value, float | int):
+                    continue
+                db.execute(
+                    "INSERT INTO measurements (id, finding_id, name, value, unit, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        new_id(),
+                        finding_id,
+                        item.name or "measurement",
+                        float(item.value),
+                        item.unit or "",
+                        now,
+                    ),
+                )
+    return stored
+
+
+def _prompt(analysis: dict[str, Any], modality: str, count: int, prior_count: int) -> PromptRequest:
+    kind = analysis["analysis_type"]
+    if kind == "comparison":
+        return build_comparison(
+            modality=modality,
+            prior_image_count=prior_count,
+            current_image_count=count,
+            clinical_indication=analysis["clinical_indication"],
+        )
+    if kind == "focused":
+        return build_focused(
+            modality=modality,
+            target=analysis["target"] or "",
+            clinical_indication=analysis["clinical_indication"],
+        )
+    return build_primary(
+        modality=modality, image_count=count, clinical_indication=analysis["clinical_indication"]
+    )
+
+
+def run_analysis(
+    ctx: AppContext,
+    analysis_id: str,
+    actor: Actor,
+    job: Job | None,
+    context: Any,
+    engine_factory: EngineFactory,
+) -> dict[str, Any]:
+    """The pipeline of one analysis (see the module docstring)."""
+    db = ctx.pool.get()
+    analysis = _one(db, "SELECT * FROM analyses WHERE id = ?", (analysis_id,), "analysis")
+    _set(db, analysis_id, status="running", stage="preparing", started_at=now_iso(), error=None)
+    context.progress("preparing", 0.05)
+    series_id = analysis["series_id"] or choose_series(db, analysis["study_id"])
+    current = prepare_series(ctx, series_id, job.id if job else None)
+    context.check_cancelled()
+    prior: _Prepared | None = None
+    prior_study = analysis["prior_study_id"]
+    if analysis["analysis_type"] == "comparison":
+        prior_study = prior_study or find_prior(db, analysis["study_id"], current.modality)
+        if prior_study is None:
+            raise JobFailed("no earlier study of this patient with the same modality to compare")
+        prior = prepare_series(ctx, choose_series(db, prior_study), job.id if job else None)
+    _set(db, analysis_id, series_id=series_id, prior_study_id=prior_study)
+    jpegs = [i.data for i in current.images.images]
+    if analysis["analysis_type"] == "focused":
+        middle = current.images.images[len(jpegs) // 2]
+        focus = [middle]
+        jpegs = [middle.data]
+        current.images = PreparedImages(
+            kind=current.images.kind,
+            images=tuple(focus),
+            sha256=current.images.sha256,
+            slice_count=current.images.slice_count,
+        )
+    prior_jpegs = [i.data for i in prior.images.images] if prior else []
+    prompt = _prompt(analysis, current.modality, len(jpegs), len(prior_jpegs))
+    from ai.imaging import images_sha256
+
+    sha = images_sha256([*prior_jpegs, *jpegs])
+    parts = engine_parts(prompt, jpegs, prior_jpegs)
+    context.check_cancelled()
+    _set(
+        db,
+        analysis_id,
+        stage="inferring",
+        prompt_id=prompt.template_id,
+        prompt_version=str(prompt.template_version),
+        images_sha256=sha,
+    )
+    context.progress("inferring", 0.3)
+    engine = engine_factory()
+    call = {
+        "study_id": analysis["study_id"],
+        "analysis_id": analysis_id,
+        "prompt_id": prompt.template_id,
+        "prompt_version": prompt.template_version,
+        "images_sha256": sha,
+        "image_count": len(jpegs) + len(prior_jpegs),
+    }
+    try:
+        response = engine.generate(EngineRequest(parts=parts, request_id=analysis_id))
+    except EngineError as exc:
+        audit.record(
+            db,
+            actor,
+            "analysis.model_call",
+            object_type="analysis",
+            object_id=analysis_id,
+            outcome="failed",
+            detail={**call, "engine": engine.name, "error": exc.__class__.__name__},
+        )
+        raise JobFailed(f"{exc.__class__.__name__}: {exc}") from None
+    finally:
+        engine.close()
+    audit.record(
+        db,
+        actor,
+        "analysis.model_call",
+        object_type="analysis",
+        object_id=analysis_id,
+        detail={
+            **call,
+            "engine": response.engine,
+            "route": response.route,
+            "model_id": response.model_id,
+            "model_revision": response.model_revision,
+            "latency_ms": round(response.latency_ms),
+            "tokens_in": response.tokens_in,
+            "tokens_out": response.tokens_out,
+            "finish_reason": response.finish_reason,
+            "fallback": response.fallback_reason is not None,
+        },
+    )
+    context.check_cancelled()
+    _set(db, analysis_id, stage="parsing")
+    context.progress("parsing", 0.8)
+    parsed = parse_answer(response.text, expect=prompt.expect, slice_count=len(jpegs))
+    safe = apply_safety(parsed)
+    count = _store_results(db, analysis_id, safe, current)
+    status = "needs_review" if safe.needs_review else "completed"
+    _set(
+        db,
+        analysis_id,
+        status=status,
+        stage="done",
+        engine=response.engine,
+        model_id=response.model_id,
+        model_revision=response.model_revision,
+        tokens_in=response.tokens_in,
+        tokens_out=response.tokens_out,
+        latency_ms=round(response.latency_ms),
+        raw_output=response.text,
+        overall_impression=safe.overall_impression,
+        disclaimer=safe.disclaimer,
+        verification_flag=safe.verification_flag,
+        completed_at=now_iso(),
+    )
+    audit.record(
+        db,
+        actor,
+        "analysis.complete",
+        object_type="analysis",
+        object_id=analysis_id,
+        detail={"status": status, "findings": count},
+    )
+    return {"analysis_id": analysis_id, "status": status, "findings": count}
+
+
+def analysis_job(
+    ctx: AppContext, engine_factory: EngineFactory | None = None
+) -> Callable[[Job, Any], dict[str, Any]]:
+    """The handler of ``analysis`` jobs (payload ``{"analysis_id", "actor", "role"}``)."""
+    factory = engine_factory or (lambda: build_engine(ctx.settings))
+
+    def handle(job: Job, context: Any) -> dict[str, Any]:
+        analysis_id = job.payload.get("analysis_id")
+        if not isinstance(analysis_id, str) or not analysis_id:
+            raise JobFailed("the payload names no analysis_id")
+        db = ctx.pool.get()
+        requested = _rows(db, "SELECT requested_by FROM analyses WHERE id = ?", (analysis_id,))
+        actor = Actor(
+            name=str(job.payload.get("actor") or SYSTEM.name),
+            role=job.payload.get("role"),
+            user_id=requested[0]["requested_by"] if requested else None,
+        )
+        try:
+            return run_analysis(ctx, analysis_id, actor, job, context, factory)
+        except JobCancelled:
+            asked = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job.id,))
+            row = asked.fetchone()
+            if row and row[0]:
+                _set(db, analysis_id, status="cancelled", stage="cancelled", completed_at=now_iso())
+            else:  # the appliance is shutting down: the job fails, so does the analysis
+                _fail(db, analysis_id, "interrupted by a shutdown")
+            raise
+        except EngineUnavailable as exc:
+            _fail(db, analysis_id, str(exc))
+            raise JobFailed(str(exc)) from None
+        except JobFailed as exc:
+            _fail(db, analysis_id, str(exc) or "failed")
+            raise
+        except Exception as exc:
+            _fail(db, analysis_id, f"{exc.__class__.__name__}: {exc}")
+            raise
+
+    return handle
+
+
+def _fail(db: sqlite_utils.Database, analysis_id: str, reason: str) -> None:
+    _set(db, analysis_id, status="failed", error=reason[:2000], completed_at=now_iso())
+
+
+def reconcile(db: sqlite_utils.Database, analysis_id: str | None = None) -> int:
+    """Analyses still queued/running whose job ended failed or cancelled (a restart, a cancel
+    before start) take the job's outcome and reason. Returns how many were fixed."""
+    sql = (
+        "SELECT a.id, j.status, j.error FROM analyses a JOIN jobs j ON j.kind = ?"
+        " AND json_extract(j.payload, '$.analysis_id') = a.id"
+        " WHERE a.status IN ('queued', 'running') AND j.status IN ('failed', 'cancelled')"
+    )
+    params: list[Any] = [JOB_KIND]
+    if analysis_id is not None:
+        sql += " AND a.id = ?"
+        params.append(analysis_id)
+    fixed = 0
+    for row in _rows(db, sql, params):
+        status = "cancelled" if row["status"] == "cancelled" else "failed"
+        _set(
+            db,
+            row["id"],
+            status=status,
+            stage=status,
+            error=row["error"] or status,
+            completed_at=now_iso(),
+        )
+        fixed += 1
+    return fixed
+
+
+def auto_analysis_listener(ctx: AppContext, enqueue: Enqueue) -> Callable[[Any], None]:
+    """A StabilityMonitor listener: a stable study gets a primary analysis when
+    ``RADIANT_AI_AUTO`` is on (and an engine is configured)."""
+
+    def on_stable(event: Any) -> None:
+        if event.kind != "study" or not ctx.settings.ai_auto:
+            return
+        db = ctx.pool.get()
+        if db.execute(
+            "SELECT 1 FROM analyses WHERE study_id = ? AND analysis_type = 'primary'",
+            (event.id,),
+        ).fetchone():
+            return
+        try:
+            request_analysis(ctx, AnalysisRequest(study_id=event.id), SYSTEM, enqueue)
+        except AppError as exc:
+            log.info("analysis_auto_skipped", study_id=event.id, reason=exc.title)
+
+    return on_stable
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def _out(db: sqlite_utils.Database, row: dict[str, Any]) -> AnalysisOut:
+    findings = []
+    for item in _rows(
+        db, "SELECT * FROM findings WHERE analysis_id = ? ORDER BY created_at, rowid", (row["id"],)
+    ):
+        measures = _rows(
+            db,
+            "SELECT id, name, value, unit FROM measurements WHERE finding_id = ?"
+            " ORDER BY created_at, rowid",
+            (item["id"],),
+        )
+        findings.append(
+            FindingOut(
+                id=item["id"],
+                series_id=item["series_id"],
+                instance_id=item["instance_id"],
+                slice_index=item["slice_index"],
+                location=item["location"],
+                description=item["description"],
+                impression=item["impression"],
+                confidence=float(item["confidence"]),
+                box=json.loads(item["box"]) if item["box"] else None,
+                flags=json.loads(item["flags"]) if item["flags"] else [],
+                review_state=item["review_state"],
+                measurements=[MeasurementOut(**m) for m in measures],
+            )
+        )
+    fields = {k: row[k] for k in AnalysisOut.model_fields if k in row and k != "findings"}
+    return AnalysisOut(**fields, findings=findings)
+
+
+def get_analysis(db: sqlite_utils.Database, analysis_id: str, actor: Actor) -> AnalysisOut:
+    """One analysis with its findings; audited ``analysis.read``."""
+    reconcile(db, analysis_id)
+    found = _rows(db, "SELECT * FROM analyses WHERE id = ?", (analysis_id,))
+    if not found:
+        audit.record(
+            db,
+            actor,
+            "analysis.read",
+            object_type="analysis",
+            object_id=analysis_id,
+            outcome="not_found",
+        )
+        raise NotFound(f"analysis {analysis_id} not found")
+    audit.record(db, actor, "analysis.read", object_type="analysis", object_id=analysis_id)
+    return _out(db, found[0])
+
+
+def study_analyses(db: sqlite_utils.Database, study_id: str, actor: Actor) -> list[AnalysisOut]:
+    """The analyses of a study, newest first; audited ``analysis.list``."""
+    _one(db, "SELECT id FROM studies WHERE id = ?", (study_id,), "study")
+    reconcile(db)
+    found = [
+        _out(db, r)
+        for r in _rows(
+            db, "SELECT * FROM analyses WHERE study_id = ? ORDER BY created_at DESC", (study_id,)
+        )
+    ]
+    audit.record(
+        db,
+        actor,
+        "analysis.list",
+        object_type="study",
+        object_id=study_id,
+        detail={"returned": [a.id for a in found]},
+    )
+    return found
