@@ -12,7 +12,7 @@ run *ARGS: (apt "run")
     {{venv}}/radiant serve {{ARGS}}
 
 # Run the whole test suite (unit, integration, e2e) and the linters.
-test *ARGS: (apt "test") azurite lint
+test *ARGS: (apt "run") (apt "test") azurite lint
     {{venv}}/python -m pytest {{ARGS}}
 
 azurite_version := "3.37.0"
