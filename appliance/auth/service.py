@@ -20,7 +20,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.auth.models import Role, UserCreate, UserOut
 from appliance.db.connection import transaction
-from appliance.db.rows import iso, new_id, now_iso, utc_now
+from appliance.db.rows import fetch_one, iso, new_id, now_iso, utc_now
 from appliance.errors import Conflict, Locked, Unauthorized
 
 ALGORITHM = "HS256"
@@ -47,19 +47,11 @@ def _user_out(row: dict[str, Any]) -> UserOut:
     )
 
 
-def _row(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-    cursor = db.execute(sql, params)
-    values = cursor.fetchone()
-    if values is None:
-        return None
-    return dict(zip([c[0] for c in cursor.description], values, strict=True))
-
-
 def create_user(db: sqlite_utils.Database, data: UserCreate, actor: Actor) -> UserOut:
     """Create a user; Conflict when the username (case-insensitive) is taken."""
     now = now_iso()
     with transaction(db):
-        if _row(db, "SELECT id FROM users WHERE username = ?", (data.username,)):
+        if fetch_one(db, "SELECT id FROM users WHERE username = ?", (data.username,)):
             raise Conflict(f"username {data.username!r} is already taken")
         user_id = new_id()
         db.execute(
@@ -83,7 +75,7 @@ def create_user(db: sqlite_utils.Database, data: UserCreate, actor: Actor) -> Us
             object_id=user_id,
             detail={"role": data.role.value},
         )
-        row = _row(db, "SELECT * FROM users WHERE id = ?", (user_id,))
+        row = fetch_one(db, "SELECT * FROM users WHERE id = ?", (user_id,))
     assert row is not None
     return _user_out(row)
 
@@ -95,7 +87,7 @@ def count_admins(db: sqlite_utils.Database) -> int:
 
 
 def get_user(db: sqlite_utils.Database, user_id: str) -> UserOut | None:
-    row = _row(db, "SELECT * FROM users WHERE id = ?", (user_id,))
+    row = fetch_one(db, "SELECT * FROM users WHERE id = ?", (user_id,))
     return _user_out(row) if row else None
 
 
@@ -117,7 +109,7 @@ def authenticate(
     name = username[:64]
     error: Exception | None = None
     with transaction(db):
-        row = _row(db, "SELECT * FROM users WHERE username = ?", (name,))
+        row = fetch_one(db, "SELECT * FROM users WHERE username = ?", (name,))
         actor = Actor(
             name=row["username"] if row else name,
             role=row["role"] if row else None,
@@ -189,7 +181,7 @@ def authenticate(
                 (iso(now), new_hash, iso(now), row["id"]),
             )
             audit.record(db, actor, "auth.login", object_type="user", object_id=row["id"])
-            row = _row(db, "SELECT * FROM users WHERE id = ?", (row["id"],))
+            row = fetch_one(db, "SELECT * FROM users WHERE id = ?", (row["id"],))
     if error is not None:
         raise error
     assert row is not None

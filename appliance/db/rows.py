@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
 
 
 def new_id() -> str:
@@ -22,3 +25,14 @@ def iso(moment: datetime) -> str:
 
 def now_iso() -> str:
     return iso(utc_now())
+
+
+def fetch_one(
+    db: sqlite_utils.Database, sql: str, params: tuple[Any, ...] = ()
+) -> dict[str, Any] | None:
+    """The first row of ``sql`` as a dict of column name to value, or None."""
+    cursor = db.execute(sql, params)
+    values = cursor.fetchone()
+    if values is None:
+        return None
+    return dict(zip([c[0] for c in cursor.description], values, strict=True))

@@ -23,7 +23,7 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import ConnectionPool, transaction
-from appliance.db.rows import new_id, now_iso
+from appliance.db.rows import fetch_one, new_id, now_iso
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.patients.service import fold, search_key
 from appliance.storage.service import ObjectStore, instance_key
@@ -314,14 +314,6 @@ class Ingestor:
         )
 
 
-def _row(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-    cursor = db.execute(sql, params)
-    values = cursor.fetchone()
-    if values is None:
-        return None
-    return dict(zip([c[0] for c in cursor.description], values, strict=True))
-
-
 def _patient(db: sqlite_utils.Database, info: InstanceInfo, now: str) -> str:
     """The patient with this MRN; created when unknown. Differing demographics are kept aside
     in ``patient_demographics`` and flag the patient; the record itself is not overwritten."""
@@ -332,7 +324,7 @@ def _patient(db: sqlite_utils.Database, info: InstanceInfo, now: str) -> str:
         "birth_date": info.birth_date,
         "sex": info.sex,
     }
-    row = _row(db, "SELECT * FROM patients WHERE mrn = ?", (mrn,))
+    row = fetch_one(db, "SELECT * FROM patients WHERE mrn = ?", (mrn,))
     if row is None:
         patient_id = new_id()
         record = {

@@ -18,7 +18,7 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
-from appliance.db.rows import new_id, now_iso
+from appliance.db.rows import fetch_one, new_id, now_iso
 from appliance.errors import Conflict, NotFound
 from appliance.jobs.models import FINISHED, INTERRUPTED, Job, JobOut, JobStatus
 
@@ -31,11 +31,7 @@ def _canonical(payload: dict[str, Any]) -> str:
 
 
 def _row(db: sqlite_utils.Database, job_id: str) -> dict[str, Any] | None:
-    cursor = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
-    values = cursor.fetchone()
-    if values is None:
-        return None
-    return dict(zip([c[0] for c in cursor.description], values, strict=True))
+    return fetch_one(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
 
 
 def _out(row: dict[str, Any]) -> JobOut:
