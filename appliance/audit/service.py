@@ -9,13 +9,13 @@ Rows carry ids only, never PHI values.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import sqlite_utils
 
 from appliance.audit.models import Actor, AuditEntry, AuditPage, ChainReport
+from appliance.canonical import fields_digest
 from appliance.db.connection import transaction
 from appliance.db.rows import now_iso
 
@@ -38,13 +38,7 @@ _FIELDS = (
 
 
 def _digest(row: dict[str, Any]) -> str:
-    canonical = json.dumps(
-        {name: row.get(name) for name in _FIELDS},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return fields_digest(row, _FIELDS)
 
 
 def record(

@@ -10,12 +10,13 @@ chain after it, is caught against the audit trail, whose own chain fsck checks t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
+
+from appliance.canonical import fields_digest
 
 GENESIS = "0" * 64
 VERSION_ACTIONS = ("report.create", "report.update", "report.finalize", "report.addendum")
@@ -33,13 +34,7 @@ _FIELDS = (
 
 def version_digest(row: dict[str, Any]) -> str:
     """SHA-256 (hex) of one version's canonical JSON (sorted keys, no spaces, UTF-8)."""
-    canonical = json.dumps(
-        {name: row.get(name) for name in _FIELDS},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return fields_digest(row, _FIELDS)
 
 
 @dataclass(frozen=True)
