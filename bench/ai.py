@@ -5,7 +5,8 @@ Two cases, each run ``--repeat`` times after one untimed warm-up:
 - CT: 85 slices (MedGemma's maximum) sampled uniformly from the full chest CT
   ``../shared/data/dicom/ct_chest_lidc_0001`` when present, else all 28 slices of the GE head CT
   in ``tests/data`` (the output says which);
-- CXR: the chest radiograph ``tests/data/xr_chest_cr_dx``, padded to a square.
+- CXR: the chest radiograph ``tests/data/xr_chest_cr_dx``, padded to a square, sent alone
+  (instruction, the image, the question: no ``SLICE`` label).
 
 For each it prints: image preparation time, request-to-parsed-findings time (engine + parsing +
 safety layer), the engine's own latency, tokens in/out, generated tokens per second and the
@@ -20,14 +21,15 @@ says so and exits 0.
 Usage: ``.venv/bin/python bench/ai.py [--engine transformers --model-dir DIR | --engine openai
 --endpoint URL] [--repeat N] [--max-new-tokens N]`` (``just bench-ai``).
 
-Image preparation here is a minimal copy of MedGemma's recipe (slices by Instance Number, HU,
-three windows as RGB, JPEG; CXR padded to a square); the appliance's own is ``ai/imaging.py``.
+Image preparation is the appliance's own (``ai/imaging.py``; the radiograph read by
+``appliance/analysis/radiograph.py``), so "prepare s" is what an analysis job spends on it; the CT
+slices are read straight from the folder (sorted along the slice normal) instead of through a
+reconstructed volume.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import platform
 import resource
 import statistics
@@ -40,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as `python bench/ai.py`, this file's folder comes first on sys.path and this module would
@@ -59,16 +60,17 @@ from ai.engines import (  # noqa: E402
 )
 from ai.engines.none_engine import not_configured_message  # noqa: E402
 from ai.engines.transformers_engine import TransformersEngine  # noqa: E402
+from ai.imaging import prepare_ct, prepare_radiograph  # noqa: E402
 from ai.parsing import parse_answer  # noqa: E402
 from ai.prompts import MAX_VOLUME_IMAGES, PromptRequest, build_primary  # noqa: E402
 from ai.safety import apply_safety  # noqa: E402
 from appliance import logs  # noqa: E402
+from appliance.analysis.radiograph import read_radiograph  # noqa: E402
 from appliance.config import ConfigError, Settings, load_settings  # noqa: E402
 
 FULL_CT = ROOT.parent / "shared/data/dicom/ct_chest_lidc_0001"
 HEAD_CT = ROOT / "tests/data/ct_ge_head_tilt18_varspacing"
 CXR = ROOT / "tests/data/xr_chest_cr_dx/NIH_ChestXray_DX_SC.dcm"
-CT_WINDOWS = ((-1024.0, 1024.0), (-135.0, 215.0), (0.0, 80.0))
 NOT_CONFIGURED = "bench-ai: no AI engine configured"
 
 
@@ -99,48 +101,39 @@ class Result:
 # inputs
 
 
-def _jpeg(rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+def _along_normal(ds: pydicom.Dataset) -> float:
+    """Position of a slice along its normal (mm), for sorting; Instance Number without IPP."""
+    iop, ipp = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
+    if iop is None or ipp is None:
+        return float(ds.get("InstanceNumber") or 0)
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    return float(np.dot(normal, np.asarray(ipp, float)))
 
 
-def ct_images(folder: Path, limit: int = MAX_VOLUME_IMAGES) -> list[bytes]:
-    """Slices sorted by Instance Number, at most ``limit`` sampled uniformly, 3-window JPEGs."""
+def ct_images(folder: Path) -> list[bytes]:
+    """The appliance's CT preparation (``ai.imaging.prepare_ct``: at most 85 slices sampled
+    uniformly, three HU windows as RGB, JPEG) on the folder's slices sorted along the normal."""
     datasets = sorted(
         (pydicom.dcmread(path) for path in folder.iterdir() if path.suffix.lower() == ".dcm"),
-        key=lambda ds: int(ds.InstanceNumber),
+        key=_along_normal,
     )
-    if len(datasets) > limit:
-        picks = np.linspace(0, len(datasets) - 1, limit).round().astype(int)
-        datasets = [datasets[int(i)] for i in picks]
-    images = []
-    for ds in datasets:
-        hu = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1.0)) + float(
-            getattr(ds, "RescaleIntercept", 0.0)
-        )
-        channels = [
-            np.round((np.clip(hu, low, high) - low) / (high - low) * 255.0).astype(np.uint8)
-            for low, high in CT_WINDOWS
+    hu = np.stack(
+        [
+            ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1.0))
+            + float(getattr(ds, "RescaleIntercept", 0.0))
+            for ds in datasets
         ]
-        images.append(_jpeg(np.stack(channels, axis=-1)))
-    return images
+    )
+    return [image.data for image in prepare_ct(hu).images]
 
 
 def cxr_image(path: Path) -> bytes:
-    """The radiograph scaled to 8 bits, padded to a centred square, as an RGB JPEG."""
-    ds = pydicom.dcmread(path)
-    pixels = ds.pixel_array.astype(np.float32)
-    low, high = float(pixels.min()), float(pixels.max())
-    grey = np.round((pixels - low) / max(high - low, 1.0) * 255.0).astype(np.uint8)
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        grey = 255 - grey
-    rows, cols = grey.shape
-    side = max(rows, cols)
-    square = np.zeros((side, side), dtype=np.uint8)
-    top, left = (side - rows) // 2, (side - cols) // 2
-    square[top : top + rows, left : left + cols] = grey
-    return _jpeg(np.stack([square] * 3, axis=-1))
+    """The appliance's radiograph path: ``appliance.analysis.radiograph.read_radiograph`` (grey
+    levels, MONOCHROME1) then ``ai.imaging.prepare_radiograph`` (padded square, 896 px, JPEG)."""
+    radiograph = read_radiograph(path)
+    return (
+        prepare_radiograph(radiograph.pixels, monochrome1=radiograph.inverted_here).images[0].data
+    )
 
 
 def build_cases(ct_folder: Path | None) -> list[Case]:

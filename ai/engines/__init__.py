@@ -15,6 +15,7 @@ from ai.engines.base import (
     ImagePart,
     TextPart,
     engine_parts,
+    joined_parts,
 )
 from ai.engines.select import build_engine, local_engine
 
@@ -31,5 +32,6 @@ __all__ = [
     "TextPart",
     "build_engine",
     "engine_parts",
+    "joined_parts",
     "local_engine",
 ]

@@ -6,6 +6,13 @@ and an optional system text, and returns the model's raw answer text with the th
 kept (``ai.parsing`` strips it). The raw text never leaves ``ai/`` except through
 ``ai.safety.apply_safety``.
 
+Gemma 3's chat template trims every text part and writes the parts back to back, so two text
+parts in a row would run together ("SLICE 85Based on the visual evidence"). Engines therefore
+render :func:`joined_parts`: consecutive text parts become one, joined by
+:data:`PART_SEPARATOR`, whose newlines are inside the text and so survive the trim. Between an
+image and a text the processor itself puts ``\n\n`` (``\n\n<start_of_image>...<end_of_image>\n\n``),
+so every label ends up on its own line: ``SLICE 1\n\n<start_of_image>``.
+
 Errors:
 
 - :class:`EngineUnavailable`: nothing can run (not configured, package or checkpoint missing);
@@ -32,6 +39,8 @@ Route = Literal["local", "online"]
 
 #: JPEG files start with the SOI marker followed by another marker.
 _JPEG_MAGIC = b"\xff\xd8\xff"
+#: What joins two consecutive text parts (the same blank line Gemma 3 puts around an image).
+PART_SEPARATOR = "\n\n"
 
 
 class EngineError(Exception):
@@ -168,3 +177,28 @@ def engine_parts(
                 f"{len(pool)} {study} images were given but the prompt places {len(used[study])}"
             )
     return tuple(parts)
+
+
+def joined_parts(parts: Sequence[EnginePart]) -> tuple[EnginePart, ...]:
+    """The parts as an engine renders them: each run of consecutive text parts joined into one
+    with :data:`PART_SEPARATOR` (each piece stripped, empty pieces dropped), images unchanged.
+
+    A chat template that trims text parts then cannot glue a label to the next text.
+    """
+    out: list[EnginePart] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        pieces = [piece.strip() for piece in run if piece.strip()]
+        if pieces:
+            out.append(TextPart(text=PART_SEPARATOR.join(pieces)))
+        run.clear()
+
+    for part in parts:
+        if isinstance(part, TextPart):
+            run.append(part.text)
+        else:
+            flush()
+            out.append(part)
+    flush()
+    return tuple(out)

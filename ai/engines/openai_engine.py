@@ -10,6 +10,10 @@ given)::
                       {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}},
                       ...]}]}
 
+Consecutive text parts go as one text part joined by a blank line (the server's Gemma 3 chat
+template trims each part and would glue them, see :func:`ai.engines.base.joined_parts`), so the
+last ``SLICE n`` and the question arrive as ``"SLICE 85\n\nBased on ..."``.
+
 It is POSTed to ``<endpoint>/chat/completions``. With ``vertex`` the same body (less ``stream``)
 becomes ``{"instances": [{"@requestFormat": "chatCompletions", ...}]}`` POSTed to the
 endpoint's ``:predict`` URL, and the answer's ``predictions`` holds the chat completion (a
@@ -55,6 +59,7 @@ from ai.engines.base import (
     EngineUnreachable,
     ImagePart,
     Route,
+    joined_parts,
 )
 
 log = structlog.get_logger("radiant.ai.openai")
@@ -255,9 +260,10 @@ class OpenAIEngine:
         return None
 
     def build_body(self, request: EngineRequest) -> dict[str, Any]:
-        """The JSON body for ``request`` (Vertex-wrapped when configured)."""
+        """The JSON body for ``request`` (Vertex-wrapped when configured); consecutive text
+        parts are sent as one (:func:`ai.engines.base.joined_parts`)."""
         content: list[dict[str, Any]] = []
-        for part in request.parts:
+        for part in joined_parts(request.parts):
             if isinstance(part, ImagePart):
                 encoded = base64.b64encode(part.jpeg).decode("ascii")
                 content.append(

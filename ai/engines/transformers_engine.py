@@ -5,7 +5,9 @@ What Google's MedGemma notebooks do, and this engine does the same:
 - ``AutoProcessor`` + ``AutoModelForImageTextToText`` from a local directory (never the hub),
   ``dtype=torch.bfloat16`` (fp16 overflows), ``attn_implementation="sdpa"``.
 - The chat template is applied by the processor: one user turn whose content lists text and
-  images in the request's order (a system turn first when given).
+  images in the request's order (a system turn first when given). Gemma 3's template trims
+  each text part, so consecutive text parts are joined first (``joined_parts``); the rendered
+  prompt reads ``...<end_of_image>\n\nSLICE 3\n\nBased on the visual evidence...``.
 - The processor's ``token_type_ids`` (image tokens = 1) go to ``generate``: Gemma 3 needs them
   for the bidirectional attention over each image's tokens.
 - Greedy decoding (``do_sample=False``), whatever the checkpoint's generation_config says.
@@ -50,6 +52,7 @@ from ai.engines.base import (
     EngineResponse,
     EngineUnavailable,
     ImagePart,
+    joined_parts,
 )
 
 log = structlog.get_logger("radiant.ai.transformers")
@@ -290,36 +293,20 @@ class TransformersEngine:
         with self._generate_lock:
             return self._generate(loaded, request)
 
+    def prompt_text(self, request: EngineRequest) -> str:
+        """The prompt exactly as the model receives it (the processor's token ids decoded,
+        control and image tokens included), for inspection; loads the checkpoint if needed."""
+        loaded = self._ensure_loaded()
+        inputs = _tokenized(loaded, request)
+        decoded: str = loaded.processor.tokenizer.decode(
+            inputs["input_ids"][0], skip_special_tokens=False
+        )
+        return decoded
+
     def _generate(self, loaded: _Loaded, request: EngineRequest) -> EngineResponse:
         torch = loaded.torch
         started = time.perf_counter()
-        messages: list[dict[str, Any]] = []
-        if request.system:
-            messages.append(
-                {"role": "system", "content": [{"type": "text", "text": request.system}]}
-            )
-        content: list[dict[str, Any]] = []
-        for position, part in enumerate(request.parts):
-            if isinstance(part, ImagePart):
-                content.append({"type": "image", "image": _decode_jpeg(part.jpeg, position)})
-            else:
-                content.append({"type": "text", "text": part.text})
-        messages.append({"role": "user", "content": content})
-        try:
-            inputs = loaded.processor.apply_chat_template(
-                messages,
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-                return_tensors="pt",
-            )
-        except (ValueError, TypeError, KeyError) as exc:
-            raise EngineError(f"the processor could not build the prompt: {exc}") from None
-        if "token_type_ids" not in inputs:
-            raise EngineError(
-                "the processor returned no token_type_ids; MedGemma needs them (is this a "
-                "Gemma 3 processor?)"
-            )
+        inputs = _tokenized(loaded, request)
         inputs = inputs.to(loaded.model.device, dtype=torch.bfloat16)
         tokens_in = int(inputs["input_ids"].shape[-1])
         if loaded.max_positions and tokens_in + request.max_new_tokens > loaded.max_positions:
@@ -380,6 +367,43 @@ class TransformersEngine:
                 del loaded
                 torch = importlib.import_module("torch")
                 torch.cuda.empty_cache()
+
+
+def chat_messages(request: EngineRequest) -> list[dict[str, Any]]:
+    """The request as chat messages for the processor's template: a system turn when given, then
+    ONE user turn with the parts in order (consecutive text parts joined, see
+    :func:`ai.engines.base.joined_parts`; images as PIL images)."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
+    content: list[dict[str, Any]] = []
+    for position, part in enumerate(joined_parts(request.parts)):
+        if isinstance(part, ImagePart):
+            content.append({"type": "image", "image": _decode_jpeg(part.jpeg, position)})
+        else:
+            content.append({"type": "text", "text": part.text})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def _tokenized(loaded: _Loaded, request: EngineRequest) -> Any:
+    """The processor's inputs (input_ids, attention_mask, token_type_ids, pixel_values)."""
+    try:
+        inputs = loaded.processor.apply_chat_template(
+            chat_messages(request),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise EngineError(f"the processor could not build the prompt: {exc}") from None
+    if "token_type_ids" not in inputs:
+        raise EngineError(
+            "the processor returned no token_type_ids; MedGemma needs them (is this a "
+            "Gemma 3 processor?)"
+        )
+    return inputs
 
 
 def _decode_jpeg(data: bytes, position: int) -> Image.Image:

@@ -1,11 +1,19 @@
 """Analyses: request one (a row plus a persisted ``analysis`` job), run it, read it back.
 
 The job (:func:`analysis_job`) chooses the series (:func:`ai.prompts.select_series` unless one
-was given), gets or builds its volume, prepares the images (:mod:`ai.imaging`), builds the
-prompt, calls the engine, parses the answer and passes it through :func:`ai.safety.apply_safety`
-(the only way model text is stored). Findings keep the box in the safety layer's 0..1000
-``{y0, x0, y1, x1}`` form, plus pixels and mm when the volume's geometry allows, and
-``slice_index`` 0-based in the series' display order. Stages: preparing -> inferring -> parsing.
+was given), prepares the images (:mod:`ai.imaging`), builds the prompt, calls the engine, parses
+the answer and passes it through :func:`ai.safety.apply_safety` (the only way model text is
+stored). Stages: preparing -> inferring -> parsing.
+
+- CT / MR: the series' volume (built if needed), at most 85 slices, each labelled ``SLICE n``.
+- CR / DX: ONE image of the series (frontal first, :mod:`appliance.analysis.radiograph`),
+  padded to a square and sent alone (no label), as DESIGN.md's prompt rules say.
+
+Findings keep the box in the safety layer's 0..1000 ``{y0, x0, y1, x1}`` form plus ``pixels``
+(edge coordinates of the ORIGINAL image: for a radiograph mapped back through the square
+padding) and ``mm`` sizes when the spacing is known (CT/MR: the volume; radiograph: Pixel
+Spacing, else Imager Pixel Spacing, named in ``mm.spacing``); ``instance_id`` and
+``slice_index`` (0-based in the series' display order) link a finding to the image it is on.
 
 Every model call is audited ``analysis.model_call`` with ids only (no PHI). A job that fails,
 is cancelled or is interrupted by a restart leaves its analysis ``failed`` / ``cancelled`` with
@@ -14,6 +22,7 @@ the reason (:func:`reconcile`), never ``running``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +35,7 @@ from ai.confidence import assess_confidence
 from ai.engines.base import Engine, EngineError, EngineRequest, EngineUnavailable, engine_parts
 from ai.engines.none_engine import not_configured_message
 from ai.engines.select import build_engine
-from ai.imaging import PreparedImages, prepare_ct, prepare_mr
+from ai.imaging import PreparedImages, images_sha256, prepare_ct, prepare_mr, prepare_radiograph
 from ai.parsing import parse_answer
 from ai.prompts import (
     PromptRequest,
@@ -42,6 +51,14 @@ from appliance.analysis.models import (
     AnalysisRequest,
     FindingOut,
     MeasurementOut,
+)
+from appliance.analysis.radiograph import (
+    RADIOGRAPH_MODALITIES,
+    NotARadiograph,
+    Spacing,
+    read_radiograph,
+    read_view_position,
+    view_rank,
 )
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
@@ -59,6 +76,8 @@ log = get_logger("radiant.analysis")
 JOB_KIND = "analysis"
 SYSTEM = Actor.system("analysis")
 VOLUME_MODALITIES = frozenset({"CT", "MR"})
+#: Modalities that count as "the same" when looking for a prior study.
+_MODALITY_GROUPS = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
 
 EngineFactory = Callable[[], Engine]
 Enqueue = Callable[[str, dict[str, Any], Actor], Any]
@@ -192,12 +211,19 @@ def _series_info(db: sqlite_utils.Database, study_id: str) -> dict[str, SeriesIn
     return found
 
 
-def choose_series(db: sqlite_utils.Database, study_id: str) -> str:
-    """The series of the study the model sees (selection rules as data)."""
+def _modality_group(modality: str) -> tuple[str, ...]:
+    return _MODALITY_GROUPS.get(modality.upper(), (modality.upper(),))
+
+
+def choose_series(
+    db: sqlite_utils.Database, study_id: str, modalities: tuple[str, ...] | None = None
+) -> str:
+    """The series of the study the model sees (selection rules as data): CT first, then MR,
+    then the others, or only ``modalities`` (in that order) when given."""
     infos = _series_info(db, study_id)
-    modalities = [info.modality.upper() for info in infos.values()]
-    for modality in ("CT", "MR", *modalities):
-        if modality not in modalities:
+    present = [info.modality.upper() for info in infos.values()]
+    for modality in modalities or ("CT", "MR", *present):
+        if modality not in present:
             continue
         chosen = select_series(list(infos.values()), modality)
         if chosen.series is not None:
@@ -207,14 +233,16 @@ def choose_series(db: sqlite_utils.Database, study_id: str) -> str:
 
 
 def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str | None:
-    """The latest earlier study of the same patient with the same modality, if any."""
+    """The latest earlier study of the same patient with the same modality, if any (CR and DX
+    count as one: both are projection radiographs)."""
     study = _one(db, "SELECT * FROM studies WHERE id = ?", (study_id,), "study")
+    group = _modality_group(modality)
     for row in _rows(
         db,
         "SELECT s.id, s.study_date, s.created_at FROM studies s WHERE s.patient_id = ?"
         " AND s.id != ? AND EXISTS (SELECT 1 FROM series x WHERE x.study_id = s.id"
-        " AND UPPER(x.modality) = ?) ORDER BY s.study_date DESC, s.created_at DESC",
-        (study["patient_id"], study_id, modality.upper()),
+        " AND UPPER(x.modality) IN (?, ?)) ORDER BY s.study_date DESC, s.created_at DESC",
+        (study["patient_id"], study_id, group[0], group[-1]),
     ):
         if study["study_date"] and row["study_date"]:
             if row["study_date"] < study["study_date"]:
@@ -224,42 +252,62 @@ def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str |
     return None
 
 
+@dataclasses.dataclass(slots=True)
 class _Prepared:
-    """One series' model images and the geometry to map answers back."""
+    """One series' model images and what is needed to map answers back to it.
 
-    def __init__(
-        self,
-        series_id: str,
-        modality: str,
-        images: PreparedImages,
-        affine: np.ndarray[Any, Any],
-        shape: tuple[int, ...],
-        z_to_instance: dict[int, tuple[str, int]],
-    ) -> None:
-        self.series_id = series_id
-        self.modality = modality
-        self.images = images
-        self.affine = affine
-        self.shape = shape
-        self.z_to_instance = z_to_instance
+    ``image_instance`` maps a 0-based image position in ``images`` to (instance id, 0-based
+    index in the series' display order). CT/MR keep the volume's ``affine`` (LPS, mm) and
+    ``shape`` (z, y, x); a radiograph keeps its ``spacing`` (its padding is in ``images``).
+    """
+
+    series_id: str
+    modality: str
+    images: PreparedImages
+    shape: tuple[int, ...]
+    image_instance: dict[int, tuple[str, int]]
+    affine: np.ndarray[Any, Any] | None = None
+    spacing: Spacing | None = None
+
+    def focused(self) -> _Prepared:
+        """The same series reduced to the one image a focused prompt shows: a radiograph's only
+        image, or the middle sampled slice of a volume."""
+        if len(self.images.images) == 1:
+            return self
+        position = len(self.images.images) // 2
+        image = dataclasses.replace(self.images.images[position], number=1, label=None)
+        images = dataclasses.replace(
+            self.images, images=(image,), sha256=images_sha256([image.data])
+        )
+        link = self.image_instance.get(position)
+        return dataclasses.replace(self, images=images, image_instance={0: link} if link else {})
 
 
 def _display_order(db: sqlite_utils.Database, series_id: str) -> list[dict[str, Any]]:
     return _rows(
         db,
-        "SELECT id, image_position FROM instances WHERE series_id = ?"
-        " ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
+        "SELECT id, image_position, storage_key, storage_state FROM instances"
+        " WHERE series_id = ? ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
         (series_id,),
     )
 
 
 def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> _Prepared:
-    """Get (or build) the series' volume and turn it into model images."""
+    """Turn a series into model images: a CT/MR volume (built if needed) or one radiograph."""
     db = ctx.pool.get()
     series = _one(db, "SELECT modality FROM series WHERE id = ?", (series_id,), "series")
     modality = str(series["modality"] or "").upper()
+    if modality in RADIOGRAPH_MODALITIES:
+        return _prepare_radiograph(ctx, series_id, modality)
     if modality not in VOLUME_MODALITIES:
-        raise JobFailed(f"modality {modality or 'unknown'} is not analysed yet (CT and MR are)")
+        raise JobFailed(f"modality {modality or 'unknown'} is not analysed (CT, MR, CR and DX are)")
+    return _prepare_volume(ctx, series_id, modality, job_id)
+
+
+def _prepare_volume(
+    ctx: AppContext, series_id: str, modality: str, job_id: str | None
+) -> _Prepared:
+    db = ctx.pool.get()
     built = volumes.current_volumes(db, series_id)
     if built is None:
         try:
@@ -276,7 +324,6 @@ def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> _Prep
     images = prepare_ct(voxels) if modality == "CT" else prepare_mr(voxels)
     affine = np.asarray(volume.affine_lps, dtype=np.float64)
     inverse = np.linalg.inv(affine)
-    z_to_instance: dict[int, tuple[str, int]] = {}
     positions: list[tuple[float, str, int]] = []
     for order, inst in enumerate(_display_order(db, series_id)):
         if not inst["image_position"]:
@@ -284,11 +331,60 @@ def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> _Prep
         ipp = json.loads(inst["image_position"])
         z = float((inverse @ np.array([*map(float, ipp[:3]), 1.0]))[2])
         positions.append((z, inst["id"], order))
+    image_instance: dict[int, tuple[str, int]] = {}
     if positions:
-        for z_index in images.slice_indices:
+        for position, image in enumerate(images.images):
+            z_index = image.slice_index
+            if z_index is None:
+                continue
             _, instance_id, order = min(positions, key=lambda p: abs(p[0] - z_index))
-            z_to_instance[z_index] = (instance_id, order)
-    return _Prepared(series_id, modality, images, affine, voxels.shape, z_to_instance)
+            image_instance[position] = (instance_id, order)
+    return _Prepared(
+        series_id=series_id,
+        modality=modality,
+        images=images,
+        shape=tuple(int(n) for n in voxels.shape),
+        image_instance=image_instance,
+        affine=affine,
+    )
+
+
+def _prepare_radiograph(ctx: AppContext, series_id: str, modality: str) -> _Prepared:
+    db = ctx.pool.get()
+    ordered = _display_order(db, series_id)
+    if not ordered:
+        raise JobFailed(f"series {series_id} has no instances")
+    local = [
+        (order, row)
+        for order, row in enumerate(ordered)
+        if row["storage_state"] == "local" and ctx.store.path(row["storage_key"]).is_file()
+    ]
+    if not local:
+        raise JobFailed(
+            f"no image of series {series_id} is kept on this appliance (evicted or missing; "
+            "run `radiant fsck`)"
+        )
+    order, chosen = min(
+        local,
+        key=lambda item: (
+            view_rank(read_view_position(ctx.store.path(item[1]["storage_key"]))),
+            item[0],
+        ),
+    )
+    try:
+        radiograph = read_radiograph(ctx.store.path(chosen["storage_key"]))
+    except NotARadiograph as exc:
+        raise JobFailed(f"instance {chosen['id']} cannot be analysed: {exc}") from None
+    images = prepare_radiograph(radiograph.pixels, monochrome1=radiograph.inverted_here)
+    images = dataclasses.replace(images, inverted=radiograph.monochrome1)
+    return _Prepared(
+        series_id=series_id,
+        modality=modality,
+        images=images,
+        shape=tuple(int(n) for n in radiograph.pixels.shape),
+        image_instance={0: (str(chosen["id"]), order)},
+        spacing=radiograph.spacing,
+    )
 
 
 def _box_json(box: Any, prepared: _Prepared) -> dict[str, Any]:
@@ -299,9 +395,12 @@ def _box_json(box: Any, prepared: _Prepared) -> dict[str, Any]:
         "x1": box.x1,
         "label": box.label,
     }
-    rows, cols = int(prepared.shape[1]), int(prepared.shape[2])
+    padding = prepared.images.padding
+    if padding is None:  # a volume slice, sent as it is (square for nearly every CT/MR)
+        rows, cols = int(prepared.shape[-2]), int(prepared.shape[-1])
+        padding = square_padding(rows, cols)
     try:
-        pixels = box_to_pixels(box, square_padding(rows, cols))
+        pixels = box_to_pixels(box, padding)
     except ValueError:
         return out
     out["pixels"] = {
@@ -312,14 +411,33 @@ def _box_json(box: Any, prepared: _Prepared) -> dict[str, Any]:
         "clamped": pixels.clamped,
         "empty": pixels.empty,
     }
-    col_mm = float(np.linalg.norm(prepared.affine[:3, 0]))
-    row_mm = float(np.linalg.norm(prepared.affine[:3, 1]))
-    if col_mm > 0 and row_mm > 0:
+    spacing: tuple[float, float, str] | None = None
+    if prepared.spacing is not None:
+        spacing = (prepared.spacing.row_mm, prepared.spacing.col_mm, prepared.spacing.source)
+    elif prepared.affine is not None:
+        col_mm = float(np.linalg.norm(prepared.affine[:3, 0]))
+        row_mm = float(np.linalg.norm(prepared.affine[:3, 1]))
+        if col_mm > 0 and row_mm > 0:
+            spacing = (row_mm, col_mm, "volume")
+    if spacing is not None:
+        row_mm, col_mm, source = spacing
         out["mm"] = {
             "width": round((pixels.col1 - pixels.col0) * col_mm, 2),
             "height": round((pixels.row1 - pixels.row0) * row_mm, 2),
+            "spacing": source,
         }
     return out
+
+
+def _image_link(prepared: _Prepared, slice_number: int | None) -> tuple[str, int] | None:
+    """(instance id, display index) of the image a finding is on: the slice it names, else the
+    only image sent (a radiograph, a focused slice)."""
+    count = len(prepared.images.images)
+    if slice_number is not None and 1 <= slice_number <= count:
+        return prepared.image_instance.get(slice_number - 1)
+    if count == 1:
+        return prepared.image_instance.get(0)
+    return None
 
 
 def _store_results(
@@ -329,7 +447,6 @@ def _store_results(
     boxes: dict[int | None, list[Any]] = {}
     for box in safe.boxes:
         boxes.setdefault(box.finding_index, []).append(box)
-    images = prepared.images.images
     stored = 0
     with transaction(db):
         entries: list[tuple[Any, float, str, str | None, str | None, Any, list[Any]]] = []
@@ -354,12 +471,8 @@ def _store_results(
             flags = [f.model_dump(mode="json") for f in box.flags]
             entries.append((None, assessed.value, label, None, None, box, flags))
         for finding, confidence, description, location, impression, box, flags in entries:
-            slice_number = finding.slice if finding is not None else None
-            instance_id = slice_index = None
-            if slice_number is not None and 1 <= slice_number <= len(images):
-                z = images[slice_number - 1].slice_index
-                if z is not None and z in prepared.z_to_instance:
-                    instance_id, slice_index = prepared.z_to_instance[z]
+            link = _image_link(prepared, finding.slice if finding is not None else None)
+            instance_id, slice_index = link if link is not None else (None, None)
             finding_id = new_id()
             db.execute(
                 "INSERT INTO findings (id, analysis_id, series_id, instance_id, slice_index,"
@@ -441,23 +554,14 @@ def run_analysis(
         prior_study = prior_study or find_prior(db, analysis["study_id"], current.modality)
         if prior_study is None:
             raise JobFailed("no earlier study of this patient with the same modality to compare")
-        prior = prepare_series(ctx, choose_series(db, prior_study), job.id if job else None)
+        prior_series = choose_series(db, prior_study, _modality_group(current.modality))
+        prior = prepare_series(ctx, prior_series, job.id if job else None)
     _set(db, analysis_id, series_id=series_id, prior_study_id=prior_study)
-    jpegs = [i.data for i in current.images.images]
     if analysis["analysis_type"] == "focused":
-        middle = current.images.images[len(jpegs) // 2]
-        focus = [middle]
-        jpegs = [middle.data]
-        current.images = PreparedImages(
-            kind=current.images.kind,
-            images=tuple(focus),
-            sha256=current.images.sha256,
-            slice_count=current.images.slice_count,
-        )
+        current = current.focused()
+    jpegs = [i.data for i in current.images.images]
     prior_jpegs = [i.data for i in prior.images.images] if prior else []
     prompt = _prompt(analysis, current.modality, len(jpegs), len(prior_jpegs))
-    from ai.imaging import images_sha256
-
     sha = images_sha256([*prior_jpegs, *jpegs])
     parts = engine_parts(prompt, jpegs, prior_jpegs)
     context.check_cancelled()
@@ -711,3 +815,15 @@ def study_analyses(db: sqlite_utils.Database, study_id: str, actor: Actor) -> li
         detail={"returned": [a.id for a in found]},
     )
     return found
+
+
+def engine_info(settings: Any) -> dict[str, str | bool | None]:
+    """What the configured engine is (name, model, endpoint; no secrets), for status screens.
+    Nothing is loaded or contacted."""
+    engine = build_engine(settings)
+    try:
+        info = dict(engine.describe())
+        info["name"] = engine.name
+        return info
+    finally:
+        engine.close()

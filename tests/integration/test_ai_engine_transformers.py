@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import string
 import threading
 from collections.abc import Iterator
@@ -58,7 +59,7 @@ from ai.engines import (  # noqa: E402
 )
 from ai.engines.transformers_engine import TransformersEngine, inspect_checkpoint  # noqa: E402
 from ai.parsing import parse_answer  # noqa: E402
-from ai.prompts import build_primary  # noqa: E402
+from ai.prompts import build_comparison, build_primary  # noqa: E402
 from tests.ai_server import ct_slice_jpegs  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -413,3 +414,48 @@ def test_gptq_checkpoint_without_gptqmodel_says_what_to_install(
     assert "gptqmodel" in str(raised.value).split("pip install")[0]
     assert "AutoGPTQ" in str(raised.value)
     assert engine.load_count == 0
+
+
+IMAGE_RUN = re.compile(r"<start_of_image>(?:<image_soft_token>)+<end_of_image>")
+
+
+def test_rendered_prompt_keeps_every_label_on_its_own_line(checkpoint: Path) -> None:
+    """Gemma 3's template trims each text part; the rendered prompt must still read
+    ``SLICE n`` followed by a line break, also before the question and between the PRIOR and
+    CURRENT blocks (joined text parts), never ``SLICE 3Based on``."""
+    engine = TransformersEngine(checkpoint)
+    images = ct_slice_jpegs(count=3)
+    primary = EngineRequest(
+        parts=engine_parts(build_primary(modality="CT", image_count=3, body_part="head"), images),
+        max_new_tokens=1,
+    )
+    prompt = engine.prompt_text(primary)
+
+    texts = IMAGE_RUN.split(prompt)
+    assert len(texts) == 4  # three images, each expanded by the processor
+    assert texts[0].startswith("<bos><start_of_turn>user\nYou are assisting a radiologist")
+    assert texts[0].endswith("\n\n")  # the instruction, then a blank line, then the image
+    assert texts[1] == "\n\nSLICE 1\n\n"
+    assert texts[2] == "\n\nSLICE 2\n\n"
+    assert texts[3].startswith("\n\nSLICE 3\n\nBased on the visual evidence")
+    assert texts[3].endswith("<end_of_turn>\n<start_of_turn>model\n")
+    assert "SLICE 3Based" not in prompt
+
+    comparison = EngineRequest(
+        parts=engine_parts(
+            build_comparison(
+                modality="CT", prior_image_count=2, current_image_count=2, body_part="head"
+            ),
+            images[:2],
+            images[1:],
+        ),
+        max_new_tokens=1,
+    )
+    texts = IMAGE_RUN.split(engine.prompt_text(comparison))
+    assert texts[0].endswith("limit the comparison.\n\nPRIOR STUDY\n\n")
+    assert texts[1:4] == [
+        "\n\nPRIOR SLICE 1\n\n",
+        "\n\nPRIOR SLICE 2\n\nCURRENT STUDY\n\n",
+        "\n\nCURRENT SLICE 1\n\n",
+    ]
+    assert texts[4].startswith("\n\nCURRENT SLICE 2\n\nBased on the visual evidence")

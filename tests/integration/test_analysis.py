@@ -120,12 +120,16 @@ def test_primary_analysis_end_to_end(
     slices = json.loads(shape_text)[2]
     assert len(images) == slices >= len(ct.instance_ids)
     assert content[0]["type"] == "text" and content[-1]["type"] == "text"
-    for number, position in enumerate(range(1, len(content) - 1, 2), start=1):
+    assert content[0]["text"].startswith("You are assisting a radiologist")
+    for number, position in enumerate(range(1, len(content), 2), start=1):
         url = content[position]["image_url"]["url"]
         assert url.startswith("data:image/jpeg;base64,")
         assert base64.b64decode(url.split(",", 1)[1])[:3] == b"\xff\xd8\xff"
-        assert content[position + 1] == {"type": "text", "text": f"SLICE {number}"}
-    assert len(content) == 2 * len(images) + 2
+        if number < len(images):
+            assert content[position + 1] == {"type": "text", "text": f"SLICE {number}"}
+    # The last label and the question travel as one text part, a blank line between them.
+    assert content[-1]["text"].startswith(f"SLICE {len(images)}\n\nBased on the visual")
+    assert len(content) == 2 * len(images) + 1
 
     # What was stored: hedged, with confidences, disclaimer, UNVERIFIED, provenance.
     assert body["engine"] == "openai"
@@ -309,8 +313,15 @@ def test_comparison_finds_the_prior_automatically(
         "content"
     ]
     texts = [p["text"] for p in content if p["type"] == "text"]
-    assert texts.index("PRIOR STUDY") < texts.index("PRIOR SLICE 1") < texts.index("CURRENT STUDY")
-    assert texts.index("CURRENT STUDY") < texts.index("CURRENT SLICE 1") < len(texts) - 1
+    prior_count = sum(1 for t in texts if t.startswith("PRIOR SLICE"))
+    assert texts[0].endswith("\n\nPRIOR STUDY")
+    assert texts[1 : prior_count + 1] == [
+        *(f"PRIOR SLICE {n}" for n in range(1, prior_count)),
+        f"PRIOR SLICE {prior_count}\n\nCURRENT STUDY",
+    ]
+    assert texts[prior_count + 1] == "CURRENT SLICE 1"
+    assert texts[-1].startswith("CURRENT SLICE ")
+    assert "\n\nBased on the visual evidence in the PRIOR and CURRENT" in texts[-1]
     (finding,) = body["findings"]
     assert finding["series_id"] == current_series
 
