@@ -62,6 +62,7 @@ from appliance.analysis.radiograph import (
 )
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
+from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
@@ -70,6 +71,7 @@ from appliance.jobs.models import Job, JobCancelled, JobFailed
 from appliance.logs import get_logger
 from appliance.volumes import service as volumes
 from appliance.volumes.nifti import read_nifti
+from sync.mode import effective_mode
 
 log = get_logger("radiant.analysis")
 
@@ -106,13 +108,25 @@ def _one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[st
 # ---- requesting -------------------------------------------------------------------------------
 
 
+def engine_settings(db: sqlite_utils.Database, settings: Settings) -> Settings:
+    """The settings an engine is built from: ``RADIANT_MODE`` replaced by the runtime mode (the
+    switch on the screen, ``radiant mode`` or the fleet), so one switch moves inference too."""
+    mode = effective_mode(db, settings)
+    return settings if mode is settings.mode else settings.model_copy(update={"mode": mode})
+
+
+def current_engine(ctx: AppContext) -> Engine:
+    """The engine the next model call uses, per :func:`engine_settings`."""
+    return build_engine(engine_settings(ctx.pool.get(), ctx.settings))
+
+
 def request_analysis(
     ctx: AppContext, body: AnalysisRequest, actor: Actor, enqueue: Enqueue
 ) -> tuple[str, str]:
     """Insert a queued analysis and its job; returns (analysis id, job id). Audited
     ``analysis.request``. 503 :class:`EngineNotConfigured` when the engine is ``none``."""
     db = ctx.pool.get()
-    engine = build_engine(ctx.settings)
+    engine = current_engine(ctx)
     engine_name = engine.name
     engine.close()
     if engine_name == "none":
@@ -656,7 +670,7 @@ def analysis_job(
     ctx: AppContext, engine_factory: EngineFactory | None = None
 ) -> Callable[[Job, Any], dict[str, Any]]:
     """The handler of ``analysis`` jobs (payload ``{"analysis_id", "actor", "role"}``)."""
-    factory = engine_factory or (lambda: build_engine(ctx.settings))
+    factory = engine_factory or (lambda: current_engine(ctx))
 
     def handle(job: Job, context: Any) -> dict[str, Any]:
         analysis_id = job.payload.get("analysis_id")
@@ -817,10 +831,12 @@ def study_analyses(db: sqlite_utils.Database, study_id: str, actor: Actor) -> li
     return found
 
 
-def engine_info(settings: Any) -> dict[str, str | bool | None]:
-    """What the configured engine is (name, model, endpoint; no secrets), for status screens.
-    Nothing is loaded or contacted."""
-    engine = build_engine(settings)
+def engine_info(
+    settings: Settings, db: sqlite_utils.Database | None = None
+) -> dict[str, str | bool | None]:
+    """What the configured engine is (name, model, endpoint; no secrets), for status screens;
+    with ``db``, for the runtime mode. Nothing is loaded or contacted."""
+    engine = build_engine(settings if db is None else engine_settings(db, settings))
     try:
         info = dict(engine.describe())
         info["name"] = engine.name

@@ -196,3 +196,34 @@ def test_limit_messages_of_the_usual_servers() -> None:
     assert limit_kind("Image size exceeds the limit of 20 MB") == "image"
     assert limit_kind("'max_tokens' must be positive") is None
     assert limit_kind("Loading model") is None
+
+
+def test_the_runtime_mode_switch_moves_the_engine(tmp_path: Path) -> None:
+    """`radiant mode online` (or the screen, or the fleet) changes the engine of the next
+    analysis without a restart; RADIANT_MODE alone is only the starting point."""
+    from appliance.analysis.service import current_engine, engine_info
+    from appliance.app import prepare
+    from appliance.audit.models import Actor
+    from appliance.config import Mode
+    from sync.mode import set_mode
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        ai_engine="transformers",
+        ai_online_endpoint="https://x.example/v1",
+    )
+    ctx = prepare(settings)
+    db = ctx.pool.get()
+    actor = Actor(name="test", role="admin")
+    assert isinstance(current_engine(ctx), TransformersEngine)
+    assert engine_info(settings, db)["name"] == "transformers"
+
+    set_mode(db, settings, Mode.ONLINE, actor)
+    online = current_engine(ctx)
+    assert isinstance(online, OnlineEngine)
+    online.close()
+    assert engine_info(settings, db)["online_route"] == "online"
+    assert settings.mode is Mode.OFFLINE  # the process settings are not rewritten
+
+    set_mode(db, settings, Mode.OFFLINE, actor)
+    assert isinstance(current_engine(ctx), TransformersEngine)
