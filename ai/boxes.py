@@ -126,8 +126,27 @@ def box_to_pixels(box: HasBox2D | Sequence[float], padding: SquarePadding) -> Pi
         max(y0, y1) * scale - padding.pad_top,
         max(x0, x1) * scale - padding.pad_left,
     )
-    row0, row1 = (min(max(value, 0.0), float(padding.rows)) for value in (raw[0], raw[2]))
-    col0, col1 = (min(max(value, 0.0), float(padding.cols)) for value in (raw[1], raw[3]))
+    return _inside(raw, padding.rows, padding.cols)
+
+
+def box_to_pixels_unpadded(box: HasBox2D | Sequence[float], rows: int, cols: int) -> PixelBox:
+    """Map a 0..1000 box of an image sent WITHOUT padding (a volume slice) to its edge
+    coordinates: the processor resizes it to a square, so each axis scales on its own."""
+    if rows < 1 or cols < 1:
+        raise ValueError(f"image size must be positive, got {rows} x {cols}")
+    y0, x0, y1, x1 = _coords(box)
+    raw = (
+        min(y0, y1) * rows / BOX_SCALE,
+        min(x0, x1) * cols / BOX_SCALE,
+        max(y0, y1) * rows / BOX_SCALE,
+        max(x0, x1) * cols / BOX_SCALE,
+    )
+    return _inside(raw, rows, cols)
+
+
+def _inside(raw: tuple[float, float, float, float], rows: int, cols: int) -> PixelBox:
+    row0, row1 = (min(max(value, 0.0), float(rows)) for value in (raw[0], raw[2]))
+    col0, col1 = (min(max(value, 0.0), float(cols)) for value in (raw[1], raw[3]))
     clamped = any(
         abs(kept - wanted) > CLAMP_TOLERANCE_PX
         for kept, wanted in zip((row0, col0, row1, col1), raw, strict=True)

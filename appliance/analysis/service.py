@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from ai.boxes import box_to_pixels, square_padding
+from ai.boxes import box_to_pixels, box_to_pixels_unpadded
 from ai.confidence import assess_confidence
 from ai.engines.base import Engine, EngineError, EngineRequest, EngineUnavailable, engine_parts
 from ai.engines.none_engine import not_configured_message
@@ -410,11 +410,11 @@ def _box_json(box: Any, prepared: _Prepared) -> dict[str, Any]:
         "label": box.label,
     }
     padding = prepared.images.padding
-    if padding is None:  # a volume slice, sent as it is (square for nearly every CT/MR)
-        rows, cols = int(prepared.shape[-2]), int(prepared.shape[-1])
-        padding = square_padding(rows, cols)
     try:
-        pixels = box_to_pixels(box, padding)
+        if padding is None:  # a volume slice, sent unpadded: each axis scales on its own
+            pixels = box_to_pixels_unpadded(box, int(prepared.shape[-2]), int(prepared.shape[-1]))
+        else:
+            pixels = box_to_pixels(box, padding)
     except ValueError:
         return out
     out["pixels"] = {

@@ -13,6 +13,7 @@ from ai.boxes import (
     SquarePadding,
     box_to_patient,
     box_to_pixels,
+    box_to_pixels_unpadded,
     pixel_to_patient,
     pixels_to_box,
     square_padding,
@@ -239,3 +240,16 @@ def test_bad_geometry_is_refused(
 ) -> None:
     with pytest.raises(ValueError):
         pixel_to_patient(0, 0, ipp=ipp, iop=iop, pixel_spacing=spacing)
+
+
+def test_an_unpadded_non_square_slice_scales_each_axis_on_its_own() -> None:
+    """A 256 x 512 volume slice is sent as it is and resized to a square by the processor: the
+    box's y runs over 256 rows and its x over 512 columns (no padding to take off)."""
+    pixel = box_to_pixels_unpadded([250, 500, 750, 1000], rows=256, cols=512)
+    assert (pixel.row0, pixel.col0, pixel.row1, pixel.col1) == (64.0, 256.0, 192.0, 512.0)
+    assert not pixel.clamped and not pixel.empty
+    # The square-padding mapping would have put this box 128 rows higher: it must differ.
+    padded = box_to_pixels([250, 500, 750, 1000], square_padding(256, 512))
+    assert padded.row0 != pixel.row0
+    with pytest.raises(ValueError):
+        box_to_pixels_unpadded([0, 0, 1, 1], rows=0, cols=10)
