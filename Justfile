@@ -12,8 +12,13 @@ run *ARGS: (apt "run")
     {{venv}}/radiant serve {{ARGS}}
 
 # Run the whole test suite (unit, integration, e2e) and the linters.
-test *ARGS: (apt "run") (apt "test") azurite lint
+test *ARGS: (apt "run") (apt "test") (apt "e2e") azurite lint
     {{venv}}/python -m pytest {{ARGS}}
+
+# Regenerate the README's screenshots (docs/screenshots, 1280x800) with the e2e day test.
+screenshots *ARGS: (apt "run") (apt "test") (apt "e2e")
+    mkdir -p docs/screenshots
+    RADIANT_SCREENSHOT_DIR=docs/screenshots {{venv}}/python -m pytest tests/e2e/test_day.py {{ARGS}}
 
 azurite_version := "3.37.0"
 
@@ -25,7 +30,7 @@ azurite:
 
 # ruff and mypy over the project's packages.
 lint:
-    {{venv}}/ruff check appliance ui ai sync provisioning tests bench
+    {{venv}}/ruff check appliance ui ai sync provisioning tests bench image
     {{venv}}/mypy
 
 # Ingest benchmark: the appliance's receiver against Orthanc (not a test).
@@ -47,6 +52,6 @@ bench-ai *ARGS:
 bench-sync *ARGS:
     {{venv}}/python bench/sync.py {{ARGS}}
 
-# Install the Debian packages a purpose needs (run | test) when any is missing.
+# Install the Debian packages a purpose needs (run | test | e2e | bench | node) when any is missing.
 apt group:
     {{venv}}/python -m provisioning.packages ensure {{group}}

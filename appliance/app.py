@@ -33,6 +33,7 @@ from appliance.studies.upload import discard_partial_uploads
 from appliance.system.routes import router as system_router
 from appliance.volumes import service as volumes
 from appliance.volumes.routes import router as volumes_router
+from provisioning.agent import FleetAgent, receiver_state
 from sync.manager import SyncManager
 from sync.routes import router as sync_router
 
@@ -87,6 +88,13 @@ def create_app(
         sync_manager = SyncManager(ctx)
         sync_manager.start()  # replication; does nothing until a remote is configured
         app.state.sync = sync_manager
+        fleet_agent = FleetAgent(
+            ctx,
+            receiver_state=lambda: receiver_state(receiver.status()),
+            on_mode_change=sync_manager.wake,
+        )
+        fleet_agent.start()  # only on a provisioned box with a remote; talks only when online
+        app.state.fleet = fleet_agent
         log.info("started", version=__version__, mode=settings.mode.value)
         try:
             yield
@@ -96,6 +104,7 @@ def create_app(
             media_watcher.stop()
             stability.stop()
             jobs.stop()
+            fleet_agent.stop()
             sync_manager.stop()
             ctx.pool.close_all()
             log.info("stopped")

@@ -357,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cli import add_commands as add_sync_commands
 
     add_sync_commands(sub, data_dir_option)
+    from provisioning.cli import add_commands as add_provisioning_commands
+
+    add_provisioning_commands(sub, data_dir_option)
+    from ai.install.cli import add_commands as add_model_commands
+
+    add_model_commands(sub, data_dir_option)
     return parser
 
 

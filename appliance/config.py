@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "RADIANT_"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+DATA_DIR_ENV_FILES = ("provisioned.env", "fleet.env")
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -67,6 +69,8 @@ class Settings(BaseSettings):
     dicom_peers: str = ""
     dicom_allowed_aets: str = ""
     dicom_allowed_ips: str = ""
+    # native: our own Upper Layer front end for storage, Q/R relayed to pynetdicom; pynetdicom: all
+    dicom_frontend: Literal["native", "pynetdicom"] = "native"
     media_roots: str = "/media,/run/media,/mnt"
     upload_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 2048
     auto_volumes: bool = True
@@ -115,6 +119,13 @@ class Settings(BaseSettings):
     sync_snapshot_hours: Annotated[float, Field(ge=0.01, le=24 * 31)] = 24.0
     retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
     evict_free_gb: Annotated[float, Field(ge=0, le=100_000)] = 20.0
+    # First boot and the fleet (provisioning/): `radiant provision` writes its answers to
+    # <data_dir>/provisioned.env, accepted fleet documents to <data_dir>/fleet.env.
+    timezone: str = "UTC"
+    language: Literal["en", "fr"] = "en"
+    fleet_interval_s: Annotated[float, Field(ge=0.1, le=86_400)] = 60.0
+    fleet_stale_s: Annotated[float, Field(ge=1, le=30 * 86_400)] = 600.0
+    software_channel: str = "stable"
 
     @field_validator("dicom_ae_title")
     @classmethod
@@ -283,6 +294,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be set when {ENV_PREFIX}SYNC_REMOTE=azure")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("software_channel")
+    @classmethod
+    def _software_channel(cls, value: str) -> str:
+        return check_software_channel(value)
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "radiant.db"
@@ -388,19 +414,66 @@ def check_sync_prefix(value: str) -> str:
     return prefix
 
 
+_CHANNEL = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+def check_timezone(value: str) -> str:
+    """An IANA time zone name known to this system's tz database, e.g. ``Africa/Abidjan``."""
+    name = value.strip()
+    # ZoneInfo would also accept some relative paths; only plain tz database names pass here.
+    if not name or name.startswith(("/", ".")) or ".." in name or "\\" in name:
+        raise ValueError(f"{value!r} is not a time zone name (e.g. Europe/Paris, UTC)")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Paris, UTC)") from None
+    return name
+
+
+def check_software_channel(value: str) -> str:
+    """Update channel name: lowercase letters, digits and ``-``, e.g. ``stable``, ``beta``."""
+    channel = value.strip()
+    if not _CHANNEL.fullmatch(channel):
+        raise ValueError(
+            f"{value!r} is not a channel name (1-32 lowercase letters, digits or '-', e.g. stable)"
+        )
+    return channel
+
+
 def _describe(error: ErrorDetails) -> str:
     field = str(error["loc"][0]) if error.get("loc") else "?"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{ENV_PREFIX}{field.upper()}: {message}"
 
 
+class _DataDirOnly(BaseSettings):
+    """Where the data dir is, read the way :class:`Settings` reads it (before the rest)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+
+
+def data_dir_env_files(data_dir: Path) -> tuple[Path, ...]:
+    """The settings files inside the data dir, lowest priority first: the answers of
+    ``radiant provision``, then the settings of the last accepted fleet document."""
+    return tuple(data_dir / name for name in DATA_DIR_ENV_FILES)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment; ``overrides`` win (CLI flags).
+    """Read settings; ``overrides`` win (CLI flags), then the environment, then the data dir's
+    ``fleet.env`` and ``provisioned.env``, then ``.env`` in the working directory.
 
     Raises :class:`ConfigError` with one line per the first invalid variable.
     """
+    values = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        data_dir = Path(values["data_dir"]) if "data_dir" in values else _DataDirOnly().data_dir
+        files = [path for path in data_dir_env_files(data_dir) if path.is_file()]
+        # _env_file is pydantic-settings' documented init argument (not a field).
+        return Settings(_env_file=(".env", *files), **values)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError(f"configuration error: {_describe(exc.errors()[0])}") from None
 
