@@ -35,6 +35,15 @@ full range: integers when every slope and intercept is integral (int16 when the 
 int32; resampled values are rounded to the nearest integer, as dcm2niix does), float32 otherwise.
 Palette-colour images and derived maps carrying a (supplemental) palette colour LUT are not HU:
 their stored values are kept and noted ``stored_values_not_hu``.
+
+Memory: the headers are read first (Pixel Data deferred, not read), the slices are sorted and
+the geometry planned from them, each volume is allocated once in its output dtype and every
+frame is decoded on its own straight into its slot (int16 output widened to int32 only if a
+slice needs it), its Pixel Data dropped again after the decode. Tilt correction and spacing
+resampling work one slice at a time (per-slice in-plane shifts, each output slice from its two
+neighbours) on the stored values of the stack, kept in their decoded dtype up to half the size
+of the output and decoded again beyond that; so a build needs about the volume plus at most
+half of it, never a float copy of the whole stack.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import pixel_array
 
 from appliance.volumes import geometry
 
@@ -194,27 +204,38 @@ class _Stack:
 
 
 def build_volumes(files: Sequence[Path]) -> list[VolumeResult]:
-    """Read the DICOM files of one series and reconstruct its volumes."""
+    """Read the DICOM files of one series and reconstruct its volumes.
+
+    Only the headers are read: pydicom defers every value longer than 16 KiB, Pixel Data
+    included (encapsulated too), to its first access, and each image is read and decoded when
+    its slot in the output is filled (see :class:`_PixelReader`).
+    """
     datasets = []
     for path in files:
         try:
-            dataset = pydicom.dcmread(path)
+            dataset = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
         except (InvalidDicomError, OSError) as exc:
             raise VolumeError(f"{path.name}: not a readable DICOM file ({exc})") from exc
         dataset.filename = str(path)
         datasets.append(dataset)
-    return build_volumes_from_datasets(datasets)
+    for dataset in datasets:
+        _check_pixels(dataset)
+    return _build(datasets, _PixelReader(release=True))
 
 
 def build_volumes_from_datasets(datasets: Sequence[Dataset]) -> list[VolumeResult]:
     """Reconstruct the volumes of one series from already-read datasets (with pixel data)."""
+    for dataset in datasets:
+        _check_pixels(dataset)
+    return _build(datasets, _PixelReader(release=False))
+
+
+def _build(datasets: Sequence[Dataset], pixels: _PixelReader) -> list[VolumeResult]:
     if not datasets:
         raise VolumeError("no images given")
-    pixels = _PixelCache()
     frames: list[_Frame] = []
     series_notes: list[QANote] = []
     for file_order, dataset in enumerate(datasets):
-        _check_pixels(dataset)
         frames.extend(_frames_of(dataset, file_order, series_notes))
     series_notes.extend(_value_notes(datasets))
     series = {_series_key(ds) for ds in datasets}
@@ -234,35 +255,65 @@ def build_volumes_from_datasets(datasets: Sequence[Dataset]) -> list[VolumeResul
         series_uid=str(first.get("SeriesInstanceUID", "")),
         series_notes=series_notes,
     )
-    return _reconstruct(frames, context)
+    try:
+        return _reconstruct(frames, context)
+    finally:
+        pixels.close()
 
 
 @dataclass(slots=True)
 class _Context:
-    pixels: _PixelCache
+    pixels: _PixelReader
     keep_stored: bool
     modality: str
     series_uid: str
     series_notes: list[QANote]
 
 
-class _PixelCache:
-    """Decodes each dataset's Pixel Data once (stored values, no rescale)."""
+# Pixel Data, Float Pixel Data, Double Float Pixel Data (PS3.3 C.7.6.3).
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+# Values longer than this are not read with the header (pydicom defers them to first access).
+_DEFER_BYTES = 16 * 1024
+# Stored values kept between the two passes of a resampled stack, as a fraction of its output.
+_SOURCE_BUDGET = 0.5
 
-    def __init__(self) -> None:
-        self._arrays: dict[int, NDArray[Any]] = {}
+
+def _decode(dataset: Dataset, index: int | None) -> NDArray[Any]:
+    """Stored values of one frame (``index``) or of the whole image (None), decoded by
+    pydicom; a deferred Pixel Data value is read from the dataset's file."""
+    return np.asarray(pixel_array(dataset, index=index))
+
+
+class _PixelReader:
+    """Decodes one frame at a time (stored values, no rescale), never a whole series.
+
+    With ``release`` (datasets read by :func:`build_volumes`, Pixel Data deferred), the value
+    read for a decode is put back to deferred afterwards: right after the decode for a
+    one-image file (classic slice, mosaic), when another file is needed for a multi-frame
+    file (its frames, decoded one at a time, may belong to several volumes). Only the last
+    decoded image is kept, so the tiles of a mosaic (consecutive in a stack) share one
+    decode; callers copy what they keep.
+    """
+
+    def __init__(self, *, release: bool) -> None:
+        self._release = release
+        self._key: tuple[int, int | None] | None = None
+        self._image: NDArray[Any] | None = None
+        # The dataset whose Pixel Data was read, with its elements as they were (deferred).
+        self._loaded: tuple[Dataset, list[tuple[int, Any]]] | None = None
 
     def frame(self, frame: _Frame) -> NDArray[Any]:
-        key = id(frame.dataset)
-        if key not in self._arrays:
+        """The frame's stored values (a view of the last decoded image for mosaic tiles)."""
+        key = (id(frame.dataset), frame.frame_index)
+        if key != self._key or self._image is None:
+            self.forget()
             try:
-                self._arrays[key] = np.asarray(frame.dataset.pixel_array)
+                self._image = self._decoded(frame.dataset, frame.frame_index)
             except Exception as exc:  # decoders raise many types; report them all the same way
                 name = Path(str(getattr(frame.dataset, "filename", "") or "dataset")).name
                 raise VolumeError(f"{name}: pixel data cannot be decoded ({exc})") from exc
-        array = self._arrays[key]
-        if frame.frame_index is not None and array.ndim == 3:
-            array = array[frame.frame_index]
+            self._key = key
+        array = self._image
         if frame.tile is not None:
             row, col = frame.tile
             array = array[
@@ -271,10 +322,43 @@ class _PixelCache:
             ]
         return array
 
+    def forget(self) -> None:
+        """Drop the last decoded image."""
+        self._key, self._image = None, None
+
+    def close(self) -> None:
+        """Drop everything held: the last image and any Pixel Data read."""
+        self.forget()
+        self._unload()
+
+    def _decoded(self, dataset: Dataset, index: int | None) -> NDArray[Any]:
+        if not self._release:
+            return _decode(dataset, index)
+        if self._loaded is None or self._loaded[0] is not dataset:
+            self._unload()
+            elements = [
+                (tag, dataset.get_item(tag, keep_deferred=True))
+                for tag in _PIXEL_TAGS
+                if tag in dataset
+            ]
+            self._loaded = (dataset, elements)
+        try:
+            return _decode(dataset, index)
+        finally:
+            if index is None:
+                self._unload()
+
+    def _unload(self) -> None:
+        if self._loaded is not None:
+            dataset, elements = self._loaded
+            for tag, element in elements:
+                dataset[tag] = element
+            self._loaded = None
+
 
 def _check_pixels(dataset: Dataset) -> None:
     name = Path(str(getattr(dataset, "filename", "") or "dataset")).name
-    if "PixelData" not in dataset and "FloatPixelData" not in dataset:
+    if not any(tag in dataset for tag in _PIXEL_TAGS):
         raise VolumeError(f"{name}: no pixel data")
     if int(dataset.get("SamplesPerPixel", 1)) != 1:
         raise VolumeError(f"{name}: colour images (SamplesPerPixel > 1) are not reconstructed")
@@ -638,10 +722,13 @@ def _value_notes(datasets: Sequence[Dataset]) -> list[QANote]:
 
 
 def _rescaled(pixels: NDArray[Any], frame: _Frame, keep_stored: bool) -> FloatArray:
-    values = np.asarray(pixels, dtype=np.float64)
+    """Stored values times slope plus intercept, as a new float64 array (computed in place)."""
+    values = np.array(pixels, dtype=np.float64)
     if keep_stored:
         return values
-    return values * frame.slope + frame.intercept
+    values *= frame.slope
+    values += frame.intercept
+    return values
 
 
 def _integral(frames: Iterable[_Frame], keep_stored: bool) -> bool:
@@ -650,14 +737,11 @@ def _integral(frames: Iterable[_Frame], keep_stored: bool) -> bool:
     return all(float(f.slope).is_integer() and float(f.intercept).is_integer() for f in frames)
 
 
-def _to_output_dtype(values: FloatArray, integral: bool, *, in_place: bool = False) -> NDArray[Any]:
-    """int16 when the rounded range fits, else int32; float32 for non-integral values.
-
-    ``in_place`` rounds ``values`` itself (for a stack the caller owns: no second float copy).
-    """
+def _to_output_dtype(values: FloatArray, integral: bool) -> NDArray[Any]:
+    """int16 when the rounded range fits, else int32; float32 for non-integral values."""
     if not integral:
         return values.astype(np.float32)
-    rounded = np.rint(values, out=values) if in_place else np.rint(values)
+    rounded = np.rint(values)
     low, high = (float(rounded.min()), float(rounded.max())) if rounded.size else (0.0, 0.0)
     info16 = np.iinfo(np.int16)
     if info16.min <= low and high <= info16.max:
@@ -908,43 +992,46 @@ def _assemble(
     label: str,
     context: _Context,
 ) -> VolumeResult:
-    """Stack sorted, gap-free slices; correct tilt and variable spacing by resampling."""
+    """Stack sorted, gap-free slices; correct tilt and variable spacing by resampling.
+
+    The voxels are allocated once, in the output dtype, and filled one slice at a time: a
+    plain stack straight from each decoded frame; a tilted or variably spaced one from the
+    stored values of its frames (kept compact, as decoded) through one-slice float buffers.
+    """
     first = frames[0]
     row_spacing, column_spacing = first.pixel_spacing or (1.0, 1.0)
     positions = np.array([f.position for f in frames], dtype=np.float64)
-    plain_distances = positions @ direction[:, 2]
-    plain = not geometry.is_tilted(
-        positions, direction, (column_spacing, row_spacing)
-    ) and not geometry.is_variable_spacing(np.diff(plain_distances - plain_distances[0]))
-    exact = _integer_stack(frames, context) if plain else None
-    if exact is not None:
-        # Nothing to resample and integral values: the same voxels as below, without floats.
+    distances = positions @ direction[:, 2]
+    distances = distances - distances[0]
+    steps = np.diff(distances)
+    tilted = geometry.is_tilted(positions, direction, (column_spacing, row_spacing))
+    variable = geometry.is_variable_spacing(steps)
+    output = _Output(_integral(frames, context.keep_stored))
+    origin = positions[0].copy()
+    notes = list(notes)
+    if not tilted and not variable:
+        output.allocate((len(frames), first.rows, first.columns))
+        for k, frame in enumerate(frames):
+            output.put(k, _slice_values(context.pixels.frame(frame), frame, context, output))
         return VolumeResult(
-            voxels=exact,
-            origin=_triple(positions[0]),
-            spacing=(
-                column_spacing,
-                row_spacing,
-                float((plain_distances[-1] - plain_distances[0]) / (len(frames) - 1)),
-            ),
+            voxels=output.voxels,
+            origin=_triple(origin),
+            spacing=(column_spacing, row_spacing, float(distances[-1] / (len(frames) - 1))),
             direction=direction,
-            notes=list(notes),
+            notes=notes,
             label=label,
             modality=context.modality,
             series_instance_uid=context.series_uid,
             frame_count=len(frames),
         )
-    # Filled slice by slice: a list of float slices plus their np.stack would hold two copies.
-    stack = np.empty((len(frames), first.rows, first.columns), dtype=np.float64)
-    for k, frame in enumerate(frames):
-        stack[k] = _rescaled(context.pixels.frame(frame), frame, context.keep_stored)
-    origin = positions[0].copy()
-    notes = list(notes)
 
-    if geometry.is_tilted(positions, direction, (column_spacing, row_spacing)):
+    shifts: list[_AxisShift] = []
+    if tilted:
         offsets = geometry.in_plane_offsets(positions, direction)
         angle = geometry.tilt_angle_degrees(positions, direction)
-        stack, (first_x, first_y) = _shear_correct(stack, offsets, (column_spacing, row_spacing))
+        shifts = _shear_plan(offsets, (column_spacing, row_spacing), first)
+        first_x = next((s.first for s in shifts if s.axis == 1), 0)
+        first_y = next((s.first for s in shifts if s.axis == 0), 0)
         origin = (
             origin
             + first_x * column_spacing * direction[:, 0]
@@ -958,13 +1045,18 @@ def _assemble(
                 {"tilt_degrees": angle, "shape_before": [len(frames), first.rows, first.columns]},
             )
         )
-
-    distances = positions @ direction[:, 2]
-    distances = distances - distances[0]
-    steps = np.diff(distances)
-    if geometry.is_variable_spacing(steps):
-        grid = geometry.uniform_grid(distances)
-        stack = _resample_along_normal(stack, distances, grid)
+    plane = [first.rows, first.columns]
+    for shift in shifts:
+        plane[shift.axis] = shift.size
+    grid = geometry.uniform_grid(distances) if variable else None
+    output.allocate((grid.count if grid else len(frames), *plane))
+    sources = _Sources(frames, context, shifts, int(output.voxels.nbytes * _SOURCE_BUDGET))
+    if grid is not None:
+        low, high, weight = _resample_plan(distances, grid)
+        for index in range(grid.count):
+            values = sources.slice(int(low[index])) * (1 - weight[index])
+            values += sources.slice(int(high[index])) * weight[index]
+            output.put(index, np.rint(values, out=values) if output.integral else values)
         spacing_z = grid.spacing
         distinct = sorted({round(float(s), 2) for s in steps})
         notes.append(
@@ -982,10 +1074,13 @@ def _assemble(
             )
         )
     else:
+        for k in range(len(frames)):
+            values = sources.slice(k)
+            output.put(k, np.rint(values) if output.integral else values)
         spacing_z = float(distances[-1] / (len(frames) - 1))
 
     return VolumeResult(
-        voxels=_to_output_dtype(stack, _integral(frames, context.keep_stored), in_place=True),
+        voxels=output.voxels,
         origin=_triple(origin),
         spacing=(column_spacing, row_spacing, spacing_z),
         direction=direction,
@@ -997,104 +1092,165 @@ def _assemble(
     )
 
 
-def _integer_stack(frames: list[_Frame], context: _Context) -> NDArray[Any] | None:
-    """Integer pixels with an integral rescale, computed exactly in integers straight into the
-    output dtype (the one :func:`_to_output_dtype` picks): the same values as the float path
-    at a quarter of its memory. None when that does not apply (float pixels, non-integral or
-    very large rescale)."""
-    if not _integral(frames, context.keep_stored):
-        return None
-    low, high = math.inf, -math.inf
-    factors = []
-    for frame in frames:
-        pixels = context.pixels.frame(frame)
-        if pixels.dtype.kind not in "iu" or pixels.dtype.itemsize > 2:
-            return None
-        slope, intercept = (
-            (1, 0) if context.keep_stored else (int(frame.slope), int(frame.intercept))
-        )
-        if abs(slope) > 2**14 or abs(intercept) > 2**30:
-            return None  # could leave int32 (2**16 * 2**14 + 2**30 < 2**31)
-        ends = (int(pixels.min()) * slope + intercept, int(pixels.max()) * slope + intercept)
-        low, high = min(low, *ends), max(high, *ends)
-        factors.append((slope, intercept))
-    info16 = np.iinfo(np.int16)
-    dtype = np.int16 if info16.min <= low and high <= info16.max else np.int32
-    first = frames[0]
-    out = np.empty((len(frames), first.rows, first.columns), dtype=dtype)
-    for k, (frame, (slope, intercept)) in enumerate(zip(frames, factors, strict=True)):
-        values = context.pixels.frame(frame).astype(np.int32)
+class _Output:
+    """The voxels of one volume, allocated once and filled slice by slice.
+
+    Non-integral values are float32. Integral values start as int16 and the array becomes
+    int32 the first time a slice does not fit: the dtype :func:`_to_output_dtype` would pick
+    for the whole stack (int16 when the full range fits), without a float copy of it.
+    """
+
+    def __init__(self, integral: bool) -> None:
+        self.integral = integral
+        self.voxels: NDArray[Any] = np.empty((0, 0, 0), dtype=np.float32)
+
+    def allocate(self, shape: tuple[int, ...]) -> None:
+        self.voxels = np.empty(shape, dtype=np.int16 if self.integral else np.float32)
+
+    def put(self, index: int, values: NDArray[Any]) -> None:
+        """Store slice ``index``: integers (or integral floats) when integral, else floats."""
+        if self.voxels.dtype == np.int16 and values.size:
+            info = np.iinfo(np.int16)
+            if not (info.min <= values.min() and values.max() <= info.max):
+                self.voxels = self.voxels.astype(np.int32)
+        self.voxels[index] = values
+
+
+def _slice_values(
+    pixels: NDArray[Any], frame: _Frame, context: _Context, output: _Output
+) -> NDArray[Any]:
+    """One slice's values for :meth:`_Output.put`: exact integers (int32) for integer pixels
+    with an integral rescale, rounded floats for other integral data, floats otherwise."""
+    if not output.integral:
+        return _rescaled(pixels, frame, context.keep_stored)
+    slope, intercept = (1, 0) if context.keep_stored else (int(frame.slope), int(frame.intercept))
+    if (
+        pixels.dtype.kind in "iu"
+        and pixels.dtype.itemsize <= 2
+        and abs(slope) <= 2**14
+        and abs(intercept) <= 2**30  # 2**16 * 2**14 + 2**30 < 2**31: no int32 overflow
+    ):
+        values = pixels.astype(np.int32)
         if slope != 1:
             values *= slope
         if intercept:
             values += intercept
-        out[k] = values
+        return values
+    rescaled = _rescaled(pixels, frame, context.keep_stored)
+    return np.rint(rescaled)
+
+
+@dataclass(frozen=True, slots=True)
+class _AxisShift:
+    """Slice k moves by ``pixels[k]`` along one in-plane axis (0: y, down a column; 1: x).
+
+    The output axis (``size`` long) holds every shifted slice and stays aligned with the pixel
+    lattice of slices whose shift is an integer (the first slice: shift 0); ``first`` is the
+    index, in the old lattice, of its first pixel (<= 0).
+    """
+
+    axis: int
+    pixels: FloatArray
+    first: int
+    size: int
+
+
+def _shear_plan(
+    offsets_mm: FloatArray, spacing_xy: tuple[float, float], first: _Frame
+) -> list[_AxisShift]:
+    """The in-plane shifts that undo a shear: slice k moves by its IPP offset (mm) from the
+    first slice, along x and then along y."""
+    plan = []
+    for axis, column, size in ((1, 0, first.columns), (0, 1, first.rows)):
+        pixels = offsets_mm[:, column] / spacing_xy[column]
+        if np.max(np.abs(pixels)) > 1e-6:
+            low = math.floor(float(pixels.min()) + 1e-6)
+            high = math.ceil(float(pixels.max()) - 1e-6)
+            plan.append(_AxisShift(axis, pixels, low, size + high - low))
+    return plan
+
+
+def _shift_slice(image: FloatArray, k: int, shift: _AxisShift, fill: float) -> FloatArray:
+    """Slice ``k`` shifted: linear interpolation between the two neighbouring source pixels;
+    positions outside the source get ``fill``."""
+    size = image.shape[shift.axis]
+    shape = list(image.shape)
+    shape[shift.axis] = shift.size
+    out = np.full(shape, fill, dtype=np.float64)
+    source = np.arange(shift.size, dtype=np.float64) + shift.first - shift.pixels[k]
+    valid = (source >= 0) & (source < size)
+    low = np.floor(source[valid]).astype(np.intp)
+    high = np.minimum(low + 1, size - 1)
+    fraction = source[valid] - low
+    # low * (1 - fraction) + high * fraction, in place: two slice-sized temporaries, not five.
+    if shift.axis == 0:
+        before, after = image[low, :], image[high, :]
+        before *= (1 - fraction)[:, None]
+        after *= fraction[:, None]
+        before += after
+        out[valid, :] = before
+    else:
+        before, after = image[:, low], image[:, high]
+        before *= (1 - fraction)[None, :]
+        after *= fraction[None, :]
+        before += after
+        out[:, valid] = before
     return out
 
 
-def _shift_axis(
-    stack: FloatArray, shifts: FloatArray, axis: int, fill: float
-) -> tuple[FloatArray, int]:
-    """Move slice k of (z, y, x) by shifts[k] pixels along axis 1 (y) or 2 (x).
+class _Sources:
+    """A stack's frames for resampling, rescaled (float64) and shifted one slice at a time.
 
-    The output axis is widened to hold every shifted slice and stays aligned with the pixel
-    lattice of slices whose shift is an integer (the first slice: shift 0). Returns the new
-    stack and the index, in the old lattice, of its first pixel (<= 0). Linear interpolation
-    between the two neighbouring source pixels; positions outside the source get ``fill``.
+    A first pass decodes every frame for the smallest value (the fill of the border widened by
+    a shift) and keeps the stored values of the first frames, in their decoded dtype, up to
+    ``budget`` bytes; the others are decoded again when needed. The last two results are
+    cached (resampling reads neighbouring slices in increasing order).
     """
-    size = stack.shape[axis]
-    first = math.floor(float(shifts.min()) + 1e-6)
-    last = math.ceil(float(shifts.max()) - 1e-6)
-    out_size = size + last - first
-    out_shape = list(stack.shape)
-    out_shape[axis] = out_size
-    out = np.full(out_shape, fill, dtype=np.float64)
-    for k in range(stack.shape[0]):
-        source = np.arange(out_size, dtype=np.float64) + first - shifts[k]
-        valid = (source >= 0) & (source < size)
-        low = np.floor(source[valid]).astype(np.intp)
-        high = np.minimum(low + 1, size - 1)
-        fraction = source[valid] - low
-        image, target = stack[k], out[k]
-        if axis == 1:
-            target[valid, :] = (
-                image[low, :] * (1 - fraction)[:, None] + image[high, :] * fraction[:, None]
-            )
-        else:
-            target[:, valid] = (
-                image[:, low] * (1 - fraction)[None, :] + image[:, high] * fraction[None, :]
-            )
-    return out, first
+
+    def __init__(
+        self, frames: list[_Frame], context: _Context, shifts: list[_AxisShift], budget: int
+    ) -> None:
+        self.frames = frames
+        self.pixels = context.pixels
+        self.keep_stored = context.keep_stored
+        self.shifts = shifts
+        self.kept: dict[int, NDArray[Any]] = {}
+        used, fill = 0, math.inf
+        for k, frame in enumerate(frames):
+            pixels = self.pixels.frame(frame)
+            fill = min(fill, float(_rescaled(pixels, frame, self.keep_stored).min()))
+            if used + pixels.nbytes <= budget:
+                self.kept[k] = np.array(pixels, copy=True)
+                used += pixels.nbytes
+        self.pixels.forget()
+        self.fill = fill
+        self._cache: dict[int, FloatArray] = {}
+
+    def slice(self, k: int) -> FloatArray:
+        """Frame ``k`` rescaled and shifted; do not modify the result."""
+        cached = self._cache.get(k)
+        if cached is not None:
+            return cached
+        stored = self.kept.get(k)
+        if stored is None:
+            stored = self.pixels.frame(self.frames[k])
+        image = _rescaled(stored, self.frames[k], self.keep_stored)
+        for shift in self.shifts:
+            image = _shift_slice(image, k, shift, self.fill)
+        if len(self._cache) >= 2:
+            self._cache.pop(min(self._cache))
+        self._cache[k] = image
+        return image
 
 
-def _shear_correct(
-    stack: FloatArray, offsets_mm: FloatArray, spacing_xy: tuple[float, float]
-) -> tuple[FloatArray, tuple[int, int]]:
-    """Undo an in-plane shear: slice k moves by its IPP offset (mm) from the first slice.
-
-    Returns the corrected stack and the (x, y) index of its first pixel in the first slice's
-    pixel lattice, which moves the origin.
-    """
-    fill = float(stack.min())
-    shifted = stack
-    first = [0, 0]
-    for axis, column in ((2, 0), (1, 1)):
-        pixels = offsets_mm[:, column] / spacing_xy[column]
-        if np.max(np.abs(pixels)) > 1e-6:
-            shifted, first[column] = _shift_axis(shifted, pixels, axis, fill)
-    return shifted, (first[0], first[1])
-
-
-def _resample_along_normal(
-    stack: FloatArray, distances: FloatArray, grid: geometry.UniformGrid
-) -> FloatArray:
-    """Linear interpolation between the two bracketing slices onto a uniform grid."""
+def _resample_plan(
+    distances: FloatArray, grid: geometry.UniformGrid
+) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray]:
+    """For each slice of the uniform grid: the two bracketing source slices (low, high) and
+    the weight of the high one (linear interpolation along the normal)."""
     targets = distances[0] + np.arange(grid.count) * grid.spacing
     high = np.clip(np.searchsorted(distances, targets - 1e-9, side="left"), 1, len(distances) - 1)
     low = high - 1
     span = distances[high] - distances[low]
     weight = np.clip((targets - distances[low]) / np.where(span > 0, span, 1.0), 0.0, 1.0)
-    out = np.empty((grid.count, *stack.shape[1:]), dtype=np.float64)
-    for index in range(grid.count):
-        out[index] = stack[low[index]] * (1 - weight[index]) + stack[high[index]] * weight[index]
-    return out
+    return low, high, weight

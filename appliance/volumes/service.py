@@ -50,7 +50,7 @@ from appliance.volumes.models import (
     QANoteOut,
     VolumeOut,
 )
-from appliance.volumes.nifti import nifti_bytes, read_nifti, write_nifti
+from appliance.volumes.nifti import nifti_stream, read_nifti, write_nifti
 from appliance.volumes.reconstruct import (
     NOT_A_VOLUME,
     RESCALE_NOT_HU,
@@ -298,7 +298,8 @@ def build_for_series(
             }
             if result.is_volume:
                 key = volume_key(series_id, volume_id)
-                stored = ctx.store.put(key, nifti_bytes(result))
+                with nifti_stream(result) as stream:
+                    stored = ctx.store.put(key, stream)
                 written.append(key)
                 row.update(status="ready", storage_key=key, size=stored.size, sha256=stored.sha256)
             else:
