@@ -8,6 +8,11 @@ C-STORE was answered with Success and the peer's own count shows every instance 
 
 Usage: ``.venv/bin/python bench/ingest.py [--series DIR ...] [--repeat N]`` (``just bench-ingest``).
 
+The appliance runs twice per cell: with its native DICOM front end (``RADIANT_DICOM_FRONTEND=
+native``, the default: ``appliance``) and with everything through pynetdicom
+(``RADIANT_DICOM_FRONTEND=pynetdicom``: ``appl-pynet``); ``--frontends`` picks. The ratio is the
+native appliance's over Orthanc's.
+
 Both peers and storescu run with ``TCP_NODELAY=1`` in their environment: without it every DIMSE
 message waits on the 40 ms Nagle / delayed-ACK stall and both figures measure that timer.
 Orthanc keeps its durable defaults (``SyncStorageArea`` true, no compression) and loads no
@@ -488,7 +493,10 @@ class Appliance(Peer):
     name = "appliance"
     ae = APPLIANCE_AE
 
-    def __init__(self) -> None:
+    def __init__(self, frontend: str = "native") -> None:
+        self.frontend = frontend
+        if frontend != "native":
+            self.name = "appl-pynet"
         self.radiant = str(ROOT / ".venv" / "bin" / "radiant")
         self.proc: subprocess.Popen[bytes] | None = None
         self.http_port = 0
@@ -505,6 +513,7 @@ class Appliance(Peer):
             "RADIANT_DICOM_PORT": str(dicom_port),
             "RADIANT_DICOM_AE_TITLE": APPLIANCE_AE,
             "RADIANT_HTTP_HOST": HOST,
+            "RADIANT_DICOM_FRONTEND": self.frontend,
         }
         log = rundir / "radiant.log"
         with log.open("wb") as handle:
@@ -553,7 +562,8 @@ class Appliance(Peer):
 
     def command(self) -> str:
         return (
-            f"TCP_NODELAY=1 RADIANT_DICOM_PORT=<port> RADIANT_DICOM_AE_TITLE={APPLIANCE_AE} "
+            f"TCP_NODELAY=1 RADIANT_DICOM_FRONTEND={self.frontend} RADIANT_DICOM_PORT=<port> "
+            f"RADIANT_DICOM_AE_TITLE={APPLIANCE_AE} "
             f"{self.radiant} serve --port <port> --data-dir <rundir>/data"
         )
 
@@ -670,7 +680,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="runs per cell; the median is shown"
     )
+    parser.add_argument(
+        "--frontends",
+        default="native,pynetdicom",
+        metavar="LIST",
+        help="appliance DICOM front ends to run, comma-separated (default: native,pynetdicom)",
+    )
     args = parser.parse_args(argv)
+    args.frontends = [f.strip() for f in args.frontends.split(",") if f.strip()]
+    if not args.frontends or set(args.frontends) - {"native", "pynetdicom"}:
+        parser.error("--frontends takes native and/or pynetdicom")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
@@ -701,7 +720,7 @@ def run(args: argparse.Namespace) -> int:
     for tool in ("storescu", "echoscu"):
         require_tool(tool)
     orthanc = Orthanc(orthanc_binary())
-    appliance = Appliance()
+    appliances = [Appliance(frontend) for frontend in args.frontends]
     series, notes = choose_series(args.series)
     with workspace() as workdir:
         print("== machine")
@@ -717,7 +736,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"parallel split         {[count_files(p) for p in data.parts]} (round robin)")
         print("\n== commands")
         print(f"orthanc                {orthanc.command()}")
-        print(f"appliance              {appliance.command()}")
+        for appliance in appliances:
+            print(f"{appliance.name:<22} {appliance.command()}")
         print(
             "storescu               TCP_NODELAY=1 "
             + " ".join(storescu_command(0, "<AE>", Path("<dir>"))).replace(" 0 ", " <port> ")
@@ -726,15 +746,15 @@ def run(args: argparse.Namespace) -> int:
 
         cells = {
             (peer, n): Measurement(peer, n)
-            for peer in ("orthanc", "appliance")
+            for peer in ("orthanc", *(a.name for a in appliances))
             for n in (1, PARALLEL)
         }
         appliance_missing: str | None = None
         print("\n== runs")
         for rep in range(args.repeat):
             for n in (1, PARALLEL):
-                for peer in (orthanc, appliance):
-                    if peer is appliance and appliance_missing is not None:
+                for peer in (orthanc, *appliances):
+                    if peer is not orthanc and appliance_missing is not None:
                         continue
                     label = f"{peer.name}-{n}-{rep}"
                     try:
@@ -753,8 +773,9 @@ def run(args: argparse.Namespace) -> int:
         if appliance_missing is not None:
             print(NOT_AVAILABLE)
         for n in (1, PARALLEL):
-            value = ratio(cells[("appliance", n)], cells[("orthanc", n)], data.count)
-            print(f"ratio appliance/orthanc, {n} association(s): {value}")
+            for appliance in appliances:
+                value = ratio(cells[(appliance.name, n)], cells[("orthanc", n)], data.count)
+                print(f"ratio {appliance.name}/orthanc, {n} association(s): {value}")
         print(f"target: appliance >= {TARGET_RATIO}x Orthanc (single association)")
     failed = any(c.failures for c in cells.values())
     return 1 if failed else 0

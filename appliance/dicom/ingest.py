@@ -5,15 +5,26 @@ when it is unfit; skip it when its SOP Instance UID is already stored (counted, 
 unless overwriting is configured; otherwise write the file durably to the object store, then index
 patient, study, series and instance rows and the audit row in ONE transaction. Only when both are
 durable does :meth:`Ingestor.ingest` return ``stored``, which is when a caller may acknowledge.
+
+Why "stored" means durable, with the fewest syncs: (1) the file is created under its final name,
+written, fsynced and its directory fsynced (:meth:`ObjectStore.create`) before the index
+transaction begins, so the file's bytes and its name are on disk; (2) the transaction then
+commits in SQLite's WAL with ``synchronous=FULL``, which fsyncs the WAL before COMMIT returns;
+(3) only then does :meth:`Ingestor.ingest` return. A crash before (2) completes leaves at most
+a file that no row points to, which start-up recovery sets aside; a crash after it loses
+nothing. Never is a row durable without its file. Write transactions of concurrent ingests take
+a process lock first, so they queue on it instead of sleeping in SQLite's busy handler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +36,7 @@ from appliance.audit.models import Actor
 from appliance.db.connection import ConnectionPool, transaction
 from appliance.db.rows import fetch_one, new_id, now_iso
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
+from appliance.dicom.scan import scan_instance
 from appliance.patients.service import fold, search_key
 from appliance.storage.service import ObjectStore, instance_key
 
@@ -106,6 +118,13 @@ class Quarantine:
         return qid
 
 
+def _settle(writing: Future[bool] | None) -> None:
+    """Wait for a file write to end (its outcome is not needed) before cleaning up after it."""
+    if writing is not None:
+        with contextlib.suppress(BaseException):
+            writing.result()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -129,16 +148,23 @@ class Ingestor:
         self.store = store
         self.quarantine = quarantine
         self.overwrite = overwrite
+        self._write_lock = threading.Lock()
+        # threads start on first use; they only write and fsync files
+        self._files = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-write")
 
     def ingest(
         self, data: bytes, *, source: str, actor: Actor, origin: str | None = None
     ) -> IngestResult:
         """Store one DICOM Part 10 file; the result says stored, duplicate or quarantined."""
         db = self.pool.get()
-        try:
-            _, info = read_instance(data)
-        except Rejected as exc:
-            return self._quarantine(db, data, exc, source, origin, actor)
+        # the fast scan answers for plain instances; anything else, and every instance that is
+        # to be refused, goes through the full reader (same result, see appliance.dicom.scan)
+        info = scan_instance(data)
+        if info is None:
+            try:
+                _, info = read_instance(data)
+            except Rejected as exc:
+                return self._quarantine(db, data, exc, source, origin, actor)
         lock = _LOCKS[hash(info.sop_instance_uid) % len(_LOCKS)]
         with lock:
             existing = db.execute(
@@ -146,7 +172,7 @@ class Ingestor:
                 (info.sop_instance_uid,),
             ).fetchone()
             if existing is not None and not self.overwrite:
-                with transaction(db):
+                with self._write_lock, transaction(db):
                     db.execute(
                         "UPDATE instances SET duplicates = duplicates + 1 WHERE id = ?",
                         (existing[0],),
@@ -162,17 +188,26 @@ class Ingestor:
                 # A replacement goes to a new name; the row switches to it in the commit, and
                 # only then is the old file removed: a crash never leaves a row without its file.
                 key = key.removesuffix(".dcm") + f".{new_id()[:8]}.dcm"
-            stored = self.store.put(key, data)
+            # The file is written and fsynced on a helper thread while this one hashes the bytes
+            # and builds the index rows (write, fsync and hashing release the GIL); COMMIT
+            # waits for the file.
+            writing = self._files.submit(self.store.create, key, data) if not existing else None
+            sha256 = hashlib.sha256(data).hexdigest()
             try:
-                with transaction(db):
+                with self._write_lock, transaction(db):
                     result = self._index(
-                        db, info, key, stored.size, stored.sha256, source, origin, actor, existing
+                        db, info, key, len(data), sha256, source, origin, actor, existing
                     )
+                    created = writing.result() if writing is not None else False
+                    if not created:  # a replacement, or a name taken by an unindexed file
+                        self.store.put(key, data)
             except Rejected as exc:
+                _settle(writing)
                 self.store.delete(key, missing_ok=True)
                 exc.sop_instance_uid = info.sop_instance_uid
                 return self._quarantine(db, data, exc, source, origin, actor)
             except BaseException:
+                _settle(writing)
                 self.store.delete(key, missing_ok=True)
                 raise
             if existing is not None and existing[1] != key:

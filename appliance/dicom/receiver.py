@@ -23,6 +23,13 @@ Number of Failed Sub-operations and listed in Failed SOP Instance UID List, with
 Comment) instead of being transcoded. For this, the receiver switches pynetdicom to sending
 stored files in chunks without decoding (``STORE_SEND_CHUNKED_DATASET``), process-wide.
 
+Network front end (``RADIANT_DICOM_FRONTEND``): ``native`` (default) puts
+:mod:`appliance.dicom.frontend` on the port, which serves C-ECHO and C-STORE associations itself
+(lower per-instance overhead than pynetdicom's polling reactor) and relays any association that
+proposes Query/Retrieve byte for byte to this pynetdicom AE, then listening on an internal
+127.0.0.1 port; ``pynetdicom`` puts the pynetdicom AE on the port for everything. Both call the
+same :meth:`Receiver.store`, so statuses, counts and audit rows do not depend on the choice.
+
 Associations may be limited to calling AE titles (``RADIANT_DICOM_ALLOWED_AETS``, pynetdicom's
 ``require_calling_aet``) and client IPs (``RADIANT_DICOM_ALLOWED_IPS``, checked on the
 A-ASSOCIATE-RQ); a refused association gets an A-ASSOCIATE-RJ (PS3.8 9.3.4) and an audit row.
@@ -56,6 +63,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
+from appliance.dicom.frontend import Frontend, Policy
 from appliance.dicom.ingest import Outcome
 from appliance.dicom.query import (
     ERROR_COMMENT_MAX,
@@ -154,6 +162,10 @@ def _nodelay(assoc: Association) -> None:
     sock = getattr(assoc.dul.socket, "socket", None)
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _actor(calling_ae: str, ip: str) -> Actor:
+    return Actor(name=f"dicom:{calling_ae or '?'}", role="system", client=ip)
 
 
 def _calling_ae(assoc: Association) -> str:
@@ -270,6 +282,8 @@ class Receiver:
         self.ctx = ctx
         self.settings = ctx.settings
         self._server: ThreadedAssociationServer | None = None
+        self._frontend: Frontend | None = None
+        self._internal_port: int | None = None
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._error: str | None = None
@@ -304,9 +318,30 @@ class Receiver:
         ae.require_calling_aet = sorted(settings.allowed_aets)
         add_supported_contexts(ae)
         address = (settings.dicom_host, settings.dicom_port)
+        native = settings.dicom_frontend == "native"
         try:
-            self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
+            if native:
+                # the pynetdicom AE serves what the front end relays, on a loopback-only port
+                inner = ("127.0.0.1", 0)
+                server = ae.start_server(inner, block=False, evt_handlers=self.handlers())
+                assert server is not None  # block=False returns the server
+                self._server = server
+                self._internal_port = int(server.server_address[1])
+                frontend = Frontend(
+                    settings.dicom_host,
+                    settings.dicom_port,
+                    self.policy(),
+                    self,
+                    relay_to=lambda: self._internal_port,
+                )
+                frontend.start()
+                self._frontend = frontend
+            else:
+                self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
         except OSError as exc:
+            if self._server is not None:
+                self._server.shutdown()
+                self._server = None
             self._error = f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
             log.error(
                 "receiver_not_listening",
@@ -317,11 +352,38 @@ class Receiver:
             return
         self._error = None
         log.info(
-            "receiver_listening", host=address[0], port=address[1], ae_title=settings.dicom_ae_title
+            "receiver_listening",
+            host=address[0],
+            port=address[1],
+            ae_title=settings.dicom_ae_title,
+            frontend=settings.dicom_frontend,
+        )
+
+    def policy(self) -> Policy:
+        """What the native front end serves itself, relays, and lets in."""
+        storage = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
+        relayed = frozenset(
+            str(uid)
+            for uid in (
+                StudyRootQueryRetrieveInformationModelFind,
+                StudyRootQueryRetrieveInformationModelGet,
+                StudyRootQueryRetrieveInformationModelMove,
+            )
+        )
+        return Policy(
+            storage_classes=storage,
+            storage_syntaxes=tuple(TRANSFER_SYNTAXES),
+            relayed_classes=relayed,
+            allowed_aets=self.settings.allowed_aets,
+            allowed_ips=self.settings.allowed_ips,
+            max_pdu=MAX_PDU,
         )
 
     def stop(self) -> None:
         """Stop accepting, abort associations still open and wait for their threads."""
+        frontend, self._frontend = self._frontend, None
+        if frontend is not None:
+            frontend.stop(JOIN_TIMEOUT_S)
         server, self._server = self._server, None
         if server is None:
             return
@@ -336,15 +398,18 @@ class Receiver:
 
     def status(self) -> ReceiverStatus:
         server = self._server
+        frontend = self._frontend
         counts = self._snapshot()
+        active = len(server.active_associations) if server else 0
         return ReceiverStatus(
-            listening=server is not None,
+            listening=server is not None
+            and (frontend is not None or self.settings.dicom_frontend != "native"),
             host=self.settings.dicom_host,
             port=self.settings.dicom_port,
             ae_title=self.settings.dicom_ae_title,
             error=self._error,
             associations=counts["associations"],
-            active_associations=len(server.active_associations) if server else 0,
+            active_associations=active + (frontend.active if frontend else 0),
             refused_associations=counts["refused_associations"],
             stored=counts["stored"],
             duplicates=counts["duplicates"],
@@ -370,9 +435,72 @@ class Receiver:
         with self._lock:
             return {name: self._counts[name] for name in names}
 
-    def _actor(self, assoc: Association) -> Actor:
+    def _client_ip(self, assoc: Association) -> str:
+        """The requestor's IP; for an association relayed by the front end, the real client's."""
         ip = str(assoc.requestor.address or "")
-        return Actor(name=f"dicom:{_calling_ae(assoc) or '?'}", role="system", client=ip)
+        frontend = self._frontend
+        if frontend is not None and ip == "127.0.0.1":
+            relayed = frontend.relayed.get(int(assoc.requestor.port or 0))
+            if relayed is not None:
+                return relayed[0]
+        return ip
+
+    def _actor(self, assoc: Association) -> Actor:
+        return _actor(_calling_ae(assoc), self._client_ip(assoc))
+
+    # -- what both front ends call (appliance.dicom.frontend.Services) --------------------------
+
+    def refuse(self, calling_ae: str, ip: str, reason: str) -> None:
+        """Count, log and audit a refused association."""
+        self._count("refused_associations")
+        log.warning("association_refused", calling_ae=calling_ae, reason=reason)
+        try:
+            audit.record(
+                self.ctx.pool.get(),
+                _actor(calling_ae, ip),
+                "dicom.association",
+                outcome="refused",
+                detail={"calling_ae": calling_ae, "reason": reason},
+            )
+        except Exception as exc:
+            log.error("audit_failed", action="dicom.association", error=exc.__class__.__name__)
+        finally:
+            self.ctx.pool.release()
+
+    def established(self, calling_ae: str, ip: str) -> None:
+        self._count("associations")
+
+    def ended(self) -> None:
+        """The association served on this thread ended: close its database connection."""
+        self.ctx.pool.release()
+
+    def store(self, data: bytes, calling_ae: str, ip: str) -> tuple[int, str | None]:
+        """C-STORE of one Part 10 file: (status, error comment), answered only once the
+        instance is durable (stored or duplicate), quarantined, or refused."""
+        free = self.ctx.store.free_bytes()
+        if free < self.settings.min_free_gb * GB:
+            self._count("out_of_space")
+            log.warning(
+                "store_refused_disk_low", free_bytes=free, min_free_gb=self.settings.min_free_gb
+            )
+            return OUT_OF_SPACE, "out of disk space on the receiver"
+        try:
+            result = self.ctx.ingestor.ingest(
+                data, source="network", actor=_actor(calling_ae, ip), origin=calling_ae
+            )
+        except Exception as exc:
+            self._count("failed")
+            log.error("store_failed", error=exc.__class__.__name__)
+            return STORE_FAILED, "the receiver could not store it; retry later"
+        if result.outcome is Outcome.STORED:
+            self._count("stored")
+            return SUCCESS, None
+        if result.outcome is Outcome.DUPLICATE:
+            self._count("duplicates")
+            return SUCCESS, None
+        self._count("quarantined")
+        log.warning("store_quarantined", quarantine_id=result.quarantine_id)
+        return QUARANTINED, f"quarantined: {result.reason or 'invalid instance'}"
 
     # -- association events (PS3.8) -------------------------------------------------------------
 
@@ -384,7 +512,7 @@ class Receiver:
         a requestor that will receive (C-GET) choose the transfer syntax."""
         allowed = self.settings.allowed_ips
         assoc = event.assoc
-        if not allowed or str(assoc.requestor.address) in allowed:
+        if not allowed or self._client_ip(assoc) in allowed:
             _prefer_receivers_syntaxes(assoc)
             return
         self._refused(assoc, "calling IP address not allowed")
@@ -400,21 +528,7 @@ class Receiver:
         self._refused(event.assoc, _REJECT_REASONS.get(key, "association rejected"))
 
     def _refused(self, assoc: Association, reason: str) -> None:
-        self._count("refused_associations")
-        calling = _calling_ae(assoc)
-        log.warning("association_refused", calling_ae=calling, reason=reason)
-        try:
-            audit.record(
-                self.ctx.pool.get(),
-                self._actor(assoc),
-                "dicom.association",
-                outcome="refused",
-                detail={"calling_ae": calling, "reason": reason},
-            )
-        except Exception as exc:
-            log.error("audit_failed", action="dicom.association", error=exc.__class__.__name__)
-        finally:
-            self.ctx.pool.release()
+        self.refuse(_calling_ae(assoc), self._client_ip(assoc), reason)
 
     def _on_established(self, event: evt.Event) -> None:
         self._count("associations")
@@ -434,31 +548,14 @@ class Receiver:
     def _on_store(self, event: evt.Event) -> Dataset | int:
         """Store the dataset as received; answer only once it is durable (or refused)."""
         assoc = event.assoc
-        free = self.ctx.store.free_bytes()
-        if free < self.settings.min_free_gb * GB:
-            self._count("out_of_space")
-            log.warning(
-                "store_refused_disk_low", free_bytes=free, min_free_gb=self.settings.min_free_gb
-            )
-            return _status(OUT_OF_SPACE, "out of disk space on the receiver")
         try:
             data = event.encoded_dataset()
-            result = self.ctx.ingestor.ingest(
-                data, source="network", actor=self._actor(assoc), origin=_calling_ae(assoc)
-            )
         except Exception as exc:
             self._count("failed")
             log.error("store_failed", error=exc.__class__.__name__)
             return _status(STORE_FAILED, "the receiver could not store it; retry later")
-        if result.outcome is Outcome.STORED:
-            self._count("stored")
-            return SUCCESS
-        if result.outcome is Outcome.DUPLICATE:
-            self._count("duplicates")
-            return SUCCESS
-        self._count("quarantined")
-        log.warning("store_quarantined", quarantine_id=result.quarantine_id)
-        return _status(QUARANTINED, f"quarantined: {result.reason or 'invalid instance'}")
+        code, comment = self.store(data, _calling_ae(assoc), self._client_ip(assoc))
+        return _status(code, comment) if comment else code
 
     # -- Query/Retrieve (PS3.4 Annex C) ---------------------------------------------------------
 

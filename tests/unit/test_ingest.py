@@ -6,10 +6,15 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 import sqlite_utils
+from pydicom.datadict import dictionary_VR, keyword_dict
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from appliance.app import prepare
 from appliance.audit import service as audit_service
@@ -17,7 +22,10 @@ from appliance.audit.models import Actor
 from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.dicom.ingest import Outcome
+from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.recovery import UNINDEXED, recover
+from appliance.dicom.scan import scan_instance
+from appliance.storage.service import instance_key
 from appliance.studies.stability import mark_stable
 from tests.dicom_files import DATA, instance_files
 
@@ -53,8 +61,9 @@ def test_a_series_is_stored_and_indexed(ctx: AppContext, db: sqlite_utils.Databa
     assert {r.outcome for r in results} == {Outcome.STORED}
     assert (_count(db, "patients"), _count(db, "studies"), _count(db, "series")) == (1, 1, 1)
     assert _count(db, "instances") == len(files)
-    study = db.execute("SELECT instance_count, series_count, status, modalities FROM studies"
-                       ).fetchone()
+    study = db.execute(
+        "SELECT instance_count, series_count, status, modalities FROM studies"
+    ).fetchone()
     assert study == (len(files), 1, "receiving", "MR")
     for path, result in zip(files, results, strict=True):
         key, sha, size = db.execute(
@@ -72,19 +81,21 @@ def test_duplicates_are_ignored_and_counted(ctx: AppContext, db: sqlite_utils.Da
     path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
     first = ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
     again = ctx.ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
-    changed = ctx.ingestor.ingest(_variant(path, SeriesDescription="other"), source="network",
-                                  actor=ACTOR)
+    changed = ctx.ingestor.ingest(
+        _variant(path, SeriesDescription="other"), source="network", actor=ACTOR
+    )
     assert (first.outcome, again.outcome, changed.outcome) == (
-        Outcome.STORED, Outcome.DUPLICATE, Outcome.DUPLICATE)
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.DUPLICATE,
+    )
     assert _count(db, "instances") == 1
     assert db.execute("SELECT duplicates FROM instances").fetchone()[0] == 2
     key = db.execute("SELECT storage_key FROM instances").fetchone()[0]
     assert ctx.store.path(key).read_bytes() == path.read_bytes()
 
 
-def test_overwrite_mode_replaces_the_file_and_the_row(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_overwrite_mode_replaces_the_file_and_the_row(settings: Settings, tmp_path: Path) -> None:
     ctx = prepare(settings.model_copy(update={"dicom_overwrite": True}))
     db = ctx.pool.get()
     path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
@@ -94,7 +105,8 @@ def test_overwrite_mode_replaces_the_file_and_the_row(
     result = ctx.ingestor.ingest(newer, source="network", actor=ACTOR)
     assert result.outcome is Outcome.STORED
     key, number, sha = db.execute(
-        "SELECT storage_key, instance_number, sha256 FROM instances").fetchone()
+        "SELECT storage_key, instance_number, sha256 FROM instances"
+    ).fetchone()
     assert number == 999 and sha == hashlib.sha256(newer).hexdigest()
     assert key != old_key and not ctx.store.exists(old_key)
     assert ctx.store.path(key).read_bytes() == newer
@@ -105,8 +117,9 @@ def test_malformed_files_are_quarantined_byte_for_byte(
 ) -> None:
     bad = sorted(p for p in (DATA / "malformed").iterdir() if p.suffix != ".txt")
     for path in bad:
-        result = ctx.ingestor.ingest(path.read_bytes(), source="upload", actor=ACTOR,
-                                     origin=path.name)
+        result = ctx.ingestor.ingest(
+            path.read_bytes(), source="upload", actor=ACTOR, origin=path.name
+        )
         assert result.outcome is Outcome.QUARANTINED, path.name
         assert result.reason
     rows = db.execute("SELECT reason, storage_path, sha256, origin FROM quarantine").fetchall()
@@ -118,7 +131,8 @@ def test_malformed_files_are_quarantined_byte_for_byte(
     assert _count(db, "instances") == 0 and _count(db, "studies") == 0
     assert _count(db, "patients") == 0
     assert [r[0] for r in db.execute("SELECT DISTINCT action FROM audit_log")] == [
-        "dicom.quarantine"]
+        "dicom.quarantine"
+    ]
 
 
 def test_unknown_mrn_creates_the_patient_and_known_mrn_links(
@@ -131,9 +145,12 @@ def test_unknown_mrn_creates_the_patient_and_known_mrn_links(
     assert mrn == str(ds.PatientID) and source == "dicom"
     assert last == (ds.PatientName.family_name or None)
     # a second study for the same MRN links to the same patient
-    other = _variant(path, StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
-                     SeriesInstanceUID="1.2.826.0.1.3680043.8.498.2",
-                     SOPInstanceUID="1.2.826.0.1.3680043.8.498.3")
+    other = _variant(
+        path,
+        StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
+        SeriesInstanceUID="1.2.826.0.1.3680043.8.498.2",
+        SOPInstanceUID="1.2.826.0.1.3680043.8.498.3",
+    )
     ctx.ingestor.ingest(other, source="usb", actor=ACTOR)
     assert _count(db, "patients") == 1 and _count(db, "studies") == 2
 
@@ -144,16 +161,22 @@ def test_conflicting_demographics_are_kept_and_flagged(
     path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
     ctx.ingestor.ingest(path.read_bytes(), source="usb", actor=ACTOR)
     before = db.execute("SELECT first_name, last_name, birth_date, sex FROM patients").fetchone()
-    other = _variant(path, PatientName="Quux^Zelda", PatientSex="F",
-                     StudyInstanceUID="1.2.826.0.1.3680043.8.498.11",
-                     SeriesInstanceUID="1.2.826.0.1.3680043.8.498.12",
-                     SOPInstanceUID="1.2.826.0.1.3680043.8.498.13")
+    other = _variant(
+        path,
+        PatientName="Quux^Zelda",
+        PatientSex="F",
+        StudyInstanceUID="1.2.826.0.1.3680043.8.498.11",
+        SeriesInstanceUID="1.2.826.0.1.3680043.8.498.12",
+        SOPInstanceUID="1.2.826.0.1.3680043.8.498.13",
+    )
     assert ctx.ingestor.ingest(other, source="usb", actor=ACTOR).outcome is Outcome.STORED
-    after = db.execute("SELECT first_name, last_name, birth_date, sex, demographics_conflict"
-                       " FROM patients").fetchone()
+    after = db.execute(
+        "SELECT first_name, last_name, birth_date, sex, demographics_conflict FROM patients"
+    ).fetchone()
     assert after[:4] == before and after[4] == 1  # not overwritten, flagged
-    kept = db.execute("SELECT first_name, last_name, sex, study_uid FROM patient_demographics"
-                      ).fetchall()
+    kept = db.execute(
+        "SELECT first_name, last_name, sex, study_uid FROM patient_demographics"
+    ).fetchall()
     assert kept == [("Zelda", "Quux", "F", "1.2.826.0.1.3680043.8.498.11")]
 
 
@@ -168,7 +191,8 @@ def test_a_study_uid_of_another_patient_is_quarantined(
     assert "different PatientID" in (result.reason or "")
     assert _count(db, "instances") == 1 and _count(db, "patients") == 1
     assert list(ctx.store.iter_keys("dicom/")) == [
-        db.execute("SELECT storage_key FROM instances").fetchone()[0]]
+        db.execute("SELECT storage_key FROM instances").fetchone()[0]
+    ]
 
 
 def test_a_failed_index_commit_leaves_no_file(
@@ -198,8 +222,9 @@ def test_stability_after_a_quiet_period(ctx: AppContext, db: sqlite_utils.Databa
     assert {r[0] for r in db.execute("SELECT status FROM studies")} == {"stable"}
     assert mark_stable(db, stable_age_s=30) == []
     # a new instance makes its series and study receive again
-    late = _variant(instance_files("mr_ge_fmri_2series_4d")[0],
-                    SOPInstanceUID="1.2.826.0.1.3680043.8.498.99")
+    late = _variant(
+        instance_files("mr_ge_fmri_2series_4d")[0], SOPInstanceUID="1.2.826.0.1.3680043.8.498.99"
+    )
     ctx.ingestor.ingest(late, source="network", actor=ACTOR)
     assert "receiving" in {r[0] for r in db.execute("SELECT status FROM studies")}
 
@@ -235,3 +260,133 @@ def test_recovery_removes_partials_and_quarantines_unindexed_files(
     assert (ctx.settings.quarantine_dir / stored).read_bytes() == orphan_bytes
     assert _count(db, "instances") == 1
     assert recover(ctx) == type(report)(0, 0)
+
+
+# -- the fast scan (appliance.dicom.scan) against the full reader --------------------------------
+
+
+def _full(data: bytes) -> InstanceInfo | None:
+    try:
+        return read_instance(data)[1]
+    except Rejected:
+        return None
+
+
+def test_the_fast_scan_agrees_with_the_full_reader_on_every_test_file() -> None:
+    answered = 0
+    for path in sorted(p for p in DATA.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        fast = scan_instance(data)
+        if fast is not None:
+            answered += 1
+            assert fast == _full(data), path
+    # the plain uncompressed sets are answered by the fast path, not left to the full reader
+    plain = instance_files("mr_siemens_t1_sag_brain_35sl") + instance_files(
+        "ct_ge_head_tilt18_varspacing"
+    )
+    assert all(scan_instance(p.read_bytes()) is not None for p in plain)
+    assert answered >= len(plain)
+
+
+def _edited(path: Path, *, implicit: bool = False, **changes: Any) -> bytes:
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if isinstance(value, bytes):
+            tag = keyword_dict[keyword]
+            ds[tag] = RawDataElement(Tag(tag), dictionary_VR(tag), len(value), value, 0,
+                                     implicit, True)  # fmt: skip
+        elif value is None:
+            del ds[keyword]
+        else:
+            setattr(ds, keyword, value)
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2")
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"implicit": True},
+        {"PatientName": b"Dupr\xe9^Ren\xe9", "SpecificCharacterSet": "ISO_IR 100"},
+        {"PatientName": "Yamada^Tarou=^=^"},
+        {"PatientName": "  Doe ^ John ^^ "},
+        {"PatientName": ""},
+        {"PatientID": b"A\\B"},
+        {"PatientSex": "X"},
+        {"PatientBirthDate": "19991399"},
+        {"InstanceNumber": b"1.0 "},
+        {"InstanceNumber": b" 12"},
+        {"InstanceNumber": b"1A"},  # not a number: the full reader quarantines
+        {"SliceThickness": b"1e-1"},
+        {"PixelSpacing": b"0.5\\\\"},
+        {"PixelSpacing": b"0.5"},
+        {"ImagePositionPatient": b" 1\\2 \\3"},
+        {"SeriesNumber": b"1\\2"},
+        {"SOPInstanceUID": b"1.2.3.abc"},  # invalid UID: quarantined
+        {"SOPInstanceUID": None},  # missing: quarantined
+        {"StudyDescription": b"x\x00"},
+        {"AccessionNumber": b"\x1b$B"},
+        {"Rows": 4096},  # pixel data shorter than the attributes say: quarantined
+    ],
+    ids=lambda c: ",".join(f"{k}" for k in c) or "unchanged",
+)
+def test_the_fast_scan_never_accepts_what_the_full_reader_refuses(changes: dict[str, Any]) -> None:
+    source = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    data = _edited(source, **changes)
+    fast = scan_instance(data)
+    assert fast is None or fast == _full(data)
+    if not changes or changes == {"implicit": True}:
+        assert fast is not None and fast == _full(data)
+
+
+@pytest.mark.parametrize("cut", [200, 1000, 5000, -3, -1000])
+def test_the_fast_scan_leaves_truncated_data_to_the_full_reader(cut: int) -> None:
+    data = instance_files("mr_siemens_t1_sag_brain_35sl")[0].read_bytes()
+    assert scan_instance(data[:cut]) is None
+
+
+# -- ObjectStore.create: the instance write used by ingest ---------------------------------------
+
+
+def test_create_writes_once_and_refuses_an_existing_name(ctx: AppContext) -> None:
+    key = "dicom/1.2/3.4/5.6.dcm"
+    assert ctx.store.create(key, b"first") is True
+    assert ctx.store.create(key, b"second") is False
+    assert ctx.store.path(key).read_bytes() == b"first"
+    assert ctx.store.hash_of(key).sha256 == hashlib.sha256(b"first").hexdigest()
+
+
+def test_a_failed_file_write_leaves_no_file_and_no_row(
+    ctx: AppContext, db: sqlite_utils.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(fd: int, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("appliance.storage.service.os.write", full_disk)
+    source = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    with pytest.raises(OSError, match="No space"):
+        ctx.ingestor.ingest(source.read_bytes(), source="usb", actor=ACTOR)
+    assert _count(db, "instances") == 0
+    assert [p for p in ctx.store.root.rglob("*") if p.is_file()] == []
+    monkeypatch.undo()
+    result = ctx.ingestor.ingest(source.read_bytes(), source="usb", actor=ACTOR)
+    assert result.outcome is Outcome.STORED
+
+
+def test_an_unindexed_file_in_the_way_is_replaced_atomically(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    source = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    info = scan_instance(source.read_bytes())
+    assert info is not None
+    key = instance_key(info.study_uid, info.series_uid, info.sop_instance_uid)
+    ctx.store.put(key, b"left over by a crash")
+    result = ctx.ingestor.ingest(source.read_bytes(), source="usb", actor=ACTOR)
+    assert result.outcome is Outcome.STORED
+    assert ctx.store.path(key).read_bytes() == source.read_bytes()
+    stored_sha = db.execute("SELECT sha256 FROM instances").fetchone()[0]
+    assert stored_sha == hashlib.sha256(source.read_bytes()).hexdigest()

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydicom
 import pytest
@@ -59,12 +59,20 @@ def _settings(tmp_path: Path, **extra: Any) -> Settings:
     )
 
 
+@pytest.fixture(params=["native", "pynetdicom"])
+def frontend(request: pytest.FixtureRequest) -> Literal["native", "pynetdicom"]:
+    """Every receiver test runs against both network front ends (RADIANT_DICOM_FRONTEND)."""
+    return "native" if request.param == "native" else "pynetdicom"
+
+
 @pytest.fixture
-def make_receiver(tmp_path: Path) -> Iterator[Callable[..., tuple[Receiver, AppContext]]]:
+def make_receiver(
+    tmp_path: Path, frontend: Literal["native", "pynetdicom"]
+) -> Iterator[Callable[..., tuple[Receiver, AppContext]]]:
     started: list[tuple[Receiver, AppContext]] = []
 
     def _make(**extra: Any) -> tuple[Receiver, AppContext]:
-        ctx = prepare(_settings(tmp_path, **extra))
+        ctx = prepare(_settings(tmp_path, dicom_frontend=frontend, **extra))
         receiver = Receiver(ctx)
         receiver.start()
         assert receiver.status().listening, receiver.status().error
@@ -523,12 +531,21 @@ def test_stop_ends_listening(make_receiver: Callable[..., tuple[Receiver, AppCon
     assert not assoc.is_established
 
 
-def test_a_port_in_use_is_reported_not_raised(tmp_path: Path) -> None:
+def test_a_port_in_use_is_reported_not_raised(
+    tmp_path: Path, frontend: Literal["native", "pynetdicom"]
+) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        ctx = prepare(Settings(data_dir=tmp_path / "data", dicom_host="127.0.0.1", dicom_port=port))
+        ctx = prepare(
+            Settings(
+                data_dir=tmp_path / "data",
+                dicom_host="127.0.0.1",
+                dicom_port=port,
+                dicom_frontend=frontend,
+            )
+        )
         receiver = Receiver(ctx)
         receiver.start()
         status = receiver.status()
