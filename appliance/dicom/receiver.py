@@ -275,6 +275,37 @@ class _StoredFileSender:
         return result
 
 
+class _SenderTakesEveryMessage:
+    """Stands in for ``DIMSEServiceProvider.get_msg`` on a C-MOVE sub-association: its own
+    reactor thread never takes a message off the DIMSE queue; the thread sending the C-STOREs
+    (which waits on that queue for each response) takes them all.
+
+    Why: pynetdicom's ``send_c_store`` pauses the association's reactor before sending by
+    clearing a checkpoint and waiting for the reactor's ``_is_paused`` flag. Right after the
+    previous ``send_c_store`` resumed the reactor, that flag still reads paused until the
+    reactor thread runs again, so under CPU load the next request goes out with the reactor
+    actually running; when it then polls the queue it takes the C-STORE-RSP, drops it
+    ("Received unexpected C-STORE service message"), the sender waits out the DIMSE timeout and
+    aborts, and this and every remaining sub-operation fail. On a sub-association we only send
+    requests (the peer has nothing for the reactor to serve), so nothing is lost by this.
+    """
+
+    def __init__(self, assoc: Association) -> None:
+        self.assoc = assoc
+        self.get_msg = assoc.dimse.get_msg
+
+    @classmethod
+    def install(cls, assoc: Association) -> None:
+        """Before the association's reactor starts (from its EVT_ESTABLISHED handler)."""
+        if not isinstance(assoc.dimse.__dict__.get("get_msg"), cls):
+            setattr(assoc.dimse, "get_msg", cls(assoc))  # noqa: B010 (shadows the method)
+
+    def __call__(self, block: bool = False) -> tuple[int | None, Any]:
+        if threading.current_thread() is self.assoc:
+            return None, None
+        return self.get_msg(block)
+
+
 class Receiver:
     """The appliance's DICOM SCP; :meth:`start` listens without blocking, :meth:`stop` ends."""
 
@@ -634,6 +665,7 @@ class Receiver:
 
         def on_established(sub: evt.Event) -> None:
             _nodelay(sub.assoc)
+            _SenderTakesEveryMessage.install(sub.assoc)
             opened.append(sub.assoc)
             established.set()
 

@@ -34,9 +34,12 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from appliance.dicom.receiver import _SenderTakesEveryMessage
 from tests.servers import RADIANT, Served, clean_env, free_port, running
 
 pytestmark = pytest.mark.integration
@@ -636,6 +639,28 @@ QUARANTINE_REASONS = {
     "JPEG2000-embedded-sequence-delimiter.dcm": "compressed pixel data does not decode",
     "J2K_pixelrep_mismatch.dcm": "JPEG 2000 codestream is unsigned but PixelRepresentation",
 }
+
+
+def test_move_subassociation_reactor_leaves_responses_to_the_sender() -> None:
+    """The C-MOVE sub-association's reactor thread never takes a DIMSE message: under load it
+    used to take a C-STORE-RSP meant for the sender (pynetdicom's pause of the reactor is racy),
+    which then waited out the DIMSE timeout, aborted, and failed the remaining sub-operations.
+    The reactor thread is the Association thread; the sender is any other thread."""
+    assoc = Association(AE(), "requestor")
+    _SenderTakesEveryMessage.install(assoc)
+    _SenderTakesEveryMessage.install(assoc)  # idempotent: one wrapper, not a chain
+    assert isinstance(assoc.dimse.get_msg, _SenderTakesEveryMessage)
+    assert not isinstance(assoc.dimse.get_msg.get_msg, _SenderTakesEveryMessage)
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 7
+    rsp.Status = 0
+    assoc.dimse.msg_queue.put((1, rsp))
+    seen_by_reactor: list[tuple[object, object]] = []
+    setattr(assoc, "run", lambda: seen_by_reactor.append(assoc.dimse.get_msg(block=False)))  # noqa: B010
+    assoc.start()
+    assoc.join(10)
+    assert seen_by_reactor == [(None, None)]
+    assert assoc.dimse.get_msg(block=False) == (1, rsp)  # still there for the sender
 
 
 def test_malformed_files_are_quarantined_in_one_association_with_good_ones(
