@@ -16,6 +16,7 @@ from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.dependencies import get_context
 from appliance.jobs import service as jobs
+from appliance.jobs.routes import accepted as accepted_response
 
 router = APIRouter(tags=["analysis"])
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -55,11 +56,7 @@ def request_analysis(
         status_url=f"/api/analysis/{analysis_id}",
         job_url=f"/api/jobs/{job_id}",
     )
-    return JSONResponse(
-        accepted.model_dump(mode="json"),
-        status_code=status.HTTP_202_ACCEPTED,
-        headers={"Location": accepted.status_url},
-    )
+    return accepted_response(accepted)
 
 
 @router.get("/api/analysis/{analysis_id}", response_model=AnalysisOut)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from appliance.audit.models import Actor
 from appliance.auth.access import Allow
@@ -19,6 +21,16 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 Ctx = Annotated[AppContext, Depends(get_context)]
 Writers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN)
 Readers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.VIEWER)
+
+
+def accepted(body: BaseModel) -> JSONResponse:
+    """202 Accepted for queued work, with ``Location`` set to the body's ``status_url``."""
+    status_url = str(getattr(body, "status_url"))  # noqa: B009 (every accepted model has one)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": status_url},
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut)

@@ -16,6 +16,7 @@ from appliance.dependencies import get_context
 from appliance.dicom.preview import Preset
 from appliance.jobs import service as jobs
 from appliance.jobs.models import JobAccepted, JobStatus
+from appliance.jobs.routes import accepted as accepted_response
 from appliance.volumes import service
 from appliance.volumes.models import VolumeBuildRequest, VolumeOut, VolumesBuilt
 from appliance.volumes.render import Plane
@@ -66,11 +67,7 @@ def build_volumes(
         status=JobStatus(found.job_status),
         status_url=f"/api/jobs/{found.job_id}",
     )
-    return JSONResponse(
-        accepted.model_dump(mode="json"),
-        status_code=status.HTTP_202_ACCEPTED,
-        headers={"Location": accepted.status_url},
-    )
+    return accepted_response(accepted)
 
 
 @router.get("/api/volumes/{volume_id}", response_model=VolumeOut)
