@@ -1,46 +1,65 @@
-"""Mounting the NiceGUI screen on the appliance's FastAPI app (``ui.run_with``)."""
+"""Mounting the NiceGUI screens on the appliance's FastAPI app (``ui.run_with``).
+
+The first-boot screen (``ui/first_boot.py``, provisioning) is optional: when the module exists
+its ``register(settings, ctx)`` is called here, and every page sends the user to
+``/first-boot`` while its ``is_provisioned(settings)`` says False.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import cast
+
 from fastapi import FastAPI
-from nicegui import ui
+from nicegui import app as nicegui_app
+from nicegui import core, helpers, ui
+from nicegui.storage import Storage
 
-from appliance import __version__
 from appliance.config import Settings
+from appliance.context import AppContext
+from ui import runtime
+from ui.pages import analysis, importing, report, sign_in, system, viewer, worklist
 
-_registered = False
+PAGES: tuple[ModuleType, ...] = (sign_in, worklist, importing, viewer, analysis, report, system)
 
 
-def _register_pages(settings: Settings) -> None:
-    """Pages are registered once per process (NiceGUI keeps them globally)."""
-    global _registered
-    if _registered:
+def _registered() -> bool:
+    return any(getattr(route, "path", None) == "/login" for route in core.app.routes)
+
+
+def register_pages(settings: Settings, ctx: AppContext) -> None:
+    """Define the pages on NiceGUI's app (once per process, again after a test reset)."""
+    if _registered():
         return
-    _registered = True
-
-    @ui.page("/")
-    def home() -> None:
-        # Placeholder until the worklist screen exists: says what the box is and where it runs.
-        with ui.column().classes("w-full items-center q-pa-xl gap-4"):
-            ui.label("RadiantAI").classes("text-h3")
-            ui.label(f"{settings.site_name} · version {__version__} · mode {settings.mode.value}")
-            ui.label(
-                f"DICOM receiver AE title {settings.dicom_ae_title}, port {settings.dicom_port}"
-            )
-            ui.label(
-                "AI output is decision support only: preliminary and UNVERIFIED until a "
-                "radiologist signs the report."
-            ).classes("text-warning")
-            ui.link("API documentation", "/docs").classes("text-h6")
+    first_boot = runtime.first_boot_module()
+    if first_boot is not None:
+        first_boot.register(settings, ctx)
+    for page in PAGES:
+        page.register()
 
 
-def mount(app: FastAPI, settings: Settings, secret: str) -> None:
-    _register_pages(settings)
+def _session_store(settings: Settings) -> None:
+    """Screen sessions live in the data dir (private), not in the working directory."""
+    if helpers.is_pytest() or helpers.is_user_simulation():
+        return  # the NiceGUI test plugin chose a temporary place
+    folder = settings.data_dir / "screen-sessions"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    Storage.path = folder.resolve()
+    nicegui_app.storage = Storage()
+
+
+def mount(app: FastAPI, settings: Settings, secret: str, ctx: AppContext | None = None) -> None:
+    """Serve the screens at ``/`` of ``app``; ``ctx`` defaults to ``app.state.ctx``."""
+    context = ctx or cast(AppContext, app.state.ctx)
+    runtime.install(runtime.Runtime(app, context))
+    _session_store(settings)
+    register_pages(settings, context)
     ui.run_with(
         app,
         title="RadiantAI",
         dark=True,
         storage_secret=secret,
+        session_middleware_kwargs={"same_site": "strict"},
         show_welcome_message=False,
         reconnect_timeout=10.0,
     )

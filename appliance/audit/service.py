@@ -183,3 +183,19 @@ def page(
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def latest(
+    db: sqlite_utils.Database, action: str, object_id: str, outcome: str = "success"
+) -> AuditEntry | None:
+    """The newest row of ``action`` on ``object_id`` with ``outcome``, if any."""
+    values = db.execute(
+        f"SELECT {', '.join(_FIELDS)}, hash FROM audit_log"  # noqa: S608
+        " WHERE action = ? AND object_id = ? AND outcome = ? ORDER BY id DESC LIMIT 1",
+        (action, object_id, outcome),
+    ).fetchone()
+    if values is None:
+        return None
+    row = dict(zip((*_FIELDS, "hash"), values, strict=True))
+    row["detail"] = json.loads(row["detail"]) if row["detail"] else None
+    return AuditEntry(**row)

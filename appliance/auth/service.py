@@ -21,7 +21,7 @@ from appliance.audit.models import Actor
 from appliance.auth.models import Role, UserCreate, UserOut
 from appliance.db.connection import transaction
 from appliance.db.rows import fetch_one, iso, new_id, now_iso, utc_now
-from appliance.errors import Conflict, Locked, Unauthorized
+from appliance.errors import Conflict, Locked, NotFound, Unauthorized
 
 ALGORITHM = "HS256"
 _hasher = PasswordHash.recommended()
@@ -89,6 +89,45 @@ def count_admins(db: sqlite_utils.Database) -> int:
 def get_user(db: sqlite_utils.Database, user_id: str) -> UserOut | None:
     row = fetch_one(db, "SELECT * FROM users WHERE id = ?", (user_id,))
     return _user_out(row) if row else None
+
+
+def list_users(db: sqlite_utils.Database) -> list[UserOut]:
+    """Every account, by username (no secrets)."""
+    cursor = db.execute("SELECT * FROM users ORDER BY username")
+    names = [c[0] for c in cursor.description]
+    return [_user_out(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
+
+
+def set_active(
+    db: sqlite_utils.Database, user_id: str, active: bool, actor: Actor
+) -> UserOut:
+    """Enable or disable an account (audited ``user.enable`` / ``user.disable``).
+
+    Refused (Conflict) for one's own account and for the last active administrator.
+    """
+    with transaction(db):
+        row = fetch_one(db, "SELECT * FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        if not active and user_id == actor.user_id:
+            raise Conflict("you cannot disable your own account")
+        last_admin = row["role"] == Role.ADMIN.value and row["active"] and count_admins(db) <= 1
+        if not active and last_admin:
+            raise Conflict("the last active administrator cannot be disabled")
+        db.execute(
+            "UPDATE users SET active = ?, updated_at = ? WHERE id = ?",
+            (1 if active else 0, now_iso(), user_id),
+        )
+        audit.record(
+            db,
+            actor,
+            "user.enable" if active else "user.disable",
+            object_type="user",
+            object_id=user_id,
+        )
+        updated = fetch_one(db, "SELECT * FROM users WHERE id = ?", (user_id,))
+    assert updated is not None
+    return _user_out(updated)
 
 
 def authenticate(

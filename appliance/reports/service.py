@@ -545,3 +545,91 @@ def version_history(db: sqlite_utils.Database, report_id: str) -> list[dict[str,
         }
         for r in _version_rows(db, report_id)
     ]
+
+
+def review_finding(
+    db: sqlite_utils.Database,
+    report_id: str,
+    finding_id: str,
+    decision: str,
+    actor: Actor,
+) -> ReportOut:
+    """Accept a finding of a draft (``review_state`` accepted) or reject it (removed from the
+    content; the earlier versions keep it). A new version, audited ``report.review``."""
+    if decision not in ("accepted", "rejected"):
+        raise InvalidInput("decision must be 'accepted' or 'rejected'")
+    error: AppError | None = None
+    with transaction(db):
+        report = load(db, report_id)
+        try:
+            if report.signed:
+                raise Conflict("the report is signed and its content is locked")
+            if not any(f.id == finding_id for f in report.content.findings):
+                raise InvalidInput(f"no finding {finding_id} in the current version")
+        except AppError as exc:
+            _refuse(db, actor, "report.review", report_id, exc)
+            error = exc
+        else:
+            content = report.content.model_copy(deep=True)
+            if decision == "rejected":
+                content.findings = [f for f in content.findings if f.id != finding_id]
+            else:
+                for finding in content.findings:
+                    if finding.id == finding_id:
+                        finding.review_state = "accepted"
+            version = int(report.row["current_version"]) + 1
+            row = _append_version(
+                db,
+                actor,
+                "report.review",
+                report_id,
+                version=version,
+                status="draft",
+                kind="edit",
+                content=content,
+                prev_hash=report.version["hash"],
+                detail={"finding_id": finding_id, "decision": decision},
+            )
+            head = {"current_version": version, "updated_at": row["created_at"]}
+            db.table("reports").update(report_id, head)
+            updated = StoredReport({**report.row, **head}, row, content, report.signer_name)
+    if error is not None:
+        raise error
+    return _out(updated)
+
+
+def hand_over(db: sqlite_utils.Database, report_id: str, actor: Actor) -> dict[str, Any]:
+    """Mark a draft as ready for a radiologist (audited ``report.handover``; the audit row is
+    the record, no table changes). Conflict for a signed report."""
+    with transaction(db):
+        report = load(db, report_id)
+        if report.signed:
+            error = Conflict(f"the report is already {report.status}")
+            _refuse(db, actor, "report.handover", report_id, error)
+        else:
+            audit.record(
+                db,
+                actor,
+                "report.handover",
+                object_type="report",
+                object_id=report_id,
+                detail={"version": int(report.row["current_version"])},
+            )
+            error = None
+    if error is not None:
+        raise error
+    found = handed_over(db, report_id)
+    assert found is not None
+    return found
+
+
+def handed_over(db: sqlite_utils.Database, report_id: str) -> dict[str, Any] | None:
+    """Who handed the draft over, when, at which version; None if never."""
+    entry = audit.latest(db, "report.handover", report_id)
+    if entry is None:
+        return None
+    return {
+        "by": entry.actor,
+        "at": entry.ts,
+        "version": (entry.detail or {}).get("version"),
+    }

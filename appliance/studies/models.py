@@ -143,3 +143,14 @@ class PreviewImage:
     preset: str | None
     window_center: float | None
     window_width: float | None
+
+
+class StudyState(BaseModel):
+    """What the worklist chips show about a study's progress (ids and states only)."""
+
+    study_id: str
+    volume_ready: bool = False
+    analysis_status: str | None = Field(default=None, description="Of the newest analysis")
+    analysis_progress: float | None = Field(default=None, description="0..1 while it runs")
+    report_status: str | None = Field(default=None, description="Of the newest report")
+    synced: bool = False

@@ -20,10 +20,12 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
 from appliance.dicom import preview
+from appliance.dicom.ingest import Ingestor
 from appliance.errors import AppError, Conflict, InvalidInput, NotFound
 from appliance.patients.service import fold
 from appliance.storage.service import ObjectStore
 from appliance.studies.models import (
+    FileResult,
     InstanceFile,
     InstanceOut,
     PatientStudies,
@@ -34,6 +36,8 @@ from appliance.studies.models import (
     StudyListItem,
     StudyOut,
     StudyPage,
+    StudyState,
+    UploadCounts,
     UploadReport,
 )
 
@@ -471,3 +475,112 @@ def record_upload(
     if reason:
         detail["reason"] = reason
     audit.record(db, actor, "study.upload", object_type="study", outcome=outcome, detail=detail)
+
+
+def worklist_states(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str, StudyState]:
+    """Volume, analysis, report and replication state of each study (no patient data, so not
+    audited; the worklist read that names the studies is)."""
+    states = {study_id: StudyState(study_id=study_id) for study_id in study_ids}
+    if not study_ids:
+        return states
+    marks = ", ".join("?" for _ in study_ids)
+    for row in _rows(
+        db,
+        f"SELECT DISTINCT s.study_id FROM volumes v JOIN series s ON s.id = v.series_id"  # noqa: S608
+        f" WHERE v.status = 'ready' AND s.study_id IN ({marks})",
+        study_ids,
+    ):
+        states[row["study_id"]].volume_ready = True
+    for row in _rows(
+        db,
+        f"SELECT a.study_id, a.status, (SELECT j.progress FROM jobs j WHERE j.kind = 'analysis'"  # noqa: S608
+        " AND json_extract(j.payload, '$.analysis_id') = a.id ORDER BY j.created_at DESC"
+        f" LIMIT 1) AS progress FROM analyses a WHERE a.study_id IN ({marks})"
+        " ORDER BY a.created_at",
+        study_ids,
+    ):
+        state = states[row["study_id"]]
+        state.analysis_status = row["status"]
+        running = row["status"] in ("queued", "running")
+        state.analysis_progress = float(row["progress"] or 0) if running else None
+    for row in _rows(
+        db,
+        f"SELECT study_id, status FROM reports WHERE study_id IN ({marks})"  # noqa: S608
+        " ORDER BY updated_at",
+        study_ids,
+    ):
+        states[row["study_id"]].report_status = row["status"]
+    for row in _rows(
+        db,
+        "SELECT s.study_id, COUNT(*) AS total, SUM(CASE WHEN q.status = 'done' THEN 1 ELSE 0"  # noqa: S608
+        " END) AS done FROM instances i JOIN series s ON s.id = i.series_id"
+        " LEFT JOIN sync_queue q ON q.object_key = 'objects/' || i.storage_key"
+        f" WHERE s.study_id IN ({marks}) GROUP BY s.study_id",
+        study_ids,
+    ):
+        states[row["study_id"]].synced = bool(row["total"]) and row["done"] == row["total"]
+    return states
+
+
+def worklist_fingerprint(db: sqlite_utils.Database) -> str:
+    """Changes whenever a study arrives or changes (for a screen that refreshes itself)."""
+    row = db.execute(
+        "SELECT COUNT(*), MAX(updated_at), (SELECT MAX(updated_at) FROM reports),"
+        " (SELECT MAX(COALESCE(completed_at, started_at, created_at)) FROM analyses),"
+        " (SELECT TOTAL(progress) FROM jobs WHERE status IN ('queued', 'running')),"
+        " (SELECT COUNT(*) FROM volumes WHERE status = 'ready'),"
+        " (SELECT COUNT(*) FROM sync_queue WHERE status = 'done') FROM studies"
+    ).fetchone()
+    return "|".join(str(value) for value in row)
+
+
+def index_counts(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str, int]:
+    """How many patients, studies, series and instances ``study_ids`` cover (counts only)."""
+    if not study_ids:
+        return {"patients": 0, "studies": 0, "series": 0, "instances": 0}
+    marks = ", ".join("?" for _ in study_ids)
+    row = db.execute(
+        f"SELECT COUNT(DISTINCT s.patient_id), COUNT(DISTINCT s.id),"  # noqa: S608
+        f" (SELECT COUNT(*) FROM series x WHERE x.study_id IN ({marks})),"
+        " (SELECT COUNT(*) FROM instances i JOIN series x ON x.id = i.series_id"
+        f" WHERE x.study_id IN ({marks})) FROM studies s WHERE s.id IN ({marks})",
+        [*study_ids, *study_ids, *study_ids],
+    ).fetchone()
+    return {"patients": row[0], "studies": row[1], "series": row[2], "instances": row[3]}
+
+
+def ingest_uploaded(
+    ingestor: Ingestor, files: list[tuple[str, bytes]], actor: Actor
+) -> UploadReport:
+    """Store files uploaded through the screen (one DICOM file each) through the one ingest
+    path; anything without the DICOM preamble is rejected, not kept. One ``study.upload``
+    audit row (counts and study ids only)."""
+    results: list[FileResult] = []
+    counts = UploadCounts()
+    for name, data in files:
+        if data[128:132] != b"DICM" and data[:2] not in (b"\x02\x00", b"\x08\x00"):
+            results.append(FileResult(name=name, outcome="rejected", reason="not a DICOM file"))
+            counts.rejected += 1
+            continue
+        found = ingestor.ingest(data, source="upload", actor=actor, origin=actor.client)
+        outcome = str(found.outcome.value)
+        results.append(
+            FileResult(
+                name=name,
+                outcome=outcome,  # type: ignore[arg-type]
+                reason=found.reason,
+                sop_instance_uid=found.sop_instance_uid,
+                study_id=found.study_id,
+                instance_id=found.instance_id,
+                quarantine_id=found.quarantine_id,
+            )
+        )
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
+    report = UploadReport(
+        files=results,
+        counts=counts,
+        study_ids=sorted({r.study_id for r in results if r.study_id}),
+        received_bytes=sum(len(data) for _, data in files),
+    )
+    record_upload(ingestor.pool.get(), actor, report)
+    return report

@@ -1,0 +1,1 @@
+"""One module per screen; each has ``register()`` defining its page(s)."""

@@ -1,0 +1,316 @@
+"""System (administrators): the offline/online switch with what it changes, sync status, AI
+engine, disk, DICOM receiver, users and the audit log."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from nicegui import ui
+
+from appliance.analysis import service as analysis_service
+from appliance.audit import service as audit
+from appliance.audit.models import AuditPage
+from appliance.auth import service as auth
+from appliance.auth.models import Role, UserCreate, UserOut
+from appliance.config import Mode
+from appliance.dicom.receiver import ReceiverStatus
+from sync import mode as sync_mode
+from sync import status as sync_status
+from sync.models import SyncStatus
+from ui import components, i18n, runtime, session
+from ui.pages.importing import addresses
+
+AUDIT_PAGE = 25
+
+
+def register() -> None:
+    @ui.page("/system")
+    def system_page() -> components.Guarded:
+        user = components.guard_page(session.ADMIN)
+        if not isinstance(user, session.SessionUser):
+            return user
+        build(user)
+        return None
+
+
+@dataclass
+class Facts:
+    mode: Mode
+    sync: SyncStatus | None
+    sync_error: str | None
+    engine: dict[str, Any]
+    disk_total: int
+    disk_free: int
+    receiver: ReceiverStatus | None
+    addresses: list[str]
+    users: list[UserOut]
+
+
+def _facts() -> Facts:
+    rt = runtime.get()
+    db = rt.db()
+    try:
+        found: SyncStatus | None = sync_status.compute(rt.settings, db)
+        error = None
+    except Exception as exc:
+        found, error = None, str(exc)
+    usage = shutil.disk_usage(rt.settings.data_dir)
+    receiver = rt.state("receiver")
+    return Facts(
+        mode=sync_mode.effective_mode(db, rt.settings),
+        sync=found,
+        sync_error=error,
+        engine=analysis_service.engine_info(rt.settings),
+        disk_total=usage.total,
+        disk_free=usage.free,
+        receiver=receiver.status() if receiver is not None else None,
+        addresses=addresses(rt.settings.dicom_host),
+        users=auth.list_users(db),
+    )
+
+
+def _switch(mode: Mode, user: session.SessionUser) -> Mode:
+    rt = runtime.get()
+    change = sync_mode.set_mode(rt.db(), rt.settings, mode, user.actor)
+    manager = rt.state("sync")
+    if manager is not None:
+        manager.wake()
+    return change.mode
+
+
+def _audit_page(offset: int, action: str | None) -> AuditPage:
+    return audit.page(runtime.get().db(), limit=AUDIT_PAGE, offset=offset, action=action or None)
+
+
+def _gb(size: float) -> str:
+    return f"{size / 1e9:.1f}"
+
+
+def build(user: session.SessionUser) -> None:
+    with components.frame(user, "nav.system"):
+        ui.label(i18n.t("system.title")).classes("text-h4")
+        holder = ui.column().classes("w-full gap-3")
+
+    async def load() -> None:
+        current = session.require(session.ADMIN)
+        if current is None:
+            components.refuse()
+            return
+        try:
+            facts = await runtime.off_loop(_facts)
+        except Exception as exc:
+            components.notify_error(exc)
+            return
+        holder.clear()
+        with holder:
+            _cards(current, facts, load)
+
+    ui.timer(0.01, load, once=True)
+
+
+def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
+    with ui.row().classes("w-full gap-3 items-stretch"):
+        with ui.card().classes("radiant-card col q-pa-md gap-2"):
+            ui.label(i18n.t("system.mode")).classes("text-h6")
+            ui.label(i18n.t("status.mode", mode=i18n.t(f"mode.{facts.mode.value}"))).classes(
+                "text-h5").props("data-testid=system-mode").mark("system-mode")
+            ui.label(i18n.t(f"system.mode_effect.{facts.mode.value}")).classes("text-body1")
+            other = Mode.ONLINE if facts.mode == Mode.OFFLINE else Mode.OFFLINE
+            ui.label(i18n.t(f"system.mode_switch_effect.{other.value}")).classes(
+                "text-body2 radiant-muted")
+
+            async def switch() -> None:
+                current = session.require(session.ADMIN)
+                if current is None:
+                    components.refuse()
+                    return
+                try:
+                    await runtime.off_loop(lambda: _switch(other, current))
+                except Exception as exc:
+                    components.notify_error(exc)
+                    return
+                ui.notify(i18n.t("system.mode_changed", mode=i18n.t(f"mode.{other.value}")),
+                          type="positive")
+                ui.navigate.reload()
+
+            ui.button(i18n.t(f"system.go_{other.value}"),
+                      icon="cloud" if other == Mode.ONLINE else "cloud_off",
+                      on_click=switch).props(
+                "no-caps size=lg color=primary data-testid=switch-mode").mark("switch-mode")
+        with ui.card().classes("radiant-card col q-pa-md gap-1"):
+            ui.label(i18n.t("system.sync")).classes("text-h6")
+            found = facts.sync
+            if found is None:
+                ui.label(i18n.t("system.sync_error", error=facts.sync_error or "-")).classes(
+                    "radiant-error")
+            elif not found.configured:
+                ui.label(i18n.t("status.sync_off")).classes("text-body1")
+            else:
+                lag = found.database.lag_s
+                ui.label(i18n.t("system.sync_lag",
+                                lag="-" if lag is None else f"{lag:.0f}")).classes("text-body1")
+                objects = found.objects
+                ui.label(i18n.t("system.sync_files", pending=objects.pending,
+                                failed=objects.failed, done=objects.done)).classes("text-body1")
+                ui.label(i18n.t("system.sync_reach",
+                                state=found.reachability or "-")).classes("text-body1")
+                if found.last_error:
+                    ui.label(i18n.t("system.sync_last_error", error=found.last_error)).classes(
+                        "radiant-error")
+        with ui.card().classes("radiant-card col q-pa-md gap-1"):
+            ui.label(i18n.t("system.ai")).classes("text-h6")
+            engine = facts.engine
+            name = str(engine.get("name") or "none")
+            ui.label(i18n.t("system.ai_engine", engine=name)).classes("text-body1")
+            for key in ("model", "endpoint", "route", "device", "memory", "online_model",
+                        "online_endpoint"):
+                if engine.get(key):
+                    ui.label(f"{key}: {engine[key]}").classes("text-body2 radiant-muted")
+            if name == "none":
+                ui.label(i18n.t("analysis.no_engine_next")).classes("text-body2")
+    with ui.row().classes("w-full gap-3 items-stretch"):
+        with ui.card().classes("radiant-card col q-pa-md gap-1"):
+            ui.label(i18n.t("system.disk")).classes("text-h6")
+            used = facts.disk_total - facts.disk_free
+            ui.label(i18n.t("system.disk_line", free=_gb(facts.disk_free),
+                            total=_gb(facts.disk_total))).classes("text-body1")
+            ui.linear_progress(value=used / facts.disk_total if facts.disk_total else 0,
+                               show_value=False, size="20px").props("rounded color=orange-6")
+        with ui.card().classes("radiant-card col q-pa-md gap-1"):
+            ui.label(i18n.t("system.receiver")).classes("text-h6")
+            receiver = facts.receiver
+            if receiver is None:
+                ui.label(i18n.t("import.not_listening", reason="-")).classes("radiant-error")
+            else:
+                ui.label(i18n.t("import.ae_title", value=receiver.ae_title)).classes("text-body1")
+                ui.label(i18n.t("import.port", value=receiver.port)).classes("text-body1")
+                ui.label(i18n.t("import.ip", value=", ".join(facts.addresses))).classes(
+                    "text-body1")
+                if receiver.listening:
+                    ui.label(i18n.t("import.listening")).classes("radiant-ok")
+                else:
+                    ui.label(i18n.t("import.not_listening",
+                                    reason=receiver.error or "-")).classes("radiant-error")
+                ui.label(i18n.t("system.receiver_counts", stored=receiver.stored,
+                                duplicates=receiver.duplicates,
+                                quarantined=receiver.quarantined)).classes("text-body2")
+    _users(user, facts.users, reload)
+    _audit_viewer()
+
+
+def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None:
+    with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
+        ui.label(i18n.t("system.users")).classes("text-h6")
+        for account in users:
+            with ui.row().classes("w-full items-center gap-3").props("data-testid=user-row"):
+                ui.label(account.username).classes("text-body1 text-weight-bold")
+                ui.label(i18n.t(f"role.{account.role.value}")).classes("text-body1")
+                ui.label(i18n.t("system.active" if account.active else "system.disabled")).classes(
+                    "radiant-ok" if account.active else "radiant-error")
+                ui.space()
+
+                async def toggle(target: UserOut = account) -> None:
+                    current = session.require(session.ADMIN)
+                    if current is None:
+                        components.refuse()
+                        return
+                    try:
+                        await runtime.off_loop(lambda: auth.set_active(
+                            runtime.get().db(), target.id, not target.active, current.actor))
+                    except Exception as exc:
+                        components.notify_error(exc)
+                        return
+                    await reload()
+
+                ui.button(i18n.t("system.disable" if account.active else "system.enable"),
+                          on_click=toggle).props("no-caps outline")
+        ui.label(i18n.t("system.new_user")).classes("text-subtitle1 text-weight-bold")
+        with ui.row().classes("w-full items-center gap-2"):
+            username = ui.input(i18n.t("signin.username")).props("outlined").classes("w-48")
+            full_name = ui.input(i18n.t("system.full_name")).props("outlined").classes("w-56")
+            password = ui.input(i18n.t("signin.password"), password=True).props(
+                "outlined").classes("w-56")
+            role = ui.select({r.value: i18n.t(f"role.{r.value}") for r in Role},
+                             value=Role.TECHNICIAN.value, label=i18n.t("system.role")).props(
+                "outlined").classes("w-48")
+        message = ui.label().classes("radiant-error").props("role=alert")
+
+        async def create() -> None:
+            current = session.require(session.ADMIN)
+            if current is None:
+                components.refuse()
+                return
+            message.set_text("")
+            try:
+                data = UserCreate(username=str(username.value or ""),
+                                  password=str(password.value or ""), role=Role(role.value),
+                                  full_name=str(full_name.value or "") or None)
+            except ValueError as exc:
+                errors: list[Any] = getattr(exc, "errors", list)()
+                field = str(errors[0]["loc"][0]) if errors else "username"
+                message.set_text(i18n.t(f"system.invalid_{field}"))
+                return
+            try:
+                await runtime.off_loop(lambda: auth.create_user(runtime.get().db(), data,
+                                                                current.actor))
+            except Exception as exc:
+                components.notify_error(exc)
+                return
+            ui.notify(i18n.t("system.user_created"), type="positive")
+            await reload()
+
+        ui.button(i18n.t("system.create_user"), icon="person_add", on_click=create).props(
+            "no-caps size=lg color=primary data-testid=create-user")
+
+
+def _audit_viewer() -> None:
+    state = {"offset": 0}
+    with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
+        ui.label(i18n.t("system.audit")).classes("text-h6")
+        with ui.row().classes("items-center gap-2"):
+            action = ui.input(i18n.t("system.audit_filter")).props("outlined clearable").classes(
+                "w-72")
+            older = ui.button(i18n.t("system.older"), icon="chevron_left").props("no-caps outline")
+            newer = ui.button(i18n.t("system.newer"), icon="chevron_right").props(
+                "no-caps outline")
+            info = ui.label().classes("radiant-muted")
+        columns = [
+            {"name": "ts", "label": i18n.t("audit.time"), "field": "ts", "align": "left"},
+            {"name": "actor", "label": i18n.t("audit.actor"), "field": "actor", "align": "left"},
+            {"name": "action", "label": i18n.t("audit.action"), "field": "action",
+             "align": "left"},
+            {"name": "object", "label": i18n.t("audit.object"), "field": "object",
+             "align": "left"},
+            {"name": "outcome", "label": i18n.t("audit.outcome"), "field": "outcome",
+             "align": "left"},
+        ]
+        table = ui.table(columns=columns, rows=[], row_key="id").classes("w-full").props(
+            "dense dark flat hide-pagination :rows-per-page-options=[0]")
+
+    async def show() -> None:
+        if session.require(session.ADMIN) is None:
+            components.refuse()
+            return
+        found = await runtime.off_loop(lambda: _audit_page(state["offset"],
+                                                           str(action.value or "")))
+        table.rows = [
+            {"id": e.id, "ts": e.ts[:19].replace("T", " "), "actor": e.actor,
+             "action": e.action,
+             "object": f"{e.object_type or ''} {e.object_id or ''}".strip(),
+             "outcome": e.outcome}
+            for e in found.items
+        ]
+        table.update()
+        info.set_text(i18n.t("system.audit_range", first=found.offset + 1 if found.items else 0,
+                             last=found.offset + len(found.items), total=found.total))
+
+    async def page(delta: int) -> None:
+        state["offset"] = max(0, state["offset"] + delta)
+        await show()
+
+    older.on_click(lambda: page(AUDIT_PAGE))
+    newer.on_click(lambda: page(-AUDIT_PAGE))
+    action.on_value_change(lambda: page(-state["offset"]))
+    ui.timer(0.01, show, once=True)

@@ -1,0 +1,174 @@
+"""Worklist (home): studies newest first as large cards with status chips, filters and search;
+refreshes itself when a study arrives or changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nicegui import ui
+
+from appliance.studies import service as studies
+from appliance.studies.models import StudyListItem, StudyPage, StudyState
+from ui import components, format, i18n, runtime, session
+
+STATUS_FILTERS = ("all", "receiving", "stable")
+MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
+
+
+@dataclass
+class Filters:
+    today: bool = False
+    status: str = "all"
+    modality: str = "all"
+    search: str = ""
+
+
+def register() -> None:
+    @ui.page("/")
+    def worklist_page() -> components.Guarded:
+        user = components.guard_page(session.EVERYONE)
+        if not isinstance(user, session.SessionUser):
+            return user
+        build(user)
+        return None
+
+
+def _load(
+    user: session.SessionUser, filters: Filters
+) -> tuple[StudyPage, dict[str, StudyState], str]:
+    rt = runtime.get()
+    db = rt.db()
+    fingerprint = studies.worklist_fingerprint(db)
+    page = studies.worklist(
+        db,
+        user.actor,
+        status=None if filters.status == "all" else filters.status,
+        modality=None if filters.modality == "all" else filters.modality,
+        search=filters.search or None,
+        limit=100,
+    )
+    states = studies.worklist_states(db, [item.id for item in page.items])
+    return page, states, fingerprint
+
+
+def _chips(item: StudyListItem, state: StudyState) -> None:
+    components.chip(
+        i18n.t(f"study.status.{item.status}"),
+        components.STUDY_COLOURS.get(item.status, "grey-8"),
+    )
+    if state.volume_ready:
+        components.chip(i18n.t("chip.volume_ready"), "indigo-7")
+    if state.analysis_status in ("queued", "running"):
+        percent = round(100 * (state.analysis_progress or 0))
+        components.chip(i18n.t("chip.analyzing", percent=percent), "deep-purple-6", "autorenew")
+    elif state.analysis_status == "failed":
+        components.chip(i18n.t("chip.analysis_failed"), "red-9")
+    elif state.analysis_status in ("completed", "needs_review"):
+        components.chip(i18n.t("chip.analyzed"), "purple-8")
+    if state.report_status:
+        components.chip(
+            i18n.t(f"report.status.{state.report_status}"),
+            components.REPORT_COLOURS.get(state.report_status, "grey-8"),
+        )
+    if state.synced:
+        components.chip(i18n.t("chip.synced"), "blue-grey-7", "cloud_done")
+
+
+def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> None:
+    patient = item.patient
+    age = format.age_years(patient.birth_date, format.dicom_date(item.study_date))
+    sex = i18n.t(f"sex.{patient.sex}") if patient.sex else "-"
+    with ui.card().classes("radiant-card w-full q-pa-md").props(
+        f"data-testid=study-card data-study={item.id}"
+    ).mark("study-card"):
+        with ui.row().classes("w-full items-start no-wrap gap-4"):
+            with ui.column().classes("gap-1 col"):
+                ui.label(format.patient_name(patient)).classes("text-h6 text-weight-bold")
+                ui.label(
+                    i18n.t("study.patient_line", mrn=patient.patient_id,
+                           age="-" if age is None else age, sex=sex)
+                ).classes("text-body1")
+                ui.label(
+                    i18n.t("study.line", modality=" ".join(item.modalities) or "-",
+                           description=item.description or i18n.t("study.no_description"),
+                           day=format.study_day(item.study_date) or "-")
+                ).classes("text-body1")
+                ui.label(
+                    i18n.t("study.received", when=format.received(item.created_at),
+                           images=item.instance_count, series=item.series_count)
+                ).classes("text-body2 radiant-muted")
+                with ui.row().classes("gap-1"):
+                    _chips(item, state)
+            with ui.column().classes("gap-2 items-stretch"):
+                ui.button(i18n.t("action.view"), icon="visibility",
+                          on_click=lambda: ui.navigate.to(f"/viewer/{item.id}")).props(
+                    "no-caps size=lg color=primary data-testid=open-viewer")
+                if user.may(session.CLINICAL):
+                    ui.button(i18n.t("action.analyse"), icon="psychology",
+                              on_click=lambda: ui.navigate.to(f"/analysis/{item.id}")).props(
+                        "no-caps size=lg outline data-testid=open-analysis")
+                ui.button(i18n.t("action.report"), icon="description",
+                          on_click=lambda: ui.navigate.to(f"/report/{item.id}")).props(
+                    "no-caps size=lg outline data-testid=open-report")
+
+
+def build(user: session.SessionUser) -> None:
+    filters = Filters()
+    seen = {"fingerprint": ""}
+    with components.frame(user, "nav.worklist"):
+        with ui.row().classes("w-full items-center gap-3"):
+            ui.label(i18n.t("worklist.title")).classes("text-h4")
+            ui.space()
+            search = ui.input(i18n.t("worklist.search")).props(
+                "outlined clearable debounce=400 data-testid=search"
+            ).classes("w-72").mark("search")
+        with ui.row().classes("w-full items-center gap-3"):
+            today = ui.switch(i18n.t("worklist.today")).props("data-testid=filter-today")
+            status = ui.select(
+                {key: i18n.t(f"worklist.status.{key}") for key in STATUS_FILTERS},
+                value="all", label=i18n.t("worklist.status"),
+            ).props("outlined data-testid=filter-status").classes("w-56")
+            modality = ui.select(
+                {key: (i18n.t("worklist.modality.all") if key == "all" else key)
+                 for key in MODALITIES},
+                value="all", label=i18n.t("worklist.modality"),
+            ).props("outlined data-testid=filter-modality").classes("w-48")
+            count = ui.label().classes("text-body1 radiant-muted").props(
+                "data-testid=worklist-count").mark("worklist-count")
+        listing = ui.column().classes("w-full gap-3")
+
+    async def refresh() -> None:
+        filters.today = bool(today.value)
+        filters.status = str(status.value)
+        filters.modality = str(modality.value)
+        filters.search = str(search.value or "")
+        if session.require(session.EVERYONE) is None:
+            components.refuse()
+            return
+        try:
+            page, states, fingerprint = await runtime.off_loop(lambda: _load(user, filters))
+        except Exception as exc:
+            components.notify_error(exc)
+            return
+        seen["fingerprint"] = fingerprint
+        items = [i for i in page.items if not filters.today or format.is_today(i.created_at)]
+        listing.clear()
+        with listing:
+            if not items:
+                ui.label(i18n.t("worklist.empty")).classes("text-h6 radiant-muted").mark(
+                    "worklist-empty")
+            for item in items:
+                _card(item, states[item.id], user)
+        count.set_text(i18n.t("worklist.count", count=len(items), total=page.total))
+
+    async def poll() -> None:
+        fingerprint = await runtime.off_loop(
+            lambda: studies.worklist_fingerprint(runtime.get().db())
+        )
+        if fingerprint != seen["fingerprint"]:
+            await refresh()
+
+    for control in (today, status, modality, search):
+        control.on_value_change(refresh)
+    ui.timer(0.01, refresh, once=True)
+    ui.timer(3.0, poll)

@@ -1,0 +1,141 @@
+"""Screen sessions: sign-in through the appliance's auth service (same lockout and audit as
+the API), kept in ``app.storage.user`` with a sliding expiry; every page and every action
+re-reads the account and checks the role again."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from nicegui import app, context
+
+from appliance.audit.models import Actor
+from appliance.auth import service as auth
+from appliance.auth.models import Role
+from appliance.errors import Locked, Unauthorized
+from ui import i18n, runtime
+
+USER_ID = "uid"
+EXPIRES = "expires"
+EXPIRED = "expired"
+
+ADMIN = frozenset({Role.ADMIN})
+CLINICAL = frozenset({Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN})
+EVERYONE = frozenset(Role)
+SIGNERS = frozenset({Role.RADIOLOGIST})
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    user_id: str
+    username: str
+    full_name: str | None
+    role: Role
+    client: str | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(name=self.username, role=self.role.value, user_id=self.user_id,
+                      client=self.client)
+
+    def may(self, roles: frozenset[Role]) -> bool:
+        return self.role in roles
+
+
+class SignInFailed(Exception):
+    """A refused sign-in: the catalog ``key`` of the message and its parameters (translated by
+    the page, in the event loop where the session's language is known)."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+    def message(self) -> str:
+        return i18n.t(self.key, **self.params)
+
+
+def client_address() -> str | None:
+    try:
+        request = context.client.request
+    except (RuntimeError, AttributeError):
+        return None
+    return request.client.host if request is not None and request.client else None
+
+
+def _lifetime_s() -> float:
+    return float(runtime.get().settings.access_token_minutes * 60)
+
+
+def sign_in(username: str, password: str, client: str | None) -> SessionUser:
+    """Check the password (blocking: call off the event loop). Raises :class:`SignInFailed`."""
+    if not username.strip() or not password:
+        raise SignInFailed("signin.empty")
+    rt = runtime.get()
+    policy = auth.LoginPolicy(
+        max_failures=rt.settings.login_max_failures,
+        lockout=timedelta(minutes=rt.settings.login_lockout_minutes),
+    )
+    try:
+        user = auth.authenticate(rt.db(), username.strip(), password, client=client, policy=policy)
+    except Locked as exc:
+        raise SignInFailed("signin.locked", minutes=exc.retry_after // 60 + 1) from None
+    except Unauthorized:
+        raise SignInFailed("signin.wrong") from None
+    return SessionUser(user.id, user.username, user.full_name, user.role, client)
+
+
+def start(user: SessionUser) -> None:
+    """Open the screen session for ``user`` (in the page's context)."""
+    storage = app.storage.user
+    storage[USER_ID] = user.user_id
+    storage[EXPIRES] = time.time() + _lifetime_s()
+    storage.pop(EXPIRED, None)
+    remembered = app.storage.general.get(f"lang:{user.user_id}")
+    if remembered in i18n.languages():
+        storage[i18n.SESSION_KEY] = remembered
+
+
+def end() -> None:
+    storage = app.storage.user
+    storage.pop(USER_ID, None)
+    storage.pop(EXPIRES, None)
+
+
+def set_language(code: str) -> None:
+    """Language for this session, remembered for the signed-in account."""
+    if code not in i18n.languages():
+        return
+    app.storage.user[i18n.SESSION_KEY] = code
+    user_id = app.storage.user.get(USER_ID)
+    if user_id:
+        app.storage.general[f"lang:{user_id}"] = code
+
+
+def current() -> SessionUser | None:
+    """The signed-in, active user of this session, or None (expired, disabled, role changed).
+    Each call slides the expiry forward."""
+    storage = app.storage.user
+    user_id = storage.get(USER_ID)
+    if not user_id:
+        return None
+    if float(storage.get(EXPIRES, 0)) < time.time():
+        end()
+        storage[EXPIRED] = True
+        return None
+    user = auth.get_user(runtime.get().db(), str(user_id))
+    if user is None or not user.active:
+        end()
+        return None
+    storage[EXPIRES] = time.time() + _lifetime_s()
+    return SessionUser(user.id, user.username, user.full_name, user.role, client_address())
+
+
+def require(roles: frozenset[Role]) -> SessionUser | None:
+    """The current user if their role is in ``roles``; None otherwise (callers refuse)."""
+    user = current()
+    if user is None or not user.may(roles):
+        return None
+    return user
