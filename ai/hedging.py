@@ -18,9 +18,10 @@ FLAGGED for the reviewer with the reason:
 Phrases that are already uncertain ("cannot be excluded", "not confirmed", "differential
 diagnosis of") are not triggers at all. Everything else in the text is kept byte for byte.
 
-This is pattern matching over English report wording, proven by ``ai/data/hedging_corpus.json``;
-it cannot catch every definitive sentence (e.g. "Pneumonia." alone), which is one more reason
-every result stays UNVERIFIED until a radiologist signs it.
+This is pattern matching over English report wording, proven by ``ai/data/hedging_corpus.json``.
+In free text it cannot catch every definitive sentence (e.g. "Pneumonia." alone); impressions,
+where a diagnosis is named, go through :func:`hedge_impression`, which leaves no sentence there
+unhedged and unflagged. Every result stays UNVERIFIED until a radiologist signs it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ FlagReason = Literal[
     "measurement",
     "definitive_negative",
     "sentence_flagged",
+    "unhedged_statement",
 ]
 
 _FLAG_DETAIL: dict[FlagReason, str] = {
@@ -50,6 +52,7 @@ _FLAG_DETAIL: dict[FlagReason, str] = {
     "measurement": "qualifies a number or measurement; hedging it would blur the value",
     "definitive_negative": "a definitive exclusion; it cannot be hedged without changing meaning",
     "sentence_flagged": "left unchanged because another phrase of this sentence was flagged",
+    "unhedged_statement": "a statement with no hedge that could not be rewritten safely",
 }
 
 
@@ -248,6 +251,74 @@ def hedge_text(text: str) -> HedgeResult:
             edits.append((start + hit.start, start + hit.end, replacement))
             changes.append(HedgeChange(original=phrase, replacement=replacement, sentence=sentence))
     return HedgeResult(text=_apply(text, edits), changes=tuple(changes), flags=tuple(flags))
+
+
+#: Wording that already expresses uncertainty: an impression sentence with one of these is left
+#: to :func:`hedge_text`'s rules.
+_UNCERTAIN = _rx(
+    r"\b(?:may|might|could|possibl\w*|probabl\w*|likely|perhaps|suggest\w*|suspect\w*|"
+    r"suspicious|consistent\s+with|compatible\s+with|in\s+keeping\s+with|concern\w*|"
+    r"question\s+of|differential|favou?r\w*|presum\w*|equivocal|indeterminate|uncertain|"
+    r"cannot\s+be\s+(?:excluded|ruled\s+out)|not\s+excluded|raises?)\b|\?"
+)
+#: A verb in the sentence: it is a full statement, not a noun phrase ("Pneumonia.").
+_VERB = _rx(
+    r"\b(?:is|are|was|were|be|been|has|have|had|shows?|showed|demonstrates?|measures?|"
+    r"appears?|seen|noted|identified|present|there|extends?|involves?|causes?|contains?)\b"
+)
+_LEAD = "Findings may represent "
+
+
+def hedge_impression(text: str) -> HedgeResult:
+    """:func:`hedge_text`, then every impression sentence that still carries no hedge:
+
+    - a bare noun phrase ("Malignant brain tumour.") is prefixed "Findings may represent ...";
+    - a negative one ("No acute abnormality.") is flagged ``definitive_negative``;
+    - a full statement with no hedge ("There is a glioma.") is flagged
+      ``unhedged_statement`` for the reviewer.
+
+    Impressions are where a model names a diagnosis, so none passes as a plain assertion.
+    """
+    first = hedge_text(text)
+    flagged_sentences = {flag.sentence for flag in first.flags}
+    hedged = first.text
+    edits: list[tuple[int, int, str]] = []
+    changes = list(first.changes)
+    flags = list(first.flags)
+    for start, end in _sentences(hedged):
+        sentence = hedged[start:end]
+        body = sentence.strip()
+        if not any(ch.isalpha() for ch in body) or _UNCERTAIN.search(body):
+            continue
+        if sentence in flagged_sentences:
+            continue
+        offset = start + (len(sentence) - len(sentence.lstrip()))
+        if _NEGATION.search(body):
+            flags.append(
+                HedgeFlag(
+                    phrase=body,
+                    reason="definitive_negative",
+                    detail=_FLAG_DETAIL["definitive_negative"],
+                    sentence=sentence,
+                )
+            )
+        elif _VERB.search(body):
+            flags.append(
+                HedgeFlag(
+                    phrase=body,
+                    reason="unhedged_statement",
+                    detail=_FLAG_DETAIL["unhedged_statement"],
+                    sentence=sentence,
+                )
+            )
+        else:
+            word = body.split(maxsplit=1)[0]
+            # keep acronyms and names as written ("CT", "MRI"); lower an ordinary capital
+            lead = body if word.isupper() or word[1:2].isupper() else body[:1].lower() + body[1:]
+            replacement = _LEAD + lead
+            edits.append((offset, offset + len(body), replacement))
+            changes.append(HedgeChange(original=body, replacement=replacement, sentence=sentence))
+    return HedgeResult(text=_apply(hedged, edits), changes=tuple(changes), flags=tuple(flags))
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:

@@ -24,7 +24,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ai.confidence import ConfidenceAssessment, assess_confidence
-from ai.hedging import HedgeChange, HedgeFlag, HedgeResult, hedge_text
+from ai.hedging import HedgeChange, HedgeFlag, HedgeResult, hedge_impression, hedge_text
 from ai.parsing import Box, IntervalChange, Measurement, ParsedAnswer, ParsedFinding
 
 __all__ = [
@@ -200,7 +200,7 @@ def _hedge(text: str | None) -> HedgeResult | None:
 def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
     description = hedge_text(finding.description)
     location = _hedge(finding.location)
-    impression = _hedge(finding.impression)
+    impression = hedge_impression(finding.impression) if finding.impression else None
     changes = list(description.changes)
     flags = list(description.flags)
     for result in (location, impression):
@@ -277,7 +277,7 @@ def apply_safety(parsed: ParsedAnswer) -> SafeAnalysis:
     with _minting():
         findings = tuple(_safe_finding(item, parse_repaired) for item in parsed.findings)
         boxes = tuple(_safe_box(item) for item in parsed.boxes)
-        overall = _hedge(parsed.overall_impression)
+        overall = hedge_impression(parsed.overall_impression) if parsed.overall_impression else None
         reasons = list(parsed.problems)
         for position, finding in enumerate(findings, start=1):
             reasons.extend(_flag_reason_text(f"finding {position}", f) for f in finding.flags)

@@ -350,3 +350,68 @@ def test_minting_does_not_leak_out_of_apply_safety() -> None:
     apply_safety(parse_answer('{"findings": [{"description": "Nodule"}]}'))
     with pytest.raises(UnsafeConstructionError):
         SafeFinding(**_valid_finding_fields())
+
+
+@pytest.mark.parametrize(
+    ("impression", "expected"),
+    [
+        ("Malignant brain tumour.", "Findings may represent malignant brain tumour."),
+        ("Acute intracranial hemorrhage.", "Findings may represent acute intracranial hemorrhage."),
+        ("MRI-negative epilepsy focus.", "Findings may represent MRI-negative epilepsy focus."),
+        ("Possible early pneumonia.", "Possible early pneumonia."),
+        (
+            "Findings are consistent with a meningioma.",
+            "Findings are consistent with a meningioma.",
+        ),
+        (
+            "Right lower lobe pneumonia. Small effusion cannot be excluded.",
+            "Findings may represent right lower lobe pneumonia. Small effusion cannot be excluded.",
+        ),
+    ],
+)
+def test_a_bare_impression_is_hedged(impression: str, expected: str) -> None:
+    from ai.hedging import hedge_impression
+
+    result = hedge_impression(impression)
+    assert result.text == expected
+    assert not result.flags
+
+
+@pytest.mark.parametrize(
+    ("impression", "reason"),
+    [
+        ("No acute intracranial abnormality.", "definitive_negative"),
+        ("There is a glioma in the left temporal lobe.", "unhedged_statement"),
+    ],
+)
+def test_an_impression_that_cannot_be_rewritten_is_flagged(impression: str, reason: str) -> None:
+    from ai.hedging import hedge_impression
+
+    result = hedge_impression(impression)
+    assert result.text == impression
+    assert [flag.reason for flag in result.flags] == [reason]
+
+
+def test_the_overall_impression_never_reaches_a_screen_unhedged() -> None:
+    answer = json.dumps(
+        {
+            "findings": [
+                {
+                    "description": "Hyperdense lesion.",
+                    "impression": "Glioblastoma.",
+                    "confidence": 0.8,
+                }
+            ],
+            "overall_impression": "Malignant brain tumour.",
+        }
+    )
+    safe = apply_safety(parse_answer(answer, slice_count=10))
+    assert safe.overall_impression == "Findings may represent malignant brain tumour."
+    assert safe.findings[0].impression == "Findings may represent glioblastoma."
+    assert safe.audit_original_overall_impression == "Malignant brain tumour."
+    flagged = apply_safety(
+        parse_answer(json.dumps({"findings": [], "overall_impression": "There is a glioma."}))
+    )
+    assert flagged.overall_impression == "There is a glioma."
+    assert flagged.needs_review
+    assert any("unhedged_statement" in reason for reason in flagged.review_reasons)
