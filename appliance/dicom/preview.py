@@ -8,13 +8,16 @@ are shown as colour, without a window. Enhanced multi-frame objects keep the res
 of each frame in functional groups (PS3.3 C.7.6.16.2.9, C.7.6.16.2.10); they are honoured.
 
 ``WINDOW_PRESETS`` are the OHIF CT presets in Hounsfield units, for reuse (volume rendering).
-They only make sense for CT stored in HU; on other images ``auto`` is used instead.
+They only make sense for CT stored in HU; on other images ``auto`` is used instead. An explicit
+window (:func:`explicit_window`: centre and width in modality units, checked) overrides both on
+any grey image, through the LINEAR function of PS3.3 C.11.2.1.2.1.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +61,10 @@ WINDOW_PRESETS: Final = MappingProxyType(
 assert set(WINDOW_PRESETS) == set(PRESETS) - {"auto"}
 
 # How the displayed grey levels were chosen, reported to the caller.
-WindowSource = Literal["preset", "voi-lut", "window", "percentiles", "flat", "colour"]
+WindowSource = Literal["preset", "voi-lut", "window", "percentiles", "flat", "colour", "explicit"]
+# Bounds of an explicit window (modality units): wide enough for any rescaled CT, MR or PET value.
+WINDOW_CENTER_MAX: Final = 1_000_000.0
+WINDOW_WIDTH_MAX: Final = 2_000_000.0
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _MODULE_KEYWORDS = (
     "PhotometricInterpretation",
@@ -109,6 +115,28 @@ class Rendered:
         return out.getvalue()
 
 
+def explicit_window(center: float | None, width: float | None) -> Window | None:
+    """The window asked for by ``center`` and ``width`` (None when neither is given).
+
+    ValueError in plain words when only one is given, a value is not finite, the width is below
+    1 (the LINEAR function needs ``width >= 1``, PS3.3 C.11.2.1.2.1) or a value is out of bounds
+    (``|center| <= 1e6``, ``width <= 2e6``).
+    """
+    if center is None and width is None:
+        return None
+    if center is None or width is None:
+        raise ValueError("give both the window center and the window width, or neither")
+    if not (math.isfinite(center) and math.isfinite(width)):
+        raise ValueError("the window center and width must be finite numbers")
+    if not 1.0 <= width <= WINDOW_WIDTH_MAX:
+        raise ValueError(f"the window width must be between 1 and {WINDOW_WIDTH_MAX:g}")
+    if abs(center) > WINDOW_CENTER_MAX:
+        raise ValueError(
+            f"the window center must be between {-WINDOW_CENTER_MAX:g} and {WINDOW_CENTER_MAX:g}"
+        )
+    return Window(float(width), float(center))
+
+
 def presets_apply(ds: Dataset, module: Dataset | None = None) -> bool:
     """Whether the HU presets mean anything here: CT whose rescale gives Hounsfield units.
 
@@ -120,12 +148,15 @@ def presets_apply(ds: Dataset, module: Dataset | None = None) -> bool:
     return rescale_type in ("", "HU")
 
 
-def render(path: Path, *, frame: int = 0, preset: str = "auto") -> Rendered:
+def render(
+    path: Path, *, frame: int = 0, preset: str = "auto", window: Window | None = None
+) -> Rendered:
     """Render frame ``frame`` (0-based) of the DICOM file at ``path``.
 
     ``preset`` is ``auto`` (the file's VOI LUT or window, else the 1st-99th percentiles) or a
     name of :data:`WINDOW_PRESETS` (applied to CT in HU only; elsewhere ``auto`` is used).
-    Raises :class:`FrameOutOfRange` or :class:`NotRenderable` with a plain reason.
+    ``window`` (from :func:`explicit_window`) overrides the preset on grey images; colour images
+    ignore it. Raises :class:`FrameOutOfRange` or :class:`NotRenderable` with a plain reason.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
@@ -160,7 +191,7 @@ def render(path: Path, *, frame: int = 0, preset: str = "auto") -> Rendered:
             return Rendered(_palette(arr, ds), frame, frames, "colour")
         if samples == 3 or arr.ndim == 3:
             return Rendered(_colour(arr, ds), frame, frames, "colour")
-        return _grey(arr, ds, frame, frames, preset, photometric)
+        return _grey(arr, ds, frame, frames, preset, photometric, window)
 
 
 def _grey(
@@ -170,6 +201,7 @@ def _grey(
     frames: int,
     preset: str,
     photometric: str,
+    explicit: Window | None = None,
 ) -> Rendered:
     module = frame_module(ds, frame)
     values = apply_modality_lut(arr, module)
@@ -177,7 +209,10 @@ def _grey(
     window: Window | None = None
     applied: str | None = None
     source: WindowSource
-    if preset != "auto" and presets_apply(ds, module):
+    if explicit is not None:
+        window, source = explicit, "explicit"
+        unit = _window(values, module, window, "LINEAR")
+    elif preset != "auto" and presets_apply(ds, module):
         window, applied, source = WINDOW_PRESETS[preset], preset, "preset"
         unit = _window(values, module, window, "LINEAR")
     else:

@@ -154,7 +154,10 @@ def get_instance_file(instance_id: str, actor: Reader, ctx: Ctx) -> FileResponse
 @router.get(
     "/api/instances/{instance_id}/preview.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "One frame as PNG"}},
+    responses={
+        200: {"content": {"image/png": {}}, "description": "One frame as PNG"},
+        422: {"description": "Unknown preset, frame out of range or a bad center/width"},
+    },
 )
 def get_instance_preview(
     instance_id: str,
@@ -165,13 +168,26 @@ def get_instance_preview(
         Query(description="CT window (HU) or auto: the file's own VOI, else percentiles"),
     ] = "auto",
     frame: Annotated[int, Query(ge=0, le=1_000_000, description="0-based frame index")] = 0,
+    center: Annotated[
+        float | None,
+        Query(description="Explicit window center in modality units (HU for CT), with width; "
+              "overrides preset. |center| <= 1e6"),
+    ] = None,
+    width: Annotated[
+        float | None,
+        Query(description="Explicit window width (1 to 2e6, PS3.3 C.11.2.1.2.1 LINEAR), "
+              "with center"),
+    ] = None,
 ) -> Response:
     """One frame rendered to an 8-bit PNG; the window used is told in ``X-Window-*`` headers.
 
     CT presets apply to CT in Hounsfield units only; other images are shown with ``auto``.
+    ``center`` and ``width`` together window any grey image explicitly (``X-Window-Source:
+    explicit``); one without the other, a non-finite value or a width below 1 is a 422 problem.
     """
     image = service.instance_preview(
-        ctx.pool.get(), ctx.store, instance_id, actor, frame=frame, preset=preset
+        ctx.pool.get(), ctx.store, instance_id, actor, frame=frame, preset=preset,
+        center=center, width=width,
     )
     headers = {
         "Cache-Control": "no-store",

@@ -417,14 +417,22 @@ def instance_preview(
     *,
     frame: int = 0,
     preset: str = "auto",
+    center: float | None = None,
+    width: float | None = None,
 ) -> PreviewImage:
     """One frame rendered to PNG (see :mod:`appliance.dicom.preview`); audited.
 
-    A missing frame or an instance without a renderable image is an InvalidInput (422).
+    ``center``/``width`` (both or neither) set an explicit window in modality units.
+    A bad window, a missing frame or an instance without a renderable image is an InvalidInput
+    (422).
     """
     try:
+        explicit = preview.explicit_window(center, width)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    try:
         row, found = _stored_instance(db, store, instance_id)
-        rendered = preview.render(found.path, frame=frame, preset=preset)
+        rendered = preview.render(found.path, frame=frame, preset=preset, window=explicit)
     except (NotFound, Conflict) as exc:
         _audit_refusal(db, actor, "instance.preview", instance_id, exc)
         raise
@@ -439,7 +447,12 @@ def instance_preview(
         "instance.preview",
         object_type="instance",
         object_id=instance_id,
-        detail={"study_id": row["study_id"], "frame": frame, "preset": rendered.preset or "auto"},
+        detail={
+            "study_id": row["study_id"],
+            "frame": frame,
+            "preset": rendered.preset or "auto",
+            **({"center": explicit.center, "width": explicit.width} if explicit else {}),
+        },
     )
     window = rendered.window
     return PreviewImage(

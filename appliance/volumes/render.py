@@ -49,7 +49,7 @@ MAX_SIDE: Final = 1024
 THUMBNAIL_SIDE: Final = 128
 #: Voxels sampled (evenly, deterministically) for the percentile window.
 PERCENTILE_SAMPLE: Final = 1_000_000
-WindowSource = Literal["preset", "percentiles", "flat"]
+WindowSource = Literal["preset", "percentiles", "flat", "explicit"]
 
 
 class SliceOutOfRange(ValueError):
@@ -205,10 +205,17 @@ def render_slice(
     preset: str = "auto",
     *,
     max_side: int = MAX_SIDE,
+    window: Window | None = None,
 ) -> RenderedSlice:
-    """Slice ``index`` of ``plane`` windowed by ``preset``, with square pixels, as PNG."""
+    """Slice ``index`` of ``plane`` windowed by ``preset``, with square pixels, as PNG; an
+    explicit ``window`` (``appliance.dicom.preview.explicit_window``) overrides the preset."""
     values, row_mm, col_mm = plane_pixels(volume, plane, index)
-    window, source, applied = choose_window(volume, preset)
+    source: WindowSource
+    applied: str | None
+    if window is not None:
+        source, applied = "explicit", None
+    else:
+        window, source, applied = choose_window(volume, preset)
     grey = to_grey(values, window)
     height, width, pixel = display_size(grey.shape[0], grey.shape[1], row_mm, col_mm, max_side)
     image = Image.fromarray(np.ascontiguousarray(grey))

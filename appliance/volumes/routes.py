@@ -99,7 +99,10 @@ def get_volume_nifti(volume_id: str, actor: Reader, ctx: Ctx) -> FileResponse:
 @router.get(
     "/api/volumes/{volume_id}/slice.png",
     response_class=Response,
-    responses={**_PNG, 422: {"description": "Index out of range, unknown plane or preset"}},
+    responses={
+        **_PNG,
+        422: {"description": "Index out of range, unknown plane or preset, bad center/width"},
+    },
 )
 def get_volume_slice(
     volume_id: str,
@@ -112,10 +115,21 @@ def get_volume_slice(
     preset: Annotated[
         Preset, Query(description="CT window in HU (CT only) or auto: 1st-99th percentiles")
     ] = "auto",
+    center: Annotated[
+        float | None,
+        Query(description="Explicit window center (volume units, HU for CT), with width; "
+              "overrides preset. |center| <= 1e6"),
+    ] = None,
+    width: Annotated[
+        float | None, Query(description="Explicit window width (1 to 2e6), with center")
+    ] = None,
 ) -> Response:
     """One slice in radiological display (see ``appliance.volumes.render``) with square
-    pixels; ``X-Slice-*``, ``X-Pixel-Spacing-MM`` and ``X-Window-*`` tell what is shown."""
-    image = service.volume_slice(ctx, volume_id, actor, plane=plane, index=index, preset=preset)
+    pixels; ``X-Slice-*``, ``X-Pixel-Spacing-MM`` and ``X-Window-*`` tell what is shown.
+    ``center`` with ``width`` windows explicitly; one alone or a bad value is a 422 problem."""
+    image = service.volume_slice(
+        ctx, volume_id, actor, plane=plane, index=index, preset=preset, center=center, width=width
+    )
     headers = {
         "Cache-Control": "no-store",
         "X-Slice-Plane": image.plane,

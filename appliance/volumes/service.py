@@ -644,9 +644,16 @@ def volume_slice(
     plane: render.Plane,
     index: int | None,
     preset: str = "auto",
+    center: float | None = None,
+    width: float | None = None,
 ) -> render.RenderedSlice:
     """A slice of a ready volume as PNG (see :mod:`appliance.volumes.render`); the middle one
-    when ``index`` is None. InvalidInput (422) for an index out of range. ``volume.slice``."""
+    when ``index`` is None; ``center``/``width`` (both or neither) an explicit window.
+    InvalidInput (422) for an index out of range or a bad window. ``volume.slice``."""
+    try:
+        explicit = preview.explicit_window(center, width)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     db = ctx.pool.get()
     try:
         row = _volume_row(db, volume_id)
@@ -654,7 +661,7 @@ def volume_slice(
         volume = _canonical(ctx, row)
         chosen = volume.count(plane) // 2 if index is None else index
         try:
-            rendered = render.render_slice(volume, plane, chosen, preset)
+            rendered = render.render_slice(volume, plane, chosen, preset, window=explicit)
         except render.SliceOutOfRange as exc:
             raise InvalidInput(str(exc)) from None
     except (NotFound, Conflict, InvalidInput) as exc:
@@ -671,6 +678,7 @@ def volume_slice(
             "plane": plane,
             "index": chosen,
             "preset": rendered.preset or "auto",
+            **({"center": explicit.center, "width": explicit.width} if explicit else {}),
         },
     )
     return rendered

@@ -150,6 +150,23 @@ def test_day(
     expect(page.get_by_test_id("slice-label")).to_contain_text(f"{first + 1} / 28")
     page.get_by_test_id("preset-brain").click()
     expect(page.get_by_text("Window: Brain")).to_be_visible(timeout=30_000)
+    wl = page.get_by_test_id("overlay-window")
+    expect(wl).to_have_text("C 40 / W 80")
+    # Drag to window/level: the numbers change at once, the server renders the dragged window.
+    page.get_by_text("Drag: window/level").click()
+    box = page.get_by_test_id("viewer-image").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 40, steps=12)
+    page.mouse.up()
+    expect(page.get_by_text("Window: dragged")).to_be_visible(timeout=30_000)
+    expect(wl).not_to_have_text("C 40 / W 80")
+    dragged = wl.inner_text()
+    center, width = (float(v) for v in dragged.replace("C ", "").replace("W ", "").split(" / "))
+    assert width > 80 and center > 40, dragged  # right widens, down raises the centre
+    page.get_by_text("Drag: slices").click()
     check("04-viewer")
 
     # -- analysis against the OpenAI-protocol test server ---------------------------------------

@@ -4,21 +4,27 @@ multi-frame and every transfer syntax of the matrix set."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+import sqlite_utils
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels.processing import convert_color_space
+from pydicom.pixels.processing import apply_modality_lut, convert_color_space
 from pydicom.uid import ExplicitVRLittleEndian
 
+from appliance.audit.models import Actor
 from appliance.dicom.preview import (
     WINDOW_PRESETS,
     FrameOutOfRange,
     NotRenderable,
     Window,
+    explicit_window,
     presets_apply,
     render,
 )
@@ -224,3 +230,109 @@ def test_an_instance_without_pixels_is_not_renderable(tmp_path: Path) -> None:
     del ds.PixelData
     with pytest.raises(NotRenderable, match="no Pixel Data"):
         render(save(ds, tmp_path / "nopixels.dcm"))
+
+
+# ---- explicit window (centre/width) ---------------------------------------------------------
+
+
+def linear_voi(x: np.ndarray, center: float, width: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1 (LINEAR) to 0..255, written from the standard's text."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    low = x <= center - 0.5 - (width - 1) / 2
+    high = x > center - 0.5 + (width - 1) / 2
+    middle = ~(low | high)
+    y[low], y[high] = 0.0, 255.0
+    if width > 1:
+        y[middle] = ((x[middle] - (center - 0.5)) / (width - 1) + 0.5) * 255.0
+    return np.rint(y).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("center", "width"), [(40, 400), (-600, 1500), (35.5, 1), (300, 2), (12.25, 77.5)]
+)
+def test_an_explicit_window_follows_the_linear_voi_formula(center: float, width: float) -> None:
+    ds = pydicom.dcmread(CT_SLICE)
+    hounsfield = apply_modality_lut(ds.pixel_array, ds)
+    expected = linear_voi(hounsfield, center, width)
+    shown = render(CT_SLICE, preset="lung", window=Window(width, center))  # the window wins
+    assert shown.source == "explicit" and shown.preset is None
+    assert shown.window == Window(width, center)
+    assert np.array_equal(shown.pixels, expected)
+    assert np.array_equal(decoded(shown.png()), expected)
+    assert 0 < np.count_nonzero(expected) < expected.size  # the test slice spans the window
+
+
+def test_an_explicit_window_applies_to_images_outside_hu() -> None:
+    mr = instance_files("mr_siemens_t1_sag_brain_35sl")[17]
+    ds = pydicom.dcmread(mr)
+    values = apply_modality_lut(ds.pixel_array, ds)
+    center, width = float(np.median(values)), float(np.ptp(values)) / 4 + 1
+    shown = render(mr, window=Window(width, center))
+    assert shown.source == "explicit"
+    assert np.array_equal(shown.pixels, linear_voi(values, center, width))
+
+
+@pytest.mark.parametrize(
+    ("center", "width", "message"),
+    [
+        (40.0, None, "both"),
+        (None, 400.0, "both"),
+        (float("nan"), 400.0, "finite"),
+        (40.0, float("inf"), "finite"),
+        (40.0, 0.0, "between 1 and"),
+        (40.0, 0.5, "between 1 and"),
+        (40.0, -10.0, "between 1 and"),
+        (40.0, 3e6, "between 1 and"),
+        (2e6, 400.0, "center must be between"),
+    ],
+)
+def test_a_bad_explicit_window_is_refused(
+    center: float | None, width: float | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        explicit_window(center, width)
+
+
+def test_explicit_window_accepts_both_or_neither() -> None:
+    assert explicit_window(None, None) is None
+    assert explicit_window(-600, 1500) == Window(1500, -600)
+    assert explicit_window(-1e6, 2e6) == Window(2e6, -1e6)
+
+
+def test_the_preview_route_takes_center_and_width(
+    client: TestClient, app: FastAPI, as_role: Callable[[str], dict[str, str]],
+    db: sqlite_utils.Database,
+) -> None:
+    ctx = app.state.ctx
+    result = ctx.ingestor.ingest(CT_SLICE.read_bytes(), source="test", actor=Actor.system("t"))
+    assert result.outcome.value == "stored", result.reason
+    (instance_id,) = [r[0] for r in db.execute("SELECT id FROM instances")]
+    url = f"/api/instances/{instance_id}/preview.png"
+    viewer = as_role("viewer")
+    shown = client.get(url, params={"center": -600, "width": 1500}, headers=viewer)
+    assert shown.status_code == 200, shown.text
+    assert shown.headers["x-window-source"] == "explicit"
+    assert (shown.headers["x-window-center"], shown.headers["x-window-width"]) == ("-600", "1500")
+    assert "x-window-preset" not in shown.headers
+    ds = pydicom.dcmread(CT_SLICE)
+    expected = linear_voi(apply_modality_lut(ds.pixel_array, ds), -600, 1500)
+    assert np.array_equal(decoded(shown.content), expected)
+    detail = db.execute(
+        "SELECT detail FROM audit_log WHERE action = 'instance.preview' ORDER BY id DESC"
+    ).fetchone()[0]
+    assert '"center":-600.0' in detail and '"width":1500.0' in detail
+    for params, words in (
+        ({"center": 40}, "both"),
+        ({"width": 400}, "both"),
+        ({"center": 40, "width": 0}, "between 1 and"),
+        ({"center": 40, "width": "nan"}, "finite"),
+        ({"center": "inf", "width": 400}, "finite"),
+        ({"center": 5e6, "width": 400}, "center must be between"),
+    ):
+        bad = client.get(url, params=params, headers=viewer)
+        assert bad.status_code == 422, params
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert words in bad.json()["detail"], bad.json()
+    assert client.get(url, params={"center": "soft", "width": 400}, headers=viewer
+                      ).status_code == 422

@@ -13,8 +13,7 @@ import pytest
 from ui import i18n
 
 UI = Path(i18n.__file__).resolve().parent
-# The first-boot screen belongs to provisioning (it runs before a language is chosen).
-NOT_SCANNED = {UI / "first_boot.py"}
+NOT_SCANNED: set[Path] = set()
 TEXT_CALLS = {"label", "button", "notify", "chip", "tab", "checkbox", "switch", "input",
               "textarea", "select", "link", "markdown", "html", "expansion", "upload", "tooltip",
               "radio", "toggle", "number", "badge"}
@@ -102,6 +101,14 @@ def test_every_literal_key_the_screens_use_exists() -> None:
     keys = used_keys()
     assert len(keys) > 150
     assert sorted(keys - set(i18n.catalog(i18n.DEFAULT))) == []
+
+
+def test_first_boot_is_scanned_and_its_field_labels_exist() -> None:
+    from ui import first_boot
+
+    assert UI / "first_boot.py" in sources()
+    labels = {f"firstboot.field.{name}" for name in first_boot.FIELD_KEYS}
+    assert sorted(labels - set(i18n.catalog(i18n.DEFAULT))) == []
 
 
 def test_no_screen_text_bypasses_the_catalog() -> None:

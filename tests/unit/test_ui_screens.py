@@ -4,18 +4,24 @@ session, which actions each role sees and may take, form checks, the French cata
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlite_utils
 from fastapi import FastAPI
 from nicegui import app as nicegui_app
+from nicegui import events, ui
+from nicegui.elements.mixins.validation_element import ValidationElement
+from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.storage import Storage
 from nicegui.testing import User
 from nicegui.testing.user_simulation import user_simulation
+from pydantic import SecretStr
 
 from appliance.app import prepare
 from appliance.audit.models import Actor
@@ -27,6 +33,8 @@ from appliance.dicom import media
 from appliance.errors import Forbidden
 from appliance.reports import service as reports
 from appliance.reports.models import FinalizeRequest, FindingEdit, ReportCreate, ReportUpdate
+from provisioning import signing
+from provisioning.fleet import enroll_bundle
 from ui import mount, runtime
 
 PASSWORD = "correct horse battery"
@@ -65,28 +73,37 @@ class Screen:
 
 
 @asynccontextmanager
-async def screen(tmp_path: Path, **overrides: object) -> AsyncIterator[Screen]:
+async def screen(
+    tmp_path: Path, *, provisioned: bool = True, **overrides: object
+) -> AsyncIterator[Screen]:
     settings = Settings(data_dir=tmp_path / "data", **overrides)
     Storage.path = (tmp_path / "screen-storage").resolve()
     nicegui_app.storage = Storage()
     ctx = prepare(settings)
     fastapi_app = FastAPI()
     fastapi_app.state.ctx = ctx
-    provisioned = runtime.unprovisioned
-    runtime.unprovisioned = lambda: False  # type: ignore[assignment]  # first boot is done
+    real_unprovisioned = runtime.unprovisioned
+    if provisioned:
+        runtime.unprovisioned = lambda: False  # type: ignore[assignment]  # first boot is done
     async with user_simulation() as user:
         runtime.install(runtime.Runtime(fastapi_app, ctx))
         mount.register_pages(settings, ctx)
         try:
             yield Screen(user, ctx, settings)
         finally:
-            runtime.unprovisioned = provisioned
+            runtime.unprovisioned = real_unprovisioned
             ctx.pool.close_all()
 
 
-def run(tmp_path: Path, body: Callable[[Screen], Awaitable[None]], **overrides: object) -> None:
+def run(
+    tmp_path: Path,
+    body: Callable[[Screen], Awaitable[None]],
+    *,
+    provisioned: bool = True,
+    **overrides: object,
+) -> None:
     async def main() -> None:
-        async with screen(tmp_path, **overrides) as found:
+        async with screen(tmp_path, provisioned=provisioned, **overrides) as found:
             await body(found)
 
     loop = asyncio.new_event_loop()
@@ -384,5 +401,372 @@ def test_radiologist_accepts_and_rejects_findings_as_new_versions(tmp_path: Path
             ("Old infarct.", "accepted")]
         decisions = [r["detail"] for r in audit_actions(s.db, "report.review")]
         assert len(decisions) == 2 and '"decision":"rejected"' in str(decisions[0])
+
+    run(tmp_path, body)
+
+
+# ---- first boot -----------------------------------------------------------------------------
+
+
+def first_boot_state(s: Screen) -> dict[str, object]:
+    """What provisioning writes: the marker, the settings file, users, the audit row."""
+    data = s.settings.data_dir
+    return {
+        "marker": (data / "provisioned.json").is_file(),
+        "env": (data / "provisioned.env").is_file(),
+        "users": [u.username for u in auth.list_users(s.db)],
+        "audited": len(audit_actions(s.db, "device.provision")),
+    }
+
+
+NOTHING_WRITTEN = {"marker": False, "env": False, "users": [], "audited": 0}
+
+
+def field_error(s: Screen, marker: str) -> str | None:
+    """The error shown under the form field marked ``marker``."""
+    element = s.user.find(marker=marker).elements.pop()
+    assert isinstance(element, ValidationElement)
+    return element.error
+
+
+async def fill_first_boot(s: Screen, **values: str) -> None:
+    for name, value in values.items():
+        element = s.user.find(marker=f"fb-{name}")
+        element.clear()
+        element.type(value)
+
+
+def test_an_unprovisioned_box_shows_the_first_boot_form(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        for path in ("/", "/login", "/import"):
+            await s.user.open(path)
+            await s.see(marker="first-boot")
+            await s.see("Set up this RadiantAI box")
+            await s.see(marker="fb-bundle-upload")
+            await s.user.should_not_see(marker="sign-in")
+        s.user.find("Français").click()
+        await s.see("Configurer ce boîtier RadiantAI")
+        await s.see("Titre AE DICOM")
+
+    run(tmp_path, body, provisioned=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "message"),
+    [
+        ({"dicom_ae_title": "THIS TITLE IS FAR TOO LONG"}, "dicom_ae_title",
+         "DICOM AE title: must be 1 to 16 characters"),
+        ({"admin_password": "short"}, "admin_password",
+         "Administrator password: must be at least 10 characters"),
+        ({"dicom_port": "eleven"}, "dicom_port", "DICOM port: "),
+    ],
+)
+def test_a_bad_first_boot_answer_names_the_field_and_writes_nothing(
+    tmp_path: Path, values: dict[str, str], field: str, message: str
+) -> None:
+    async def body(s: Screen) -> None:
+        await s.user.open("/first-boot")
+        answers = {"site_name": "Clinic A", "admin_username": "chief",
+                   "admin_password": PASSWORD, **values}
+        await fill_first_boot(s, **answers)
+        s.user.find(marker="fb-submit").click()
+        await s.see(marker="fb-message")
+        await s.see(message)
+        error = field_error(s, f"fb-{field}")
+        assert error is not None and error.startswith(message)
+        others = [m for m in ("fb-site_name", "fb-admin_username", "fb-dicom_ae_title")
+                  if m != f"fb-{field}"]
+        assert all(field_error(s, m) is None for m in others)
+        assert first_boot_state(s) == NOTHING_WRITTEN
+        await s.user.should_not_see(marker="fb-provisioned")
+
+    run(tmp_path, body, provisioned=False)
+
+
+def test_a_tampered_bundle_file_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    remote = Settings(data_dir=tmp_path / "x", sync_remote="s3", sync_bucket="radiant-bucket",
+                      sync_endpoint="http://127.0.0.1:9", sync_access_key=SecretStr("k"),
+                      sync_secret_key=SecretStr("s"))
+    bundle = enroll_bundle(signing.generate(), "clinic-a", remote, {"site_name": "Clinic A"})
+    bundle["remote"]["endpoint"] = "http://attacker.example:9000"  # signature no longer holds
+    data = json.dumps(bundle).encode("utf-8")
+
+    async def body(s: Screen) -> None:
+        await s.user.open("/first-boot")
+        await fill_first_boot(s, admin_username="chief", admin_password=PASSWORD)
+        upload = s.user.find(kind=ui.upload).elements.pop()
+        assert isinstance(upload, ui.upload)
+        await upload.handle_uploads([SmallFileUpload("bundle.json", "application/json", data)])
+        await s.see("Bundle file loaded: bundle.json")
+        s.user.find(marker="fb-submit").click()
+        await s.see("Enrollment bundle (JSON): ")
+        error = field_error(s, "fb-bundle")
+        assert error is not None and "signature" in error
+        assert first_boot_state(s) == NOTHING_WRITTEN
+
+    run(tmp_path, body, provisioned=False)
+
+
+def test_good_first_boot_answers_provision_the_box_then_offer_sign_in(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        await s.user.open("/first-boot")
+        await fill_first_boot(s, site_name="Clinic A", admin_username="chief",
+                              admin_password=PASSWORD, dicom_ae_title="CLINICA")
+        s.user.find(marker="fb-submit").click()
+        await s.see(marker="fb-provisioned")
+        await s.see("Administrator chief was created.")
+        await s.see("Restart the appliance to apply the settings")
+        await s.user.should_not_see(marker="fb-submit")
+        state = first_boot_state(s)
+        assert state == {"marker": True, "env": True, "users": ["chief"], "audited": 1}
+        assert [u.role for u in auth.list_users(s.db)] == [Role.ADMIN]
+        row = audit_actions(s.db, "device.provision")[0]
+        assert row["outcome"] == "success" and row["actor"] == "screen:first-boot"
+        env = (s.settings.data_dir / "provisioned.env").read_text("utf-8")
+        assert "RADIANT_DICOM_AE_TITLE" in env and "CLINICA" in env
+        assert PASSWORD not in env
+        s.user.find(marker="fb-to-sign-in").click()
+        await s.see(marker="sign-in")
+        await s.sign_in("chief")
+        await s.see("System")  # the administrator's navigation
+        await s.user.open("/first-boot")  # provisioned: the screen is gone
+        await s.see("Worklist")
+        await s.user.should_not_see(marker="first-boot")
+
+    run(tmp_path, body, provisioned=False)
+
+
+def test_first_boot_refuses_a_client_on_the_network(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        transport = s.user.http_client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        transport.client = ("192.0.2.40", 50123)  # a computer on the clinic's network
+        await s.user.open("/first-boot")
+        await s.see(marker="first-boot-refused")
+        await s.see("Set it up from its own screen.")
+        await s.user.should_not_see(marker="fb-submit")
+        await s.user.should_not_see(marker="fb-bundle-upload")
+        assert first_boot_state(s) == NOTHING_WRITTEN
+
+    run(tmp_path, body, provisioned=False)
+
+
+# ---- the screen's PDF route -----------------------------------------------------------------
+
+
+def pdf_exports(s: Screen) -> list[tuple[object, object, object, object]]:
+    return [(r["actor"], r["role"], r["object_id"], r["outcome"])
+            for r in audit_actions(s.db, "export.pdf")]
+
+
+def test_screen_pdf_without_a_session_is_refused(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        report_id = draft(s, ct_study(s, import_set(s)))
+        await s.user.open("/login")  # a browser session, nobody signed in
+        response = await s.user.http_client.get(f"/screen/report/{report_id}/pdf")
+        assert response.status_code == 401
+        assert not response.content.startswith(b"%PDF")
+        assert "application/pdf" not in response.headers.get("content-type", "")
+        assert pdf_exports(s) == []
+
+    run(tmp_path, body)
+
+
+def test_screen_pdf_roles_match_the_api_export_rule() -> None:
+    from appliance.export import routes as export_routes
+
+    assert mount.report.PDF_ROLES == export_routes.Readers.roles == frozenset(Role)
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.TECHNICIAN, Role.RADIOLOGIST])
+def test_screen_pdf_follows_the_api_rule_and_is_audited(tmp_path: Path, role: Role) -> None:
+    async def body(s: Screen) -> None:
+        report_id = draft(s, ct_study(s, import_set(s)))
+        name = s.add_user(role)
+        await s.sign_in(name)
+        await s.see("Worklist")
+        response = await s.user.http_client.get(f"/screen/report/{report_id}/pdf")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.headers["content-disposition"].startswith("inline;")
+        assert response.content.startswith(b"%PDF")
+        assert pdf_exports(s) == [(name, role.value, report_id, "success")]
+        missing = await s.user.http_client.get("/screen/report/no-such-report/pdf")
+        assert missing.status_code == 404 and not missing.content.startswith(b"%PDF")
+        assert pdf_exports(s)[-1] == (name, role.value, "no-such-report", "not_found")
+
+    run(tmp_path, body)
+
+
+def test_screen_pdf_refuses_a_role_the_export_rule_leaves_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page module the screens were mounted with (NiceGUI's simulation re-imports pages).
+    monkeypatch.setattr(mount.report, "PDF_ROLES", frozenset({Role.RADIOLOGIST}))
+
+    async def body(s: Screen) -> None:
+        report_id = draft(s, ct_study(s, import_set(s)))
+        await s.sign_in(s.add_user(Role.VIEWER))
+        await s.see("Worklist")
+        response = await s.user.http_client.get(f"/screen/report/{report_id}/pdf")
+        assert response.status_code == 403
+        assert not response.content.startswith(b"%PDF")
+        assert pdf_exports(s) == []
+
+    run(tmp_path, body)
+
+
+def test_screen_pdf_after_the_session_expired_is_refused(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        report_id = draft(s, ct_study(s, import_set(s)))
+        await s.sign_in(s.add_user(Role.RADIOLOGIST))
+        await s.see("Worklist")
+        s.user.find("Sign out").click()
+        await s.see(marker="sign-in")
+        response = await s.user.http_client.get(f"/screen/report/{report_id}/pdf")
+        assert response.status_code == 401 and not response.content.startswith(b"%PDF")
+        assert pdf_exports(s) == []
+
+    run(tmp_path, body)
+
+
+# ---- viewer: window/level by drag -----------------------------------------------------------
+
+
+def drag_window(s: Screen, args: object) -> None:
+    """What the browser sends (throttled) while a finger drags in window mode."""
+    assert s.user.client is not None
+    layout = s.user.client.layout
+    with s.user.client:
+        for listener in layout._event_listeners.values():
+            if listener.type == "radiant_window":
+                events.handle_event(
+                    listener.handler,
+                    events.GenericEventArguments(sender=layout, client=s.user.client, args=args),
+                )
+
+
+def test_dragging_the_window_re_renders_on_the_server_and_shows_c_w(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        await s.sign_in(s.add_user(Role.VIEWER))
+        await s.see("Worklist")
+        await s.user.open(f"/viewer/{study_id}")
+        await s.see("Slice 3 / 5")
+        s.user.find("Soft tissue").click()
+        await s.see("C 40 / W 400")  # the preset's window, in the overlay
+        await s.see("Window: Soft tissue")
+        before = len(audit_actions(s.db, "instance.preview"))
+        drag_window(s, {"center": 123.4, "width": 987.0})
+        await s.see("C 123.4 / W 987")
+        await s.see("Window: dragged")
+        previews = audit_actions(s.db, "instance.preview")
+        assert len(previews) == before + 1
+        assert '"center":123.4' in str(previews[-1]["detail"])
+        assert '"width":987.0' in str(previews[-1]["detail"])
+        for bad in ({"center": 10, "width": 0}, {"center": "x", "width": 5}, {"width": 5}, 7):
+            drag_window(s, bad)  # ignored: no render, the numbers stay
+        await s.see("C 123.4 / W 987")
+        assert len(audit_actions(s.db, "instance.preview")) == before + 1
+        s.user.find("Lung").click()  # a preset ends the dragged window
+        await s.see("C -600 / W 1500")
+        await s.user.should_not_see("Window: dragged")
+
+    run(tmp_path, body)
+
+
+# ---- worklist status filter -----------------------------------------------------------------
+
+
+def test_worklist_status_filter_offers_every_chip() -> None:
+    from appliance.studies.models import StudyState
+
+    worklist = mount.worklist
+    assert worklist.STATUS_FILTERS == (
+        "all", "receiving", "stable", "volume_ready", "analyzing", "draft", "final", "synced")
+    state = StudyState(study_id="s", volume_ready=True, analysis_status="running",
+                       report_status="amended", synced=True)
+    assert all(worklist.matches(name, state) for name in worklist.STATE_FILTERS if name != "draft")
+    assert not worklist.matches("draft", state)
+    assert not any(worklist.matches(name, StudyState(study_id="s"))
+                   for name in worklist.STATE_FILTERS)
+    assert worklist.matches("analyzing", StudyState(study_id="s", analysis_status="queued"))
+    assert not worklist.matches("analyzing", StudyState(study_id="s", analysis_status="failed"))
+
+
+def test_worklist_filters_by_report_status(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        report_id = draft(s, study_id)
+        await s.sign_in(s.add_user(Role.TECHNICIAN))
+        await s.see("6 shown of 6")
+        def pick(value: str) -> None:
+            with s.user:
+                element = s.user.find(marker="filter-status").elements.pop()
+                assert isinstance(element, ui.select)
+                element.set_value(value)
+
+        pick("draft")
+        await s.see("1 shown of 1")
+        await s.see("Draft report")
+        pick("final")
+        await s.see(marker="worklist-empty")
+        for value in ("analyzing", "synced", "volume_ready"):
+            pick(value)
+            await s.see(marker="worklist-empty")
+        reports.finalize(s.db, report_id, FinalizeRequest(ai_findings_reviewed=True),
+                         Actor(name="radiologist-1", role="radiologist"))
+        pick("final")
+        await s.see("1 shown of 1")
+        pick("draft")
+        await s.see(marker="worklist-empty")
+        pick("all")
+        await s.see("6 shown of 6")
+
+    run(tmp_path, body)
+
+
+# ---- import: web upload of zip archives -----------------------------------------------------
+
+
+def test_a_zip_uploaded_on_the_import_screen_is_stored_with_a_summary(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from tests.dicom_files import instance_files
+
+    ct = instance_files("ct_ge_head_tilt18_varspacing")[:4]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in ct:
+            archive.write(path, f"CT/{path.name}")
+        archive.writestr("CT/dup.dcm", ct[0].read_bytes())  # the same instance again
+        archive.writestr("../../outside.dcm", ct[1].read_bytes())  # zip slip
+        archive.writestr("notes.txt", "not an image")
+        broken = bytearray(ct[2].read_bytes())[:700]  # DICM preamble, cut-off data set
+        archive.writestr("CT/broken.dcm", bytes(broken))
+    data = out.getvalue()
+
+    async def body(s: Screen) -> None:
+        await s.sign_in(s.add_user(Role.TECHNICIAN))
+        await s.see("Worklist")
+        await s.user.open("/import")
+        await s.see("Choose or drop DICOM files or zip archives")
+        upload = s.user.find(marker="upload").elements.pop()
+        assert isinstance(upload, ui.upload)
+        await upload.handle_uploads([SmallFileUpload("study.zip", "application/zip", data)])
+        await s.see(marker="upload-counts")
+        rows = audit_actions(s.db, "study.upload")
+        assert len(rows) == 1
+        stored = s.db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+        assert stored == 4
+        assert s.db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 1
+        await s.see("Imported 4 · already present 1 · quarantined 1 · refused 2")
+        await s.see("study.zip/CT/broken.dcm: quarantined (the data is truncated")
+        await s.see("study.zip/../../outside.dcm: refused (entry path contains '..'")
+        await s.see("study.zip/notes.txt: refused (not DICOM")
+        assert not (s.settings.data_dir.parent / "outside.dcm").exists()
+        assert not (tmp_path.parent / "outside.dcm").exists()
+        await s.see(marker="upload-to-worklist")
 
     run(tmp_path, body)

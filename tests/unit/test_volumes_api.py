@@ -384,3 +384,29 @@ def test_the_key_image_is_the_middle_slice_of_the_largest_volume(
     )
     assert same.content == key.png
     assert "volume.key_image" in actions(db)
+
+
+def test_an_explicit_window_renders_a_volume_slice_and_bad_values_are_422(
+    client: TestClient, app: FastAPI, as_role: Callable[[str], dict[str, str]],
+    db: sqlite_utils.Database,
+) -> None:
+    (series_id,) = ingest(app, CT_TILT)
+    viewer = as_role("viewer")
+    (volume,) = build(client, as_role("technician"), series_id)
+    url = f"/api/volumes/{volume['id']}/slice.png"
+    soft = client.get(url, params={"index": 30, "preset": "soft"}, headers=viewer)
+    same = client.get(url, params={"index": 30, "center": 40, "width": 400}, headers=viewer)
+    other = client.get(url, params={"index": 30, "center": 100, "width": 50}, headers=viewer)
+    assert same.status_code == 200 and same.headers["x-window-source"] == "explicit"
+    assert (same.headers["x-window-center"], same.headers["x-window-width"]) == ("40", "400")
+    assert same.content == soft.content  # the same window as the soft-tissue preset
+    assert other.content != soft.content
+    detail = db.execute(
+        "SELECT detail FROM audit_log WHERE action = 'volume.slice' ORDER BY id DESC"
+    ).fetchone()[0]
+    assert '"center":100.0' in detail and '"width":50.0' in detail
+    for params in ({"center": 40}, {"width": 400}, {"center": 40, "width": 0},
+                   {"center": 40, "width": "nan"}, {"center": 9e9, "width": 10}):
+        bad = client.get(url, params=params, headers=viewer)
+        assert bad.status_code == 422, params
+        assert bad.headers["content-type"] == "application/problem+json"

@@ -1,21 +1,28 @@
 """Import: USB/CD media appear by themselves with an Import button, a progress bar with
 files/total and a result summary; the network receiver's AE title, port and IP for the
-scanner's setup; a web upload area."""
+scanner's setup; a web upload area for DICOM files and zip archives, stored through the API's
+upload service (:func:`appliance.studies.upload.receive`: the same limits, zip-slip and zip-bomb
+checks, quarantine and one ``study.upload`` audit row)."""
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nicegui import events, ui
+from nicegui.elements.upload_files import FileUpload
 
 from appliance.dicom import media as media_service
 from appliance.dicom.media import ImportProgress, ImportSummary, Media
+from appliance.errors import AppError
 from appliance.studies import service as studies
-from appliance.studies.models import UploadReport
+from appliance.studies import upload as upload_service
+from appliance.studies.models import FileResult, UploadReport
 from ui import components, i18n, runtime, session
 
 ISSUES_SHOWN = 20
@@ -101,6 +108,62 @@ def _receiver_facts() -> dict[str, Any]:
     }
 
 
+def _quoted(name: str) -> str:
+    return name.replace("\\", "_").replace('"', "_").replace("\r", "_").replace("\n", "_")
+
+
+def multipart_body(
+    files: Sequence[FileUpload], boundary: str
+) -> tuple[AsyncIterator[bytes], int]:
+    """The files as the multipart body the API's upload route reads (field ``files``), streamed
+    from the uploaded files, and its length."""
+    heads = [
+        (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{upload_service.FIELD}\"; "
+            f"filename=\"{_quoted(item.name or 'upload')}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        for item in files
+    ]
+    tail = f"--{boundary}--\r\n".encode()
+    length = sum(len(h) + item.size() + 2 for h, item in zip(heads, files, strict=True))
+
+    async def body() -> AsyncIterator[bytes]:
+        for head, item in zip(heads, files, strict=True):
+            yield head
+            async for chunk in item.iterate():
+                yield chunk
+            yield b"\r\n"
+        yield tail
+
+    return body(), length + len(tail)
+
+
+async def store_uploads(
+    files: Sequence[FileUpload], user: session.SessionUser
+) -> UploadReport:
+    """Store uploaded files and zip archives through the API's upload service."""
+    rt = runtime.get()
+    boundary = "radiant-" + secrets.token_hex(16)
+    body, length = multipart_body(files, boundary)
+    return await upload_service.receive(
+        body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        content_length=str(length),
+        ingestor=rt.ctx.ingestor,
+        settings=rt.settings,
+        actor=user.actor,
+    )
+
+
+def upload_line(result: FileResult) -> str:
+    """One uploaded file or archive entry and what became of it, in words."""
+    name = f"{result.archive}/{result.name}" if result.archive else result.name
+    reason = f" ({result.reason})" if result.reason else ""
+    return i18n.t("import.upload_file", name=name, outcome=i18n.t(f"upload.{result.outcome}"),
+                  reason=reason)
+
+
 def _media_now() -> list[Media]:
     watcher = runtime.get().state("media_watcher")
     return list(watcher.current()) if watcher is not None else []
@@ -134,7 +197,7 @@ def build(user: session.SessionUser) -> None:
             upload_result = ui.column().classes("w-full gap-1").mark("upload-result")
             uploader = ui.upload(multiple=True, auto_upload=True, max_files=500,
                                  label=i18n.t("import.upload_label")).props(
-                "dark bordered data-testid=upload").classes("w-full")
+                "dark bordered data-testid=upload").classes("w-full").mark("upload")
 
     async def show_receiver() -> None:
         facts = await runtime.off_loop(_receiver_facts)
@@ -253,34 +316,55 @@ def build(user: session.SessionUser) -> None:
             run.cancel.set()
 
     cancel.on_click(stop)
-    pending: list[tuple[str, bytes]] = []
 
-    async def uploaded(event: events.UploadEventArguments) -> None:
+    async def uploaded(event: events.MultiUploadEventArguments) -> None:
         current = session.require(session.CLINICAL)
         if current is None:
             components.refuse()
             return
-        data = await event.file.read()
-        pending.append((event.file.name, data))
-        batch = list(pending)
-        pending.clear()
-        ctx = runtime.get().ctx
+        upload_result.clear()
+        with upload_result:
+            ui.label(i18n.t("import.upload_storing", count=len(event.files))).classes(
+                "radiant-muted")
         try:
-            report: UploadReport = await runtime.off_loop(
-                lambda: studies.ingest_uploaded(ctx.ingestor, batch, current.actor)
-            )
+            report = await store_uploads(event.files, current)
+        except AppError as exc:
+            upload_result.clear()
+            with upload_result:
+                ui.label(exc.detail).classes("radiant-error").props(
+                    "data-testid=upload-error").mark("upload-error")
+            components.notify_error(exc)
+            return
         except Exception as exc:
             components.notify_error(exc)
             return
-        with upload_result:
-            for result in report.files:
-                reason = f" ({result.reason})" if result.reason else ""
-                ui.label(
-                    i18n.t("import.upload_file", name=result.name,
-                           outcome=i18n.t(f"upload.{result.outcome}"), reason=reason)
-                ).classes("text-body2")
+        finally:
+            uploader.reset()
+        show_upload(report)
 
-    uploader.on_upload(uploaded)
+    def show_upload(report: UploadReport) -> None:
+        counts = report.counts
+        upload_result.clear()
+        with upload_result:
+            ui.label(
+                i18n.t("import.upload_summary", imported=counts.stored,
+                       duplicates=counts.duplicate, quarantined=counts.quarantined,
+                       refused=counts.rejected)
+            ).classes("text-h6").props("data-testid=upload-counts").mark("upload-counts")
+            issues = [r for r in report.files if r.outcome in ("quarantined", "rejected")]
+            if issues:
+                ui.label(i18n.t("import.issues")).classes("text-h6 radiant-error")
+                for result in issues[:ISSUES_SHOWN]:
+                    ui.label(upload_line(result)).classes("text-body2").mark("upload-issue")
+                if len(issues) > ISSUES_SHOWN:
+                    ui.label(i18n.t("import.more", count=len(issues) - ISSUES_SHOWN))
+            if report.study_ids:
+                ui.button(i18n.t("nav.worklist"), icon="list",
+                          on_click=lambda: ui.navigate.to("/")).props(
+                    "no-caps size=lg color=primary data-testid=upload-to-worklist"
+                ).mark("upload-to-worklist")
+
+    uploader.on_multi_upload(uploaded)
     ui.timer(0.01, show_receiver, once=True)
     ui.timer(0.01, show_media, once=True)
     ui.timer(2.0, show_media)

@@ -15,6 +15,8 @@ from fastapi.responses import PlainTextResponse, Response
 from nicegui import app, ui
 
 from appliance.analysis import service as analysis_service
+from appliance.auth.models import Role
+from appliance.export import routes as export_routes
 from appliance.export import service as export
 from appliance.reports import service as reports
 from appliance.reports.models import (
@@ -34,6 +36,8 @@ SECTIONS = ("clinical_indication", "technique", "comparison", "impression", "rec
             "limitations")
 EDITORS = session.SIGNERS
 HANDERS = frozenset({*session.CLINICAL} - {*session.SIGNERS})
+# The screen's PDF follows the API's rule for GET /api/export/report/{id}/pdf.
+PDF_ROLES: frozenset[Role] = export_routes.Readers.roles
 
 
 def register() -> None:
@@ -47,10 +51,14 @@ def register() -> None:
 
     @app.get("/screen/report/{report_id}/pdf", include_in_schema=False)
     async def report_pdf(report_id: str, request: Request) -> Response:
-        """The PDF for the screen session's user, inline so it opens in the browser."""
+        """The PDF for the screen session's user, inline so it opens in the browser: 401
+        without a session, 403 for a role the API's export route refuses (:data:`PDF_ROLES`);
+        the export service audits it (``export.pdf``)."""
         user = session.current()
         if user is None:
             return PlainTextResponse(i18n.t("auth.signed_out"), status_code=401)
+        if not user.may(PDF_ROLES):
+            return PlainTextResponse(i18n.t("auth.forbidden"), status_code=403)
         client = request.client.host if request.client else None
         actor = session.SessionUser(user.user_id, user.username, user.full_name, user.role,
                                     client).actor

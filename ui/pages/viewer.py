@@ -3,13 +3,15 @@ and arrow keys, window presets, drag to window/level, pinch or buttons to zoom, 
 technique overlay, AI findings beside the image (tap one: its slice, its box).
 
 Images are rendered on the server by the studies and volumes services (each read audited) and
-sent to this session only, as data URLs. Drag window/level and zoom act on the rendered image in
-the browser (CSS contrast/brightness and scale) for immediate feedback; the presets re-render
-from the stored values with the window of the preset."""
+sent to this session only, as data URLs. Presets and drag window/level both re-render from the
+stored values on the server: a drag changes the window centre/width in the browser (shown at
+once in the overlay) and sends it, throttled, to the server, which renders the latest one with
+the LINEAR VOI function (PS3.3 C.11.2.1.2.1). Zoom and pinch scale the image in the browser."""
 
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,12 +20,14 @@ from nicegui import events, ui
 
 from appliance.analysis import service as analysis_service
 from appliance.analysis.models import AnalysisOut, FindingOut
+from appliance.dicom import preview
 from appliance.studies import service as studies
-from appliance.studies.models import InstanceOut, StudyDetail
+from appliance.studies.models import InstanceOut, PreviewImage, StudyDetail
 from appliance.volumes import service as volumes
 from ui import components, format, i18n, runtime, session
 
 PRESETS = ("auto", "soft", "lung", "bone", "brain", "liver")
+WINDOW_EVENT_THROTTLE_S = 0.15  # at most ~7 window renders per second while dragging
 
 GESTURES_JS = """
 <script>
@@ -33,16 +37,29 @@ window.radiantViewerAttach = function (id) {
   el.dataset.attached = '1';
   const stage = el.querySelector('.radiant-stage');
   const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
-  const state = {mode: 'scroll', zoom: 1, contrast: 1, brightness: 1,
+  const state = {mode: 'scroll', zoom: 1, center: null, width: null, template: '',
                  pointers: new Map(), acc: 0, pinch: null};
   state.apply = () => {
     stage.style.transform = 'scale(' + state.zoom + ')';
-    stage.style.filter = 'contrast(' + state.contrast + ') brightness(' + state.brightness + ')';
     const zoom = el.querySelector('.radiant-zoom');
     if (zoom) zoom.textContent = Math.round(state.zoom * 100) + '%';
   };
+  const shown = (v) => String(Math.round(v * 10) / 10);
+  state.setWindow = (center, width, template) => {
+    state.center = center; state.width = width; state.template = template;
+  };
+  state.dragWindow = (dx, dy) => {
+    if (state.center === null || state.width === null) return;
+    const k = Math.max(0.5, state.width / 256);
+    state.width = clamp(state.width + dx * k, 1, 2000000);
+    state.center = clamp(state.center + dy * k, -1000000, 1000000);
+    const label = el.querySelector('.radiant-wl');
+    if (label && state.template) label.textContent = state.template
+      .replace('{center}', shown(state.center)).replace('{width}', shown(state.width));
+    emitEvent('radiant_window', {center: state.center, width: state.width});
+  };
   state.zoomBy = (factor) => { state.zoom = clamp(state.zoom * factor, 0.5, 8); state.apply(); };
-  state.reset = () => { state.zoom = 1; state.contrast = 1; state.brightness = 1; state.apply(); };
+  state.reset = () => { state.zoom = 1; state.apply(); };
   window.radiantViewer = state;
   el.addEventListener('wheel', (e) => {
     e.preventDefault();
@@ -71,9 +88,7 @@ window.radiantViewerAttach = function (id) {
     }
     const dx = cur.x - prev.x, dy = cur.y - prev.y;
     if (state.mode === 'window') {
-      state.contrast = clamp(state.contrast + dx * 0.005, 0.2, 5);
-      state.brightness = clamp(state.brightness - dy * 0.005, 0.2, 3);
-      state.apply();
+      state.dragWindow(dx, dy);
       return;
     }
     state.acc += dy;
@@ -119,6 +134,8 @@ class ViewState:
     slices: list[Slice] = field(default_factory=list)
     index: int = 0
     preset: str = "auto"
+    window: tuple[float, float] | None = None  # (center, width) dragged; overrides the preset
+    shown_window: tuple[float, float] | None = None  # what the last image was rendered with
     rendering: bool = False
     box: dict[str, Any] | None = None
     box_slice: int | None = None
@@ -141,12 +158,32 @@ def _load_slices(series_id: str, user: session.SessionUser) -> list[Slice]:
     return [Slice(inst, frame) for inst in instances for frame in range(max(1, inst.frames))]
 
 
-def _render(item: Slice, preset: str, user: session.SessionUser) -> bytes:
+def _render(
+    item: Slice, preset: str, window: tuple[float, float] | None, user: session.SessionUser
+) -> PreviewImage:
     rt = runtime.get()
-    found = studies.instance_preview(
-        rt.db(), rt.ctx.store, item.instance.id, user.actor, frame=item.frame, preset=preset
+    center, width = window if window is not None else (None, None)
+    return studies.instance_preview(
+        rt.db(), rt.ctx.store, item.instance.id, user.actor, frame=item.frame, preset=preset,
+        center=center, width=width,
     )
-    return found.png
+
+
+def window_numbers(value: float) -> str:
+    """A window value for the overlay (at most one decimal)."""
+    return f"{round(value, 1):g}"
+
+
+def dragged_window(args: Any) -> tuple[float, float] | None:
+    """The (center, width) a drag sent, or None when it is not a usable window."""
+    if not isinstance(args, dict):
+        return None
+    try:
+        center, width = float(args["center"]), float(args["width"])
+        checked = preview.explicit_window(center, width)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (checked.center, checked.width) if checked is not None else None
 
 
 def _thumbnail(series_id: str, user: session.SessionUser) -> bytes | None:
@@ -237,7 +274,9 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
                 with ui.element("div").classes("radiant-overlay text-right").style(
                     "bottom: 6px; right: 8px"
                 ):
-                    preset_label = ui.label()
+                    preset_label = ui.label().mark("overlay-preset")
+                    window_label = ui.label().classes("radiant-wl").props(
+                        "data-testid=overlay-window").mark("overlay-window")
                     ui.label("100%").classes("radiant-zoom")
             with ui.row().classes("w-full items-center no-wrap gap-2"):
                 ui.button(icon="keyboard_arrow_up", on_click=lambda: step(-1)).props(
@@ -260,8 +299,7 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
                 ui.button(icon="zoom_out", on_click=lambda: ui.run_javascript(
                     "window.radiantViewer && radiantViewer.zoomBy(0.8)")).props(
                     "round data-testid=zoom-out").tooltip(i18n.t("viewer.zoom_out"))
-                ui.button(icon="restart_alt", on_click=lambda: ui.run_javascript(
-                    "window.radiantViewer && radiantViewer.reset()")).props(
+                ui.button(icon="restart_alt", on_click=lambda: reset_view()).props(
                     "round data-testid=view-reset").tooltip(i18n.t("viewer.reset"))
                 drag = ui.toggle(
                     {"scroll": i18n.t("viewer.drag_scroll"),
@@ -298,10 +336,17 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
         )
         bottom_left.set_text(i18n.t("viewer.slice", number=view.index + 1,
                                     total=len(view.slices)))
-        preset_label.set_text(i18n.t("overlay.preset", preset=i18n.t(f"preset.{view.preset}")))
+        chosen = i18n.t("overlay.custom") if view.window else i18n.t(f"preset.{view.preset}")
+        preset_label.set_text(i18n.t("overlay.preset", preset=chosen))
+        shown = view.window or view.shown_window
+        window_label.set_text(
+            i18n.t("overlay.window", center=window_numbers(shown[0]),
+                   width=window_numbers(shown[1])) if shown else ""
+        )
         for name, button in preset_buttons.items():
             button.props(remove="unelevated outline")
-            button.props("unelevated color=primary" if name == view.preset else "outline")
+            active = name == view.preset and view.window is None
+            button.props("unelevated color=primary" if active else "outline")
 
     async def render() -> None:
         if view.rendering or not view.slices:
@@ -309,22 +354,28 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
         view.rendering = True
         try:
             while True:
-                wanted, preset = view.index, view.preset
+                wanted, preset, window = view.index, view.preset, view.window
                 item = view.slices[wanted]
                 try:
-                    png = await runtime.off_loop(partial(_render, item, preset, user))
+                    found = await runtime.off_loop(partial(_render, item, preset, window, user))
                 except Exception as exc:
                     components.notify_error(exc)
                     break
                 if session.require(session.EVERYONE) is None:
                     components.refuse()
                     break
-                image.set_source(data_url(png))
+                image.set_source(data_url(found.png))
+                if found.window_center is not None and found.window_width is not None:
+                    view.shown_window = (found.window_center, found.window_width)
+                else:
+                    view.shown_window = None
+                if window is None:
+                    sync_window()
                 rows = item.instance.rows or 1
                 columns = item.instance.columns or 1
                 image.style(f"aspect-ratio: {columns} / {rows}")
                 image.set_content(box_svg(view.box) if view.box_slice == wanted else "")
-                if (wanted, preset) == (view.index, view.preset):
+                if (wanted, preset, window) == (view.index, view.preset, view.window):
                     break
         finally:
             view.rendering = False
@@ -344,8 +395,34 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
 
     async def set_preset(name: str) -> None:
         view.preset = name
+        view.window = None
         overlay()
         await render()
+
+    def sync_window() -> None:
+        """Give the browser the window just shown, the start of the next drag."""
+        shown = view.shown_window
+        center, width = shown if shown else (None, None)
+        template = i18n.t("overlay.window", center="{center}", width="{width}")
+        ui.run_javascript(
+            "window.radiantViewer && radiantViewer.setWindow("
+            f"{json.dumps(center)}, {json.dumps(width)}, {json.dumps(template)})"
+        )
+
+    async def on_window(event: events.GenericEventArguments) -> None:
+        wanted = dragged_window(event.args)
+        if wanted is None or not view.slices:
+            return
+        view.window = wanted
+        overlay()
+        await render()
+
+    ui.on("radiant_window", on_window, throttle=WINDOW_EVENT_THROTTLE_S)
+
+    async def reset_view() -> None:
+        ui.run_javascript("window.radiantViewer && radiantViewer.reset()")
+        if view.window is not None:
+            await set_preset(view.preset)
 
     async def open_series(series_id: str, index: int | None = None) -> None:
         try:

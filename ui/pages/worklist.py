@@ -11,7 +11,13 @@ from appliance.studies import service as studies
 from appliance.studies.models import StudyListItem, StudyPage, StudyState
 from ui import components, format, i18n, runtime, session
 
-STATUS_FILTERS = ("all", "receiving", "stable")
+# The issue's status chips. The study's own status is filtered by the studies service; the
+# others (volume, analysis, report, replication) by the chips' state (:func:`matches`).
+STUDY_STATUS_FILTERS = ("receiving", "stable")
+STATE_FILTERS = ("volume_ready", "analyzing", "draft", "final", "synced")
+STATUS_FILTERS = ("all", *STUDY_STATUS_FILTERS, *STATE_FILTERS)
+SHOWN = 100
+SCAN_BATCH = 500
 MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
 
 
@@ -33,22 +39,62 @@ def register() -> None:
         return None
 
 
+def matches(status: str, state: StudyState) -> bool:
+    """Whether a study's chips include the state filter ``status`` (see STATE_FILTERS)."""
+    if status == "volume_ready":
+        return state.volume_ready
+    if status == "analyzing":
+        return state.analysis_status in ("queued", "running")
+    if status == "draft":
+        return state.report_status == "draft"
+    if status == "final":
+        return state.report_status in ("final", "amended")
+    if status == "synced":
+        return state.synced
+    return True
+
+
 def _load(
     user: session.SessionUser, filters: Filters
 ) -> tuple[StudyPage, dict[str, StudyState], str]:
     rt = runtime.get()
     db = rt.db()
     fingerprint = studies.worklist_fingerprint(db)
-    page = studies.worklist(
-        db,
-        user.actor,
-        status=None if filters.status == "all" else filters.status,
-        modality=None if filters.modality == "all" else filters.modality,
-        search=filters.search or None,
-        limit=100,
-    )
-    states = studies.worklist_states(db, [item.id for item in page.items])
-    return page, states, fingerprint
+    modality = None if filters.modality == "all" else filters.modality
+    search = filters.search or None
+    if filters.status not in STATE_FILTERS:
+        page = studies.worklist(
+            db,
+            user.actor,
+            status=None if filters.status == "all" else filters.status,
+            modality=modality,
+            search=search,
+            limit=SHOWN,
+        )
+        return page, studies.worklist_states(db, [i.id for i in page.items]), fingerprint
+    # A state filter: go through the list newest first, keep the studies whose chips match.
+    kept: list[StudyListItem] = []
+    states: dict[str, StudyState] = {}
+    total = offset = 0
+    while True:
+        batch = studies.worklist(
+            db, user.actor, modality=modality, search=search, limit=SCAN_BATCH, offset=offset
+        )
+        found = studies.worklist_states(db, [item.id for item in batch.items])
+        for item in batch.items:
+            if matches(filters.status, found[item.id]):
+                total += 1
+                if len(kept) < SHOWN:
+                    kept.append(item)
+                    states[item.id] = found[item.id]
+        offset += len(batch.items)
+        if not batch.items or offset >= batch.total:
+            break
+    return page_of(kept, total), states, fingerprint
+
+
+def page_of(items: list[StudyListItem], total: int) -> StudyPage:
+    return StudyPage(items=items, total=total, limit=SHOWN, offset=0)
 
 
 def _chips(item: StudyListItem, state: StudyState) -> None:
@@ -127,7 +173,7 @@ def build(user: session.SessionUser) -> None:
             status = ui.select(
                 {key: i18n.t(f"worklist.status.{key}") for key in STATUS_FILTERS},
                 value="all", label=i18n.t("worklist.status"),
-            ).props("outlined data-testid=filter-status").classes("w-56")
+            ).props("outlined data-testid=filter-status").classes("w-56").mark("filter-status")
             modality = ui.select(
                 {key: (i18n.t("worklist.modality.all") if key == "all" else key)
                  for key in MODALITIES},
