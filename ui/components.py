@@ -123,7 +123,9 @@ def status_line() -> StatusLine:
         sync_key=key,
         sync_count=count,
         free_gb=free_gb,
-        used_percent=round(100 * usage.used / usage.total),
+        # not usage.used: blocks reserved for root count as unavailable to the appliance, and
+        # the System screen's bar shows total - free too
+        used_percent=round(100 * (usage.total - usage.free) / usage.total),
         disk_low=free_gb < rt.settings.min_free_gb,
     )
 

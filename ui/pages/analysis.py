@@ -48,7 +48,7 @@ def _setup(study_id: str, user: session.SessionUser) -> Setup:
     prior_id = analysis_service.find_prior(db, study_id, modality) if modality else None
     prior = studies.get_study(db, prior_id, user.actor) if prior_id else None
     found = analysis_service.study_analyses(db, study_id, user.actor)
-    engine = analysis_service.engine_info(rt.settings)
+    engine = analysis_service.engine_info(rt.settings, db)
     return Setup(study, prior, engine, found[0] if found else None)
 
 

@@ -62,7 +62,7 @@ def _facts() -> Facts:
         mode=sync_mode.effective_mode(db, rt.settings),
         sync=found,
         sync_error=error,
-        engine=analysis_service.engine_info(rt.settings),
+        engine=analysis_service.engine_info(rt.settings, db),
         disk_total=usage.total,
         disk_free=usage.free,
         receiver=receiver.status() if receiver is not None else None,
