@@ -4,19 +4,26 @@ For the largest series of tests/data (by pixels) and the 133-slice LIDC chest CT
 ``../shared/data/dicom/ct_chest_lidc_0001`` when present, each tool turns a private copy of the
 series' files into NIfTI in a FRESH subprocess, ``--repeat`` times (median shown):
 
-* ours: ``appliance.volumes.reconstruct.build_volumes`` then ``appliance.volumes.nifti``
-  (``.nii``: ``to_nifti_image`` saved by nibabel; ``.nii.gz``: ``write_nifti``, exactly what
-  the appliance stores: deflate level 1 in 4 MiB pieces on every core, streamed);
+* ours: ``appliance.volumes.reconstruct.build_volumes`` then ``appliance.volumes.nifti.write_nifti``
+  (``.nii``: the bytes nibabel would write, uncompressed; ``.nii.gz``: exactly what the
+  appliance stores: ISA-L deflate level 2, about zlib level 1's size, in 4 MiB pieces on every
+  core, streamed);
 * dcm2niix ``-z n`` (``.nii``) and ``-z y`` (``.nii.gz``: it writes the ``.nii`` then runs
   pigz on it, on every core, at its default level 6), and ``-z y -1`` (pigz at level 1, the
-  level we use), all with ``-b n`` (no JSON sidecar) so they write NIfTI only. On a tilted
-  series dcm2niix writes two files (as acquired, and tilt-corrected/equidistant);
+  same output size as ours within 1 %), all with ``-b n`` (no JSON sidecar) so they write
+  NIfTI only. On a tilted series dcm2niix writes two files (as acquired, and
+  tilt-corrected/equidistant);
+* ours warm: the same build and write in a fresh process that has done every import first,
+  timed inside the process around the build and write only: what the appliance's background
+  job pays (its server has long finished importing). Its wall time is that inner time; its
+  peak memory is the whole child's, like the others;
 * SimpleITK ``ImageSeriesReader`` (GDCM series file names, sorted by position) and
   ``WriteImage`` to ``.nii`` / ``.nii.gz`` (ITK's zlib, one thread).
 
 Both formats are measured: ``.nii`` compares reconstruction and writing alone (fair: nobody
 compresses), ``.nii.gz`` is the end-to-end cost of what each tool would store. Every run
-includes the interpreter or program start-up. Wall time is measured around the child.
+includes the interpreter or program start-up (except ours warm). Wall time is measured around
+the child.
 
 Memory, the same method for every tool: the child's own peak RSS (``ru_maxrss`` from
 ``wait4``; the launcher is a bare interpreter, so no inherited high-water mark), and its
@@ -46,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +76,12 @@ class BenchError(Exception):
 def child(tool: str, source: Path, out: Path, fmt: str) -> int:
     """Run one tool in this (fresh) process; prints the volume shapes written."""
     if tool == "baseline-ours":
-        import nibabel  # noqa: F401
+        import nibabel
         import numpy  # noqa: F401
-        import pydicom  # noqa: F401
+        import pydicom
 
         import appliance.volumes.nifti
-        import appliance.volumes.reconstruct  # noqa: F401
+        import appliance.volumes.reconstruct
 
         return 0
     if tool == "baseline-sitk":
@@ -81,19 +89,19 @@ def child(tool: str, source: Path, out: Path, fmt: str) -> int:
 
         return 0
     files = sorted(p for p in source.iterdir() if p.is_file())
-    if tool == "ours":
-        import nibabel as nib
+    if tool in ("ours", "ours-warm"):
+        if tool == "ours-warm":  # every import first, as in the appliance's server
+            import nibabel  # noqa: F401
+            import pydicom.pixels  # noqa: F401
 
-        from appliance.volumes.nifti import to_nifti_image, write_nifti
-        from appliance.volumes.reconstruct import build_volumes
-
-        for n, volume in enumerate(v for v in build_volumes(files) if v.is_volume):
-            path = out / f"vol_{n}{fmt}"
-            if fmt == ".nii":
-                nib.save(to_nifti_image(volume), path)
-            else:
-                write_nifti(volume, path)
-            print("x".join(str(s) for s in volume.voxels.shape[::-1]), volume.voxels.dtype)
+            import appliance.volumes.nifti
+            import appliance.volumes.reconstruct  # noqa: F401
+        start = time.perf_counter()
+        shapes = ours(files, out, fmt)
+        seconds = time.perf_counter() - start
+        print(*shapes, sep="\n")
+        if tool == "ours-warm":
+            print(f"{WARM_PREFIX}{seconds!r}")
         return 0
     if tool == "sitk":
         import SimpleITK as sitk
@@ -106,6 +114,24 @@ def child(tool: str, source: Path, out: Path, fmt: str) -> int:
         print("x".join(str(s) for s in image.GetSize()), image.GetPixelIDTypeAsString())
         return 0
     raise BenchError(f"unknown child tool {tool}")
+
+
+def ours(files: list[Path], out: Path, fmt: str) -> list[str]:
+    """Build the series' volumes and write each to ``out``: what ``radiant volume build`` does."""
+    from appliance.volumes.nifti import write_nifti
+    from appliance.volumes.reconstruct import build_volumes
+
+    shapes = []
+    for n, volume in enumerate(v for v in build_volumes(files) if v.is_volume):
+        write_nifti(volume, out / f"vol_{n}{fmt}")
+        shapes.append(
+            f"{'x'.join(str(s) for s in volume.voxels.shape[::-1])} {volume.voxels.dtype}"
+        )
+    return shapes
+
+
+#: The line by which the warm child reports its inner build-and-write time.
+WARM_PREFIX = "warm build+write seconds: "
 
 
 # ---- measuring --------------------------------------------------------------------------------
@@ -182,6 +208,10 @@ def measure(command: list[str], out: Path, log: Path, *, expect_output: bool = T
         code, seconds, peak_mb = int(code_text), float(seconds_text), int(maxrss_text) / 1024
     except ValueError:
         return Run(0.0, 0.0, f"launcher failed: {launched.stderr.strip()[-300:]}")
+    if code == 0:
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith(WARM_PREFIX):
+                seconds = float(line[len(WARM_PREFIX) :])
     written = [p for p in out.rglob("*") if p.is_file() and p.name.endswith((".nii", ".nii.gz"))]
     failure = None
     if code != 0:
@@ -308,6 +338,7 @@ def tool_version(name: str) -> str:
 def label(tool: str, fmt: str) -> str:
     names = {
         "ours": "ours",
+        "ours-warm": "ours warm",
         "dcm2niix": f"dcm2niix -z {'n' if fmt == '.nii' else 'y'}",
         "dcm2niix-1": "dcm2niix -z y -1",
         "sitk": "SimpleITK",
@@ -318,6 +349,7 @@ def label(tool: str, fmt: str) -> str:
 #: The program whose start-up footprint is subtracted from each tool's peak.
 BASELINE = {
     "ours": "baseline-ours",
+    "ours-warm": "baseline-ours",
     "dcm2niix": "baseline-dcm2niix",
     "dcm2niix-1": "baseline-dcm2niix",
     "sitk": "baseline-sitk",
@@ -347,7 +379,7 @@ def workspace() -> Iterator[Path]:
 def run(args: argparse.Namespace) -> int:
     if shutil.which("dcm2niix") is None:
         raise BenchError("dcm2niix not found: install it (just apt test)")
-    tools = ["ours", "dcm2niix", "dcm2niix-1"]
+    tools = ["ours", "ours-warm", "dcm2niix", "dcm2niix-1"]
     if tool_version("sitk") != "not installed":
         tools.append("sitk")
     series_list, notes = choose(args.series)
@@ -412,30 +444,41 @@ def run(args: argparse.Namespace) -> int:
             for name, cell in baselines.items():
                 if cell.seconds is not None and cell.peak_mb is not None:
                     print(f"{'start-up ' + name[9:]:<24}{cell.seconds:>8.2f}{cell.peak_mb:>9.0f}")
-            for fmt in FORMATS:
-                ours = cells[("ours", fmt)]
-                peers = [("dcm2niix", "dcm2niix")]
-                if fmt == ".nii.gz":
-                    peers.append(("dcm2niix -1", "dcm2niix-1"))
-                if "sitk" in tools:
-                    peers.append(("SimpleITK", "sitk"))
-                for name, peer in peers:
-                    other = cells[(peer, fmt)]
+            for mine in ("ours", "ours-warm"):
+                for fmt in FORMATS:
+                    own = cells[(mine, fmt)]
+                    peers = [("dcm2niix", "dcm2niix")]
+                    if fmt == ".nii.gz":
+                        peers.append(("dcm2niix -1", "dcm2niix-1"))
+                    if "sitk" in tools:
+                        peers.append(("SimpleITK", "sitk"))
+                    for name, peer in peers:
+                        other = cells[(peer, fmt)]
+                        print(
+                            f"ratio {label(mine, '').strip()}/{name + ' ' + fmt:<20} time "
+                            f"{fmt_ratio(own.seconds, other.seconds)}, peak "
+                            f"{fmt_ratio(own.peak_mb, other.peak_mb)}, work "
+                            f"{fmt_ratio(work[(mine, fmt)], work[(peer, fmt)])}"
+                        )
+            for mine, peer, name in (
+                ("ours", "dcm2niix", "dcm2niix -z y"),
+                ("ours", "dcm2niix-1", "dcm2niix -z y -1"),
+                ("ours-warm", "dcm2niix-1", "dcm2niix -z y -1"),
+            ):
+                own, other = cells[(mine, ".nii.gz")], cells[(peer, ".nii.gz")]
+                if own.seconds is not None and other.seconds is not None:
+                    met = own.seconds <= TARGET_TIME_RATIO * other.seconds
                     print(
-                        f"ratio ours/{name + ' ' + fmt:<20} time "
-                        f"{fmt_ratio(ours.seconds, other.seconds)}, peak "
-                        f"{fmt_ratio(ours.peak_mb, other.peak_mb)}, work "
-                        f"{fmt_ratio(work[('ours', fmt)], work[(peer, fmt)])}"
+                        f"target time ({label(mine, '.nii.gz')} <= {name}): "
+                        f"{'met' if met else 'NOT met'}"
                     )
-            ours_gz, peer_gz = cells[("ours", ".nii.gz")], cells[("dcm2niix", ".nii.gz")]
-            if ours_gz.seconds is not None and peer_gz.seconds is not None:
-                met = ours_gz.seconds <= TARGET_TIME_RATIO * peer_gz.seconds
-                print(f"target time (ours .nii.gz <= dcm2niix -z y): {'met' if met else 'NOT met'}")
-            ours_work = [w for (t, _), w in work.items() if t == "ours" and w is not None]
+            ours_work = [w for (t, _), w in work.items() if t.startswith("ours") and w is not None]
             if ours_work:
                 used = max(ours_work)
                 met = used <= TARGET_MEMORY_RATIO * size_mb
-                peak = max((c.peak_mb or 0.0) for (t, _), c in cells.items() if t == "ours")
+                peak = max(
+                    (c.peak_mb or 0.0) for (t, _), c in cells.items() if t.startswith("ours")
+                )
                 print(
                     f"target memory (ours working memory {used:.0f} MB <= {TARGET_MEMORY_RATIO} x "
                     f"{size_mb:.1f} MB): {'met' if met else 'NOT met'} "

@@ -6,9 +6,11 @@ LPS affine with its first two rows negated: ``affine_ras = diag(-1, -1, 1, 1) @ 
 voxel order is untouched (no flips), and the array is written as (x, y, z), the transpose of the
 (z, y, x) array of a ``VolumeResult``. Both qform and sform carry the affine with code 1
 (scanner-based). The files are gzip-compressed with a zero timestamp, so the same volume always
-gives the same bytes: one gzip member (RFC 1952) at level 1 (on CT, level 6 saves about 2 % for
-three times the time), whose deflate stream is cut into fixed 4 MiB pieces compressed on every
-core at once, as pigz does; the pieces are fixed, so the bytes do not depend on the core count.
+gives the same bytes: one gzip member (RFC 1952) whose deflate stream is made by ISA-L (the
+``isal`` package) at its level 2, about five times faster than zlib's level 1 for the same size
+on CT (within 1 %; zlib's level 6 saves about 2 % more for three times zlib-1's time). The
+stream is cut into fixed 4 MiB pieces compressed on every core at once, as pigz does; the
+pieces are fixed, so the bytes do not depend on the core count.
 Writing streams: the voxels are compressed from the volume's own memory, a few pieces at a
 time, so a write costs a few pieces of memory, not a copy of the volume or of the file.
 """
@@ -20,7 +22,6 @@ import io
 import os
 import struct
 import tempfile
-import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,7 @@ from typing import Any, BinaryIO
 
 import nibabel as nib
 import numpy as np
+from isal import isal_zlib
 from numpy.typing import NDArray
 
 from appliance.volumes.reconstruct import VolumeResult
@@ -98,8 +100,8 @@ def _nifti_parts(volume: VolumeResult) -> tuple[bytes, memoryview]:
 
 #: Where the voxels start in a single-file NIfTI-1 without extensions (348 + 4 bytes).
 NIFTI_DATA_OFFSET = 352
-#: Deflate level and piece size of :func:`gzip_chunks`.
-COMPRESS_LEVEL = 1
+#: ISA-L deflate level (0..3) and piece size of :func:`gzip_chunks`.
+COMPRESS_LEVEL = 2
 PIECE_BYTES = 4 * 1024 * 1024
 
 
@@ -112,9 +114,10 @@ def gzip_chunks(head: bytes, body: memoryview, level: int = COMPRESS_LEVEL) -> I
     """``head + body`` as one gzip member (mtime 0, OS unknown), yielded in pieces.
 
     The deflate stream is cut into fixed :data:`PIECE_BYTES` pieces of the input, compressed
-    in parallel threads (zlib releases the GIL), at most one more piece than threads in
-    flight; every piece but the last ends with a sync flush, so the pieces join into one valid
-    stream, and the bytes do not depend on the number of cores. ``body`` is read in place.
+    (ISA-L) and checksummed in parallel threads (both release the GIL), at most one more piece
+    than threads in flight; every piece but the last ends with a sync flush, so the pieces join
+    into one valid stream, and the bytes do not depend on the number of cores. ``body`` is read
+    in place.
     """
     total = len(head) + len(body)
     count = max(1, -(-total // PIECE_BYTES))
@@ -125,29 +128,28 @@ def gzip_chunks(head: bytes, body: memoryview, level: int = COMPRESS_LEVEL) -> I
             return body[start - len(head) : end - len(head)]
         return head[start:end] + bytes(body[: max(0, end - len(head))])
 
-    def deflate(index: int, data: bytes | memoryview) -> tuple[bytes, bytes]:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        flush = zlib.Z_FINISH if index == count - 1 else zlib.Z_SYNC_FLUSH
-        return compressor.compress(data), compressor.flush(flush)
+    def deflate(index: int) -> tuple[bytes, bytes, int, int]:
+        data = piece(index)
+        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+        flush = isal_zlib.Z_FINISH if index == count - 1 else isal_zlib.Z_SYNC_FLUSH
+        return compressor.compress(data), compressor.flush(flush), isal_zlib.crc32(data), len(data)
 
-    extra_flags = 4 if level == 1 else 2 if level == 9 else 0  # RFC 1952 XFL
-    yield struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, extra_flags, 255)
+    # RFC 1952 header: no name, mtime 0, XFL 4 ("fastest algorithm"), OS 255 (unknown).
+    yield struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, 4, 255)
     crc = 0
     workers = max(1, min(count, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[tuple[bytes | memoryview, Future[tuple[bytes, bytes]]]] = deque()
+        pending: deque[Future[tuple[bytes, bytes, int, int]]] = deque()
         submitted = 0
         while pending or submitted < count:
             while submitted < count and len(pending) <= workers:
-                data = piece(submitted)
-                pending.append((data, pool.submit(deflate, submitted, data)))
+                pending.append(pool.submit(deflate, submitted))
                 submitted += 1
-            data, future = pending.popleft()
-            crc = zlib.crc32(data, crc)
-            compressed, flushed = future.result()
-            del future
+            compressed, flushed, piece_crc, size = pending.popleft().result()
+            crc = isal_zlib.crc32_combine(crc, piece_crc, size)
             yield compressed
             yield flushed
+            del compressed, flushed
     yield struct.pack("<II", crc & 0xFFFFFFFF, total & 0xFFFFFFFF)
 
 
@@ -180,14 +182,19 @@ class _ChunkReader(io.RawIOBase):
 
 
 def write_nifti(volume: VolumeResult, path: Path) -> Path:
-    """Write a volume to ``path`` (``.nii.gz``) through a temporary file, fsynced, then renamed;
-    compressed piece by piece, never holding the whole file."""
+    """Write a volume to ``path`` through a temporary file, fsynced, then renamed: ``.nii.gz``
+    compressed piece by piece, never holding the whole file; a ``.nii`` path gets the same
+    file uncompressed (the bytes nibabel writes), straight from the volume's memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in nifti_chunks(volume):
-                out.write(chunk)
+            if path.name.endswith(".nii"):
+                for part in _nifti_parts(volume):
+                    out.write(part)
+            else:
+                for chunk in nifti_chunks(volume):
+                    out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

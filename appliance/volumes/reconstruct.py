@@ -38,7 +38,8 @@ their stored values are kept and noted ``stored_values_not_hu``.
 
 Memory: the headers are read first (Pixel Data deferred, not read), the slices are sorted and
 the geometry planned from them, each volume is allocated once in its output dtype and every
-frame is decoded on its own straight into its slot (int16 output widened to int32 only if a
+frame is decoded on its own (plain uncompressed little-endian data read from the file straight
+into an array, no pydicom decoder) and put into its slot (int16 output widened to int32 only if a
 slice needs it), its Pixel Data dropped again after the decode. Tilt correction and spacing
 resampling work one slice at a time (per-slice in-plane shifts, each output slice from its two
 neighbours) on the stored values of the stack, kept in their decoded dtype up to half the size
@@ -279,8 +280,12 @@ _SOURCE_BUDGET = 0.5
 
 
 def _decode(dataset: Dataset, index: int | None) -> NDArray[Any]:
-    """Stored values of one frame (``index``) or of the whole image (None), decoded by
-    pydicom; a deferred Pixel Data value is read from the dataset's file."""
+    """Stored values of one frame (``index``) or of the whole image (None): plain uncompressed
+    data read straight into an array (:func:`_read_native`), anything else decoded by pydicom;
+    a deferred Pixel Data value is read from the dataset's file."""
+    native = _read_native(dataset, index)
+    if native is not None:
+        return native
     return np.asarray(pixel_array(dataset, index=index))
 
 
@@ -354,6 +359,75 @@ class _PixelReader:
             for tag, element in elements:
                 dataset[tag] = element
             self._loaded = None
+
+
+# Uncompressed little-endian transfer syntaxes whose Pixel Data sits in the file as it is.
+_NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def _read_native(dataset: Dataset, index: int | None) -> NDArray[Any] | None:
+    """The stored values of one frame of uncompressed little-endian monochrome Pixel Data,
+    read straight from the file into a new array when the value is still deferred (copied from
+    the value when it was read with the header: under 16 KiB); None when the image is not that
+    plain case (pydicom decodes it then).
+
+    The values are those of pydicom's native decoder: the bytes as unsigned or signed
+    integers of Bits Allocated (Pixel Representation), then, when Bits Stored is smaller,
+    the unused high bits dropped by a left and an arithmetic right shift."""
+    filename = getattr(dataset, "filename", None)
+    meta = getattr(dataset, "file_meta", None)
+    if not isinstance(filename, str) or meta is None:
+        return None
+    if str(meta.get("TransferSyntaxUID", "")) not in _NATIVE_SYNTAXES:
+        return None
+    if 0x7FE00010 not in dataset or 0x7FE00008 in dataset or 0x7FE00009 in dataset:
+        return None
+    element = dataset.get_item(0x7FE00010, keep_deferred=True)
+    value = getattr(element, "value", b"")
+    value_tell = getattr(element, "value_tell", None)
+    if value is None and not isinstance(value_tell, int):
+        return None
+    if value is not None and not isinstance(value, bytes):
+        return None
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        allocated, stored = int(dataset.BitsAllocated), int(dataset.BitsStored)
+        signed = int(dataset.PixelRepresentation)
+        samples = int(dataset.get("SamplesPerPixel", 1))
+        photometric = str(dataset.PhotometricInterpretation)
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if (
+        allocated not in (8, 16, 32)
+        or not 0 < stored <= allocated
+        or signed not in (0, 1)
+        or samples != 1
+        or photometric not in ("MONOCHROME1", "MONOCHROME2")
+        or rows <= 0
+        or columns <= 0
+        or (index is None and frames != 1)
+        or (index is not None and not 0 <= index < frames)
+    ):
+        return None
+    frame_bytes = rows * columns * allocated // 8
+    length = len(value) if value is not None else getattr(element, "length", -1)
+    if length not in (frames * frame_bytes, frames * frame_bytes + 1):
+        return None
+    values = np.empty((rows, columns), dtype=f"<{'i' if signed else 'u'}{allocated // 8}")
+    start = (index or 0) * frame_bytes
+    if value is not None:
+        values.data.cast("B")[:] = value[start : start + frame_bytes]
+    elif isinstance(value_tell, int):
+        with open(filename, "rb") as handle:
+            handle.seek(value_tell + start)
+            if handle.readinto(values.data.cast("B")) != frame_bytes:
+                return None
+    if stored < allocated:
+        shift = allocated - stored
+        np.left_shift(values, shift, out=values)
+        np.right_shift(values, shift, out=values)
+    return values
 
 
 def _check_pixels(dataset: Dataset) -> None:
