@@ -35,9 +35,11 @@ def test_serves_health_docs_screen_and_api(tmp_path: Path) -> None:
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         spec = httpx.get(f"{base}/openapi.json").json()
         assert "/api/patients" in spec["paths"]
+        # an unprovisioned box sends its own screen (a loopback client) to the first-boot form
         screen = httpx.get(f"{base}/")
-        assert screen.status_code == 200
-        assert "RadiantAI" in screen.text and "UNVERIFIED" in screen.text
+        assert screen.status_code == 307 and screen.headers["location"] == "/first-boot"
+        first_boot = httpx.get(f"{base}/first-boot")
+        assert first_boot.status_code == 200 and "RadiantAI" in first_boot.text
         missing = httpx.get(f"{base}/api/nothing-here")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
