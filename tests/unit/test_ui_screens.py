@@ -91,8 +91,10 @@ async def screen(
         try:
             yield Screen(user, ctx, settings)
         finally:
+            # No ctx.pool.close_all() here: a page timer's off-loop read (e.g. the worklist's
+            # live refresh) may still be running on a worker thread, and closing its SQLite
+            # connection under it crashes the interpreter. The connections go with ``ctx``.
             runtime.unprovisioned = real_unprovisioned
-            ctx.pool.close_all()
 
 
 def run(
