@@ -10,7 +10,8 @@ Rows carry ids only, never PHI values.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -18,6 +19,9 @@ from appliance.audit.models import Actor, AuditEntry, AuditPage, ChainReport
 from appliance.canonical import fields_digest
 from appliance.db.connection import transaction
 from appliance.db.rows import now_iso
+from appliance.errors import NotFound
+
+T = TypeVar("T")
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit.head"
@@ -199,3 +203,36 @@ def latest(
     row = dict(zip((*_FIELDS, "hash"), values, strict=True))
     row["detail"] = json.loads(row["detail"]) if row["detail"] else None
     return AuditEntry(**row)
+
+
+def audited_read(
+    db: sqlite_utils.Database,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str,
+    read: Callable[[], T],
+    detail: Callable[[T], dict[str, Any] | None] = lambda _: None,
+) -> T:
+    """Run ``read`` and audit it in one transaction; a miss (NotFound) is audited as
+    ``not_found`` and raised after the audit row is committed."""
+    error: NotFound | None = None
+    result: T | None = None
+    with transaction(db):
+        try:
+            result = read()
+        except NotFound as exc:
+            error = exc
+        record(
+            db,
+            actor,
+            action,
+            object_type=object_type,
+            object_id=object_id,
+            outcome="not_found" if error else "success",
+            detail=detail(result) if result is not None else None,
+        )
+    if error is not None:
+        raise error
+    assert result is not None
+    return result

@@ -20,7 +20,7 @@ from appliance.audit.models import Actor
 from appliance.auth.models import Role
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
-from appliance.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
+from appliance.errors import AppError, Conflict, Forbidden, InvalidInput
 from appliance.reports import builder, diff
 from appliance.reports.models import (
     Addendum,
@@ -206,38 +206,8 @@ def create(
     return _out(StoredReport(report, version, content, None))
 
 
-def _audited(
-    db: sqlite_utils.Database,
-    actor: Actor,
-    action: str,
-    object_type: str,
-    object_id: str,
-    read: Any,
-    detail: Any = lambda _: None,
-) -> Any:
-    error: NotFound | None = None
-    result: Any = None
-    with transaction(db):
-        try:
-            result = read()
-        except NotFound as exc:
-            error = exc
-        audit.record(
-            db,
-            actor,
-            action,
-            object_type=object_type,
-            object_id=object_id,
-            outcome="not_found" if error else "success",
-            detail=detail(result) if result is not None else None,
-        )
-    if error is not None:
-        raise error
-    return result
-
-
 def get(db: sqlite_utils.Database, report_id: str, actor: Actor) -> ReportOut:
-    result: ReportOut = _audited(
+    result: ReportOut = audit.audited_read(
         db,
         actor,
         "report.read",
@@ -262,7 +232,7 @@ def for_study(db: sqlite_utils.Database, study_id: str, actor: Actor) -> list[Re
         )
         return [ReportSummary(**r) for r in found]
 
-    result: list[ReportSummary] = _audited(
+    result: list[ReportSummary] = audit.audited_read(
         db,
         actor,
         "report.list",
@@ -307,7 +277,7 @@ def versions(db: sqlite_utils.Database, report_id: str, actor: Actor) -> ReportV
             versions=items,
         )
 
-    result: ReportVersions = _audited(
+    result: ReportVersions = audit.audited_read(
         db,
         actor,
         "report.versions",

@@ -10,7 +10,6 @@ adds one ``study.upload`` row per web upload with its counts.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -69,38 +68,6 @@ def _one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[st
     if not rows:
         raise NotFound(f"{what} not found")
     return rows[0]
-
-
-def _audited_read(
-    db: sqlite_utils.Database,
-    actor: Actor,
-    action: str,
-    object_type: str,
-    object_id: str,
-    read: Callable[[], T],
-    detail: Callable[[T], dict[str, Any] | None] = lambda _: None,
-) -> T:
-    """Run ``read`` and audit it in one transaction; a miss is audited as ``not_found``."""
-    error: NotFound | None = None
-    result: T | None = None
-    with transaction(db):
-        try:
-            result = read()
-        except NotFound as exc:
-            error = exc
-        audit.record(
-            db,
-            actor,
-            action,
-            object_type=object_type,
-            object_id=object_id,
-            outcome="not_found" if error else "success",
-            detail=detail(result) if result is not None else None,
-        )
-    if error is not None:
-        raise error
-    assert result is not None
-    return result
 
 
 def _patient(row: dict[str, Any], prefix: str = "p_") -> PatientSummary:
@@ -210,7 +177,7 @@ def get_study(db: sqlite_utils.Database, study_id: str, actor: Actor) -> StudyDe
             **_study_fields(row), patient=_patient(row), series=[_series(s) for s in series]
         )
 
-    return _audited_read(
+    return audit.audited_read(
         db,
         actor,
         "study.read",
@@ -242,7 +209,7 @@ def patient_studies(db: sqlite_utils.Database, patient_id: str, actor: Actor) ->
             patient=_patient(patient), studies=[StudyOut(**_study_fields(r)) for r in rows]
         )
 
-    return _audited_read(
+    return audit.audited_read(
         db,
         actor,
         "study.list",
@@ -261,7 +228,7 @@ def study_series(db: sqlite_utils.Database, study_id: str, actor: Actor) -> list
         rows = _rows(db, _SERIES_OF_STUDY, (study_id,))
         return [_series(r) for r in rows]
 
-    return _audited_read(
+    return audit.audited_read(
         db,
         actor,
         "series.list",
@@ -345,7 +312,7 @@ def series_instances(db: sqlite_utils.Database, series_id: str, actor: Actor) ->
         normal = _slice_normal(rows)
         return order_instances([_instance(r, normal) for r in rows])
 
-    return _audited_read(
+    return audit.audited_read(
         db,
         actor,
         "instance.list",
