@@ -5,9 +5,10 @@ status chips and plain-word error notices."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi.responses import RedirectResponse
 from nicegui import ui
@@ -17,6 +18,8 @@ from appliance.errors import AppError
 from sync import mode as sync_mode
 from sync import status as sync_status
 from ui import i18n, runtime, session
+
+T = TypeVar("T")
 
 # Touch first: every control at least 48x48 CSS px, large type, no hover-only affordances.
 THEME_CSS = """
@@ -232,3 +235,18 @@ def guard_page(roles: frozenset[Role]) -> Guarded:
             )
         return None
     return user
+
+
+async def load_or_not_found(holder: ui.column, fetch: Callable[[], T]) -> T | None:
+    """Run ``fetch`` off the event loop and clear ``holder`` for the page; on an error, say
+    so and show "not found" in it instead, and return None."""
+    try:
+        loaded = await runtime.off_loop(fetch)
+    except Exception as exc:
+        notify_error(exc)
+        holder.clear()
+        with holder:
+            ui.label(i18n.t("viewer.not_found")).classes("text-h6 radiant-error")
+        return None
+    holder.clear()
+    return loaded

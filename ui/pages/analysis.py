@@ -101,17 +101,10 @@ def build(user: session.SessionUser, study_id: str) -> None:
             ui.label(i18n.t("common.loading")).classes("text-h6 radiant-muted")
 
     async def load() -> None:
-        try:
-            setup = await runtime.off_loop(lambda: _setup(study_id, user))
-        except Exception as exc:
-            components.notify_error(exc)
-            holder.clear()
+        setup = await components.load_or_not_found(holder, lambda: _setup(study_id, user))
+        if setup is not None:
             with holder:
-                ui.label(i18n.t("viewer.not_found")).classes("text-h6 radiant-error")
-            return
-        holder.clear()
-        with holder:
-            _form(user, setup)
+                _form(user, setup)
 
     ui.timer(0.01, load, once=True)
 

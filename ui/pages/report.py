@@ -119,17 +119,10 @@ def build(user: session.SessionUser, study_id: str) -> None:
         holder = ui.column().classes("w-full gap-3")
 
     async def load() -> None:
-        try:
-            loaded = await runtime.off_loop(lambda: _load(study_id, user))
-        except Exception as exc:
-            components.notify_error(exc)
-            holder.clear()
+        loaded = await components.load_or_not_found(holder, lambda: _load(study_id, user))
+        if loaded is not None:
             with holder:
-                ui.label(i18n.t("viewer.not_found")).classes("text-h6 radiant-error")
-            return
-        holder.clear()
-        with holder:
-            _page(user, loaded, load)
+                _page(user, loaded, load)
 
     ui.timer(0.01, load, once=True)
 

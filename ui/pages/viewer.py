@@ -225,17 +225,10 @@ def build(user: session.SessionUser, study_id: str) -> None:
             ui.label(i18n.t("common.loading")).classes("text-h6 radiant-muted")
 
     async def load() -> None:
-        try:
-            study, analysis = await runtime.off_loop(lambda: _load_study(study_id, user))
-        except Exception as exc:
-            holder.clear()
+        loaded = await components.load_or_not_found(holder, lambda: _load_study(study_id, user))
+        if loaded is not None:
             with holder:
-                components.notify_error(exc)
-                ui.label(i18n.t("viewer.not_found")).classes("text-h6 radiant-error")
-            return
-        holder.clear()
-        with holder:
-            await _layout(user, ViewState(study, analysis))
+                await _layout(user, ViewState(*loaded))
 
     ui.timer(0.01, load, once=True)
 
