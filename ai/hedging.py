@@ -1,37 +1,44 @@
-"""Hedging enforcer: definitive diagnostic wording in model text becomes hedged wording.
+"""Hedging: every model sentence that asserts a disorder without uncertainty is hedged or flagged.
 
-Each sentence is checked for definitive phrases ("confirms", "definitely", "is malignant",
-"pathognomonic", "this is a ...", "represents", ...). A phrase is rewritten to a hedged form
-("suggests", "possibly", "may be malignant", "suggestive of", "may represent") unless a rewrite
-would change what the sentence means; then the whole sentence is left exactly as written and
-FLAGGED for the reviewer with the reason:
+One classifier (:func:`classify`) decides, per sentence:
 
-- ``quotation``: the phrase is inside quotes (quoted history, quoted indication);
-- ``history``: it reports an earlier confirmation ("biopsy-proven", "confirmed on the prior");
-- ``recommendation``: it is advice or a condition ("confirm with biopsy", "to be confirmed");
-- ``negation``: its clause is negated ("definitely no fracture");
-- ``measurement``: it qualifies a number ("definitely measures 12 mm");
-- ``definitive_negative``: a definitive exclusion that cannot be hedged without changing its
-  meaning ("rules out", "excludes", "is not malignant", "is benign");
-- ``sentence_flagged``: another phrase of the same sentence was flagged, so none was rewritten.
+1. **Does it name a disorder?** Tokens are matched against a disorder lexicon derived from
+   ICD-10-CM's disorder chapters, with curated radiology additions and exclusions
+   (:mod:`ai.lexicon`). Imaging findings (a nodule, a mass, an opacity: ICD-10-CM chapter R),
+   sizes, positions, devices and anatomy are not disorders.
+2. **Is it asserted?** medspaCy's ConText (Harkema et al. 2009) marks each disorder mention
+   negated, uncertain, hypothetical, historical or about someone else, with its packaged English
+   rules and the radiology hedges of ``ai/data/context_rules_radiology.json`` ("consistent with",
+   "may represent", "cannot be excluded", ...). A mention with none of these is asserted.
 
-Phrases that are already uncertain ("cannot be excluded", "not confirmed", "differential
-diagnosis of") are not triggers at all. Everything else in the text is kept byte for byte.
-
-This is pattern matching over English report wording, proven by ``ai/data/hedging_corpus.json``.
-In free text it cannot catch every definitive sentence (e.g. "Pneumonia." alone); impressions,
-where a diagnosis is named, go through :func:`hedge_impression`, which leaves no sentence there
-unhedged and unflagged. Every result stays UNVERIFIED until a radiologist signs it.
+:func:`hedge_text` leaves every sentence with no asserted disorder exactly as written (an
+observation, a negation, an already hedged sentence). A sentence with one is rewritten into
+hedged wording ("The mass is a meningioma." -> "The mass may be a meningioma."; "Acute
+appendicitis." -> "Findings suggestive of acute appendicitis."); the rewrite is accepted only
+when the classifier then finds no asserted disorder in it; otherwise the sentence is left as
+written and flagged ``unhedged_statement`` for the reviewer. spaCy runs with a blank English
+tokenizer (no statistical model, nothing downloaded), loaded once per process. Every result
+stays UNVERIFIED until a radiologist signs it.
 """
 
 from __future__ import annotations
 
-import bisect
+import json
 import re
+import threading
 from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from ai.lexicon import Lexicon, load_lexicon, normalize
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc, Span
+
+CONTEXT_RULES_PATH = Path(__file__).parent / "data" / "context_rules_radiology.json"
 
 FlagReason = Literal[
     "quotation",
@@ -45,14 +52,14 @@ FlagReason = Literal[
 ]
 
 _FLAG_DETAIL: dict[FlagReason, str] = {
-    "quotation": "inside quoted text; quoted words are never rewritten",
+    "quotation": "names a disorder inside quoted text; quoted words are never rewritten",
     "history": "reports an earlier confirmation (history); hedging it would misstate the record",
     "recommendation": "a recommendation or condition; hedging it would change the advice",
     "negation": "in a negated clause; hedging it would invert or blur the negation",
     "measurement": "qualifies a number or measurement; hedging it would blur the value",
     "definitive_negative": "a definitive exclusion; it cannot be hedged without changing meaning",
     "sentence_flagged": "left unchanged because another phrase of this sentence was flagged",
-    "unhedged_statement": "a statement with no hedge that could not be rewritten safely",
+    "unhedged_statement": "asserts a disorder without uncertainty and could not be reworded safely",
 }
 
 
@@ -61,7 +68,7 @@ class _Frozen(BaseModel):
 
 
 class HedgeChange(_Frozen):
-    """One rewrite: the model's phrase, what replaced it, and the original sentence."""
+    """One rewrite: the model's sentence, its hedged wording, and the original sentence."""
 
     original: str
     replacement: str
@@ -69,7 +76,7 @@ class HedgeChange(_Frozen):
 
 
 class HedgeFlag(_Frozen):
-    """One phrase left as written for the reviewer, with the reason and the sentence."""
+    """One sentence left as written for the reviewer: the disorder named, why, the sentence."""
 
     phrase: str
     reason: FlagReason
@@ -86,348 +93,442 @@ class HedgeResult(_Frozen):
 
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
-    """A definitive phrase; ``replacement`` None means it can only be flagged."""
+class Verdict:
+    """The classifier's answer for one sentence."""
 
-    pattern: re.Pattern[str]
-    replacement: str | None
-    not_after: re.Pattern[str] | None = None
+    disorders: tuple[str, ...]
+    asserted: tuple[str, ...]
 
-
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
-#: Before a "confirm"/"definite" phrase, these make it an expression of doubt, not a claim.
-_DOUBT_BEFORE = _rx(
-    r"\b(?:cannot|can't|can\s+not|could\s+not|couldn't|not|unable\s+to|difficult\s+to|"
-    r"no|without|hard\s+to)\s+(?:be\s+|been\s+|yet\s+)?(?:\w+ly\s+)?$"
-)
-#: Before "excluded"/"ruled out": doubt ("cannot be excluded") or advice ("to exclude").
-_NOT_A_CLAIM_BEFORE = _rx(
-    r"(?:\b(?:cannot|can't|can\s+not|could\s+not|couldn't|may\s+not|might\s+not|not|"
-    r"unable\s+to|difficult\s+to|hard\s+to|does\s+not|doesn't|do\s+not|don't|did\s+not|"
-    r"didn't)\s+(?:be\s+|been\s+)?(?:\w+ly\s+)?|\bto\s+(?:\w+ly\s+)?|\bto\s+be\s+)$"
-)
-#: Before "diagnosis of": already hedged or a list of possibilities.
-_HEDGED_DIAGNOSIS_BEFORE = _rx(
-    r"\b(?:possible|probable|likely|suspected|presumptive|presumed|differential|working|"
-    r"provisional|tentative|favou?red|potential|(?:consistent|compatible)\s+with(?:\s+an?|\s+the)?|"
-    r"suggestive\s+of(?:\s+an?|\s+the)?|in\s+keeping\s+with(?:\s+an?|\s+the)?|"
-    r"suggests?(?:\s+an?|\s+the)?|raises?(?:\s+the)?\s+(?:question|possibility)\s+of(?:\s+an?|\s+the)?)\s+$"
-)
-
-#: Before "represents" / "this is a": a hedge or a certainty word (its own hit) in the words
-#: just before means the phrase is already qualified; rewriting it would hedge twice.
-_HEDGED_BEFORE = _rx(
-    r"\b(?:may|might|could|would|possibly|possible|probably|probable|likely|perhaps|"
-    r"certainly|definitely|definitively|undoubtedly|unequivocally|clearly|doubt|suspected|"
-    r"suggest\w*|consistent|compatible)\b|\bto\s+$"
-)
-#: "This is a ...", "it is an ...": a pronoun asserting what a finding is.
-_SUBJECT = r"(?:(?<=\bthis\s)|(?<=\bit\s)|(?<=\bwhich\s)|(?<=\bthat\s))"
-
-_RULES: tuple[_Rule, ...] = (
-    _Rule(_rx(r"\bconfirms\s+(?:the\s+|an?\s+)?diagnosis\s+of\b"), "is consistent with"),
-    _Rule(_rx(r"\bconfirm\s+(?:the\s+|an?\s+)?diagnosis\s+of\b"), "are consistent with"),
-    _Rule(_rx(r"\b(?:confirmed|definitive|certain)\s+diagnosis\s+of\b"), "possible diagnosis of"),
-    _Rule(_rx(r"\bdiagnostic\s+(?:of|for)\b"), "suggestive of"),
-    _Rule(_rx(r"\bdiagnosis\s+of\b"), "possible diagnosis of", _HEDGED_DIAGNOSIS_BEFORE),
-    _Rule(_rx(r"\bconfirms\s+that\b"), "suggests that", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bconfirms\b"), "suggests", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bconfirm\b"), "suggest", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bconfirming\b"), "suggesting", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bconfirmed\b"), "suspected", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bthere\s+is\s+an?\s+malignant\b(?![-\w])"), "there is a possibly malignant"),
-    _Rule(_rx(r"\bthere\s+is\s+(an?\s+)?(cancer|carcinoma|malignancy)\b"), r"there may be \1\2"),
-    _Rule(_rx(r"\bis\s+a\s+malignant\b(?![-\w])"), "may represent a malignant"),
-    _Rule(_rx(r"\bis\s+(an?\s+)?(cancer|carcinoma|malignancy)\b"), r"may represent \1\2"),
-    _Rule(_rx(r"\b(?:is|are)\s+malignant\b(?![-\w])"), "may be malignant"),
-    _Rule(_rx(_SUBJECT + r"is\s+(an?)\b"), r"may represent \1", _HEDGED_BEFORE),
-    _Rule(_rx(r"\brepresents\b"), "may represent", _HEDGED_BEFORE),
-    _Rule(_rx(r"\bdefinitive\s+(?:for|of)\b"), "suggestive of", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bdefinitively\b"), "possibly", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bdefinitely\b"), "possibly", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bdefinitive\b"), "possible", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bcertainly\b"), "possibly", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bundoubtedly\b"), "possibly"),
-    _Rule(_rx(r"\bunequivocally\b"), "possibly", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bunequivocal\b"), "possible", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bthere\s+is\s+no\s+doubt\s+that\b"), "it is possible that"),
-    _Rule(_rx(r"\bwithout\s+(?:a\s+|any\s+)?doubt\b"), "possibly"),
-    _Rule(_rx(r"\bno\s+doubt\b(?!\s+(?:about|regarding|as\s+to))"), "possibly"),
-    _Rule(_rx(r"\brules\s+in\b"), "suggests", _DOUBT_BEFORE),
-    _Rule(_rx(r"\brule\s+in\b"), "suggest", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bruled\s+in\b"), "suspected", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bpathognomonic\s+(?:of|for)\b"), "suggestive of"),
-    _Rule(_rx(r"\bpathognomonic\b"), "suggestive"),
-    _Rule(_rx(r"\bproves\s+that\b"), "suggests that", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bproves\b"), "suggests", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bprove\b"), "suggest", _DOUBT_BEFORE),
-    _Rule(_rx(r"\bproven\b"), "suspected", _DOUBT_BEFORE),
-    # Definitive exclusions: flagged, never rewritten.
-    _Rule(_rx(r"\brules?\s+out\b"), None, _NOT_A_CLAIM_BEFORE),
-    _Rule(_rx(r"\bruled\s+out\b"), None, _NOT_A_CLAIM_BEFORE),
-    _Rule(_rx(r"\bexclude[sd]?\b(?!\s+from\b)"), None, _NOT_A_CLAIM_BEFORE),
-    _Rule(_rx(r"\b(?:is|are)\s+not\s+malignant\b"), None),
-    _Rule(_rx(_SUBJECT + r"is\s+not\s+an?\b"), None),
-    _Rule(_rx(r"\b(?:is|are)\s+not\s+(?:an?\s+)?(?:cancer|carcinoma|malignancy)\b"), None),
-    _Rule(_rx(r"\b(?:is|are)\s+benign\b(?![-\w])"), None),
-)
-
-_SENTENCE_BREAK = re.compile(
-    r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)(?<!\bapprox\.)(?<!\bDr\.)(?<!\bNo\.)(?<!\bca\.)"
-    r"(?<=[.!?])\s+(?=[A-Z0-9\"\u201c(\[])|\n+"
-)
-_CLAUSE_BREAK = _rx(r"[;:,]|\s\u2014\s|\s-\s|\b(?:but|however|whereas|although|while)\b")
-_QUOTED = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|\u2018[^\u2019]*\u2019")
-_NEGATION = _rx(
-    r"\b(?:no|not|without|negative\s+for|absence\s+of|absent|neither|nor|never|none|cannot|"
-    r"can't|isn't|aren't|wasn't|weren't|doesn't|don't|unlikely|exclude[sd]?|rules?\s+out|"
-    r"ruled\s+out)\b"
-)
-_HISTORY_BEFORE = _rx(
-    r"(?:\b(?:biopsy|histolog\w*|histopatholog\w*|patholog\w*|cytolog\w*|surgical\w*|tissue|"
-    r"previously|known|prior|clinically|genetically|laboratory|lab)[\s-]+|\bhistory\s+of\s+|"
-    r"\bh/o\s+|\bpatient\s+(?:has|had|with)\s+|\bin\s+a\s+patient\s+with\s+)(?:\w+[\s-]+)?$"
-)
-_HISTORY_AFTER = _rx(
-    r"^\s+(?:by|on|at|in|at\s+the\s+time\s+of)\s+(?:the\s+|a\s+|an\s+)?(?:prior|previous|earlier|"
-    r"biopsy|histolog\w*|patholog\w*|cytolog\w*|surgery|resection|operation)"
-)
-_ADVICE_BEFORE = _rx(
-    r"\b(?:to|should|must|would|could|might|may|can|if|unless|whether|be|needs?|required)"
-    r"\s+(?:\w+\s+)?$"
-)
-_ADVICE_IN_CLAUSE = _rx(
-    r"\b(?:recommend\w*|advis\w*|consider\w*|correlat\w*|follow[- ]?up|further\s+"
-    r"(?:evaluation|assessment|imaging|characteri[sz]ation)|suggested)\b"
-)
-_ADVICE_AFTER = _rx(
-    r"^\s+(?:with|using|via|through)\s+(?:a\s+|an\s+|the\s+)?(?:biopsy|tissue|histolog\w*|"
-    r"patholog\w*|ct|mri|mr|ultrasound|us|pet|follow|further|clinical|dedicated|repeat|contrast)"
-)
-#: Context rules anchored at a phrase look at most this many characters before it.
-_LOOKBACK = 80
-#: Clause-wide checks (negation, advice) look at most this many characters each side.
-_CLAUSE_WINDOW = 300
-_ARTICLE = re.compile(r"\b(a|an|A|An|AN)(\s+)$")
-_NUMBER_AFTER = re.compile(r"^\W*(?:[A-Za-z]+\W+){0,2}[<>\u2264\u2265~]?\d")
-_NUMBER_BEFORE = re.compile(r"\d(?:[.,]\d+)?\s*(?:mm|cm|m|ml|cc|hu|%|x)?\s*$", re.IGNORECASE)
+    @property
+    def needs_hedge(self) -> bool:
+        """True when a disorder is stated as a fact (not negated, uncertain, hypothetical...)."""
+        return bool(self.asserted)
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
-    start: int
-    end: int
-    rule: _Rule
-    order: int
+_UNASSERTED_ATTRS = ("is_negated", "is_uncertain", "is_hypothetical", "is_historical", "is_family")
 
 
-def hedge_text(text: str) -> HedgeResult:
-    """Rewrite definitive wording to hedged wording, sentence by sentence; flag the rest."""
-    edits: list[tuple[int, int, str]] = []
-    changes: list[HedgeChange] = []
-    flags: list[HedgeFlag] = []
-    for start, end in _sentences(text):
-        sentence = text[start:end]
-        hits = _hits(sentence)
-        if not hits:
-            continue
-        context = _Sentence(sentence)
-        reasons = [_flag_reason(context, hit) for hit in hits]
-        flagged = any(reason is not None for reason in reasons)
-        for hit, reason in zip(hits, reasons, strict=True):
-            phrase = sentence[hit.start : hit.end]
-            if flagged:
-                why: FlagReason = reason or "sentence_flagged"
-                flags.append(
-                    HedgeFlag(
-                        phrase=phrase, reason=why, detail=_FLAG_DETAIL[why], sentence=sentence
-                    )
+class _Analyser:
+    """spaCy blank English (tokenizer only) + sentencizer + disorder marks + medspaCy ConText."""
+
+    def __init__(self) -> None:
+        import spacy  # heavy: loaded once, on first use
+        from medspacy.context import ConText, ConTextRule
+
+        self.lexicon = load_lexicon()
+        self.nlp = spacy.blank("en")
+        self.sentencizer = self.nlp.add_pipe("sentencizer")
+        self.context = ConText(self.nlp, rules=None)
+        ours = json.loads(CONTEXT_RULES_PATH.read_text(encoding="utf-8"))["context_rules"]
+        mine = {rule["literal"].lower() for rule in ours}
+        packaged = json.loads(_packaged_rules_path().read_text(encoding="utf-8"))["context_rules"]
+        rules = [r for r in packaged if r["literal"].lower() not in mine] + ours
+        self.context.add(
+            [
+                ConTextRule(
+                    r["literal"], r["category"], pattern=r.get("pattern"), direction=r["direction"]
                 )
-                continue
-            replacement = _replacement(sentence, hit)
-            edits.append((start + hit.start, start + hit.end, replacement))
-            changes.append(HedgeChange(original=phrase, replacement=replacement, sentence=sentence))
-    return HedgeResult(text=_apply(text, edits), changes=tuple(changes), flags=tuple(flags))
+                for r in rules
+            ]
+        )
+        self.lock = threading.Lock()
+
+    def __call__(self, text: str) -> Doc:
+        with self.lock:
+            doc = self.sentencizer(self.nlp.make_doc(text))
+            doc.ents = _disorder_spans(doc, self.lexicon)
+            result: Doc = self.context(doc)
+            return result
 
 
-#: Wording that already expresses uncertainty: an impression sentence with one of these is left
-#: to :func:`hedge_text`'s rules.
-_UNCERTAIN = _rx(
-    r"\b(?:may|might|could|possibl\w*|probabl\w*|likely|perhaps|suggest\w*|suspect\w*|"
-    r"suspicious|consistent\s+with|compatible\s+with|in\s+keeping\s+with|concern\w*|"
-    r"question\s+of|differential|favou?r\w*|presum\w*|equivocal|indeterminate|uncertain|"
-    r"cannot\s+be\s+(?:excluded|ruled\s+out)|not\s+excluded|raises?)\b|\?"
-)
-#: A verb in the sentence: it is a full statement, not a noun phrase ("Pneumonia.").
-_VERB = _rx(
-    r"\b(?:is|are|was|were|be|been|has|have|had|shows?|showed|demonstrates?|measures?|"
-    r"appears?|seen|noted|identified|present|there|extends?|involves?|causes?|contains?)\b"
-)
-_LEAD = "Findings may represent "
+def _packaged_rules_path() -> Path:
+    """medspaCy's packaged English ConText rules (installed next to the package)."""
+    import medspacy
+
+    return Path(medspacy.__file__).resolve().parents[1] / "resources" / "en" / "context_rules.json"
 
 
-def hedge_impression(text: str) -> HedgeResult:
-    """:func:`hedge_text`, then every impression sentence that still carries no hedge:
+@lru_cache(maxsize=1)
+def analyser() -> _Analyser:
+    """The process-wide analyser (built on first use: about a second)."""
+    return _Analyser()
 
-    - a bare noun phrase ("Malignant brain tumour.") is prefixed "Findings may represent ...";
-    - a negative one ("No acute abnormality.") is flagged ``definitive_negative``;
-    - a full statement with no hedge ("There is a glioma.") is flagged
-      ``unhedged_statement`` for the reviewer.
 
-    Impressions are where a model names a diagnosis, so none passes as a plain assertion.
-    """
-    first = hedge_text(text)
-    flagged_sentences = {flag.sentence for flag in first.flags}
-    hedged = first.text
-    edits: list[tuple[int, int, str]] = []
-    changes = list(first.changes)
-    flags = list(first.flags)
-    for start, end in _sentences(hedged):
-        sentence = hedged[start:end]
-        body = sentence.strip()
-        if not any(ch.isalpha() for ch in body) or _UNCERTAIN.search(body):
-            continue
-        if sentence in flagged_sentences:
-            continue
-        offset = start + (len(sentence) - len(sentence.lstrip()))
-        if _NEGATION.search(body):
-            flags.append(
-                HedgeFlag(
-                    phrase=body,
-                    reason="definitive_negative",
-                    detail=_FLAG_DETAIL["definitive_negative"],
-                    sentence=sentence,
-                )
-            )
-        elif _VERB.search(body):
-            flags.append(
-                HedgeFlag(
-                    phrase=body,
-                    reason="unhedged_statement",
-                    detail=_FLAG_DETAIL["unhedged_statement"],
-                    sentence=sentence,
-                )
-            )
+def _disorder_spans(doc: Doc, lexicon: Lexicon) -> list[Span]:
+    """Non-overlapping disorder mentions: the longest lexicon term at each token."""
+    from spacy.tokens import Span
+
+    norms = [normalize(token.text) for token in doc]
+    spans: list[Span] = []
+    index = 0
+    while index < len(doc):
+        found = 0
+        for size in range(min(lexicon.max_term_words, len(doc) - index), 1, -1):
+            if tuple(norms[index : index + size]) in lexicon.terms:
+                found = size
+                break
+        token = doc[index]
+        if not found and (
+            lexicon.is_disorder_word(norms[index])
+            or token.text in lexicon.acronyms
+            or token.lower_ in lexicon.adjectives
+        ):
+            found = 1
+        if found:
+            spans.append(Span(doc, index, index + found, label="DISORDER"))
+            index += found
         else:
-            word = body.split(maxsplit=1)[0]
-            # keep acronyms and names as written ("CT", "MRI"); lower an ordinary capital
-            lead = body if word.isupper() or word[1:2].isupper() else body[:1].lower() + body[1:]
-            replacement = _LEAD + lead
-            edits.append((offset, offset + len(body), replacement))
-            changes.append(HedgeChange(original=body, replacement=replacement, sentence=sentence))
-    return HedgeResult(text=_apply(hedged, edits), changes=tuple(changes), flags=tuple(flags))
-
-
-def _sentences(text: str) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _SENTENCE_BREAK.finditer(text):
-        if match.start() > start:
-            spans.append((start, match.start()))
-        start = match.end()
-    if start < len(text):
-        spans.append((start, len(text)))
+            index += 1
     return spans
 
 
-def _hits(sentence: str) -> list[_Hit]:
-    found: list[_Hit] = []
-    for order, rule in enumerate(_RULES):
-        for match in rule.pattern.finditer(sentence):
-            lead = sentence[max(0, match.start() - _LOOKBACK) : match.start()]
-            if rule.not_after is not None and rule.not_after.search(lead):
-                continue
-            found.append(_Hit(match.start(), match.end(), rule, order))
-    found.sort(key=lambda hit: (hit.start, -(hit.end - hit.start), hit.order))
-    chosen: list[_Hit] = []
-    for hit in found:
-        if chosen and hit.start < chosen[-1].end:
+def _verdict(doc: Doc) -> Verdict:
+    names = tuple(ent.text for ent in doc.ents)
+    asserted = tuple(
+        ent.text for ent in doc.ents if not any(getattr(ent._, a) for a in _UNASSERTED_ATTRS)
+    )
+    return Verdict(disorders=names, asserted=asserted)
+
+
+def classify(sentence: str) -> Verdict:
+    """Which disorders the sentence names, and which of them it asserts as fact."""
+    return _verdict(analyser()(sentence))
+
+
+#: Words stating certainty: dropped from a sentence that asserts a disorder before hedging it.
+_CERTAINTY = frozenset(
+    {
+        "definitely",
+        "certainly",
+        "clearly",
+        "unequivocally",
+        "undoubtedly",
+        "obviously",
+        "definite",
+        "unequivocal",
+        "unmistakably",
+        "conclusively",
+        "definitively",
+    }
+)
+#: Verbs of proof replaced by the hedged verb of the same number and tense.
+_VERB_SWAP = {
+    "confirms": "suggests",
+    "confirm": "suggest",
+    "proves": "suggests",
+    "prove": "suggest",
+    "indicates": "suggests",
+    "indicate": "suggest",
+    "establishes": "suggests",
+    "represents": "may represent",
+    "represent": "may represent",
+    "confirmed": "suspected",
+    "proven": "suspected",
+    "proved": "suspected",
+    "diagnostic": "suggestive",
+    "pathognomonic": "suggestive",
+    "characteristic": "suggestive",
+    "typical": "suggestive",
+}
+_COPULA = {
+    "is": "may be",
+    "are": "may be",
+    "was": "may have been",
+    "were": "may have been",
+    "has": "may have",
+    "have": "may have",
+    "'s": "may be",
+}
+_SHOWING = frozenset(
+    {
+        "shows",
+        "show",
+        "demonstrates",
+        "demonstrate",
+        "reveals",
+        "reveal",
+        "depicts",
+        "depict",
+        "displays",
+        "display",
+        "exhibits",
+        "exhibit",
+        "showed",
+        "demonstrated",
+        "revealed",
+    }
+)
+#: Finite verbs of report prose: a sentence with one is a statement, not a bare noun phrase.
+_FINITE = _SHOWING | frozenset(
+    {
+        "measures",
+        "measure",
+        "involves",
+        "involve",
+        "extends",
+        "extend",
+        "abuts",
+        "abut",
+        "compresses",
+        "compress",
+        "causes",
+        "cause",
+        "contains",
+        "contain",
+        "surrounds",
+        "occupies",
+        "arises",
+        "arise",
+        "encases",
+        "encase",
+        "displaces",
+        "displace",
+        "narrows",
+        "narrow",
+        "occludes",
+        "occlude",
+        "obstructs",
+        "obstruct",
+        "crosses",
+        "cross",
+        "results",
+        "persists",
+        "persist",
+        "remains",
+        "remain",
+        "appears",
+        "appear",
+        "seems",
+        "enhances",
+        "enhance",
+        "affects",
+        "affect",
+        "spares",
+        "spare",
+        "courses",
+        "projects",
+        "lies",
+        "lie",
+        "effaces",
+        "efface",
+        "infiltrates",
+        "infiltrate",
+        "invades",
+        "invade",
+        "erodes",
+        "erode",
+        "fills",
+        "fill",
+        "expands",
+        "expand",
+        "involved",
+        "extended",
+        "caused",
+        "can",
+        "will",
+        "would",
+        "shall",
+        "must",
+        "does",
+        "do",
+        "did",
+        "had",
+        "been",
+        "be",
+        "being",
+        "exists",
+        "exist",
+        "occurs",
+        "occur",
+        "accounts",
+        "explains",
+        "explain",
+        "produces",
+        "produce",
+        "reaches",
+        "replaces",
+        "replace",
+        "distends",
+        "distend",
+        "dilates",
+        "obliterates",
+        "obliterate",
+    }
+)
+#: Words that end a noun phrase on its left: where "possible" goes in.
+_NP_STOP = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "its",
+        "their",
+        "his",
+        "her",
+        "of",
+        "in",
+        "on",
+        "at",
+        "with",
+        "within",
+        "without",
+        "from",
+        "to",
+        "and",
+        "or",
+        "by",
+        "for",
+        "into",
+        "along",
+        "over",
+        "under",
+        "near",
+        "there",
+        "which",
+        "who",
+        "also",
+        "as",
+        "than",
+        "is",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "be",
+        "been",
+        "any",
+        "some",
+        "multiple",
+        "several",
+        "two",
+        "three",
+        "both",
+        "each",
+        "another",
+        "other",
+        "one",
+        "no",
+        "not",
+    }
+    | _FINITE
+)
+_QUOTES = frozenset('"\u201c\u201d\u2018\u2019')
+_LEAD = "Findings suggestive of "
+
+
+def _lower_first(doc: Doc, lexicon: Lexicon) -> str:
+    """The sentence with an ordinary leading capital lowered (acronyms and eponyms kept)."""
+    text = doc.text
+    word = doc[0].text
+    if (word.isupper() and len(word) > 1) or word[1:] != word[1:].lower():
+        return text
+    if word.removesuffix("'s") in lexicon.eponyms:
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _join(doc: Doc, replace: dict[int, str], drop: set[int]) -> str:
+    parts: list[str] = []
+    for token in doc:
+        if token.i in drop:
             continue
-        chosen.append(hit)
-    return chosen
+        parts.append(replace.get(token.i, token.text) + token.whitespace_)
+    text = "".join(parts)
+    return text[:1].upper() + text[1:] if doc.text[:1].isupper() else text
 
 
-class _Sentence:
-    """A sentence with its quoted spans and clause breaks, computed once."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.quotes = [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
-        self.breaks = [(m.start(), m.end()) for m in _CLAUSE_BREAK.finditer(text)]
-        self.break_starts = [start for start, _ in self.breaks]
-
-    def clause(self, hit: _Hit) -> tuple[int, int]:
-        """The clause around ``hit``, cut to ``_CLAUSE_WINDOW`` characters on each side."""
-        start, end = 0, len(self.text)
-        index = bisect.bisect_left(self.break_starts, hit.start)
-        for _, break_end in reversed(self.breaks[:index]):
-            if break_end <= hit.start:
-                start = break_end
-                break
-        for break_start, _ in self.breaks[index:]:
-            if break_start >= hit.end:
-                end = break_start
-                break
-        return max(start, hit.start - _CLAUSE_WINDOW), min(end, hit.end + _CLAUSE_WINDOW)
-
-
-def _flag_reason(sentence: _Sentence, hit: _Hit) -> FlagReason | None:
-    """Why this phrase must not be rewritten, or None when a rewrite keeps the meaning."""
-    if any(start <= hit.start and hit.end <= end for start, end in sentence.quotes):
-        return "quotation"
-    clause_start, clause_end = sentence.clause(hit)
-    before = sentence.text[clause_start : hit.start]
-    after = sentence.text[hit.end : clause_end]
-    lead = before[-_LOOKBACK:]
-    if hit.rule.replacement is not None and (
-        _ADVICE_BEFORE.search(lead)
-        or _ADVICE_IN_CLAUSE.search(before + " " + after)
-        or _ADVICE_AFTER.search(after)
-    ):
-        return "recommendation"
-    if _HISTORY_BEFORE.search(lead) or _HISTORY_AFTER.search(after):
-        return "history"
-    if hit.rule.replacement is None:
-        return "definitive_negative"
-    if _NEGATION.search(before) or _NEGATION.search(after):
-        return "negation"
-    if _NUMBER_AFTER.search(after) or _NUMBER_BEFORE.search(lead):
-        return "measurement"
-    return None
+def _candidates(doc: Doc, lexicon: Lexicon) -> list[str]:
+    """Hedged rewordings of one sentence, most natural first."""
+    drop = {t.i for t in doc if t.lower_ in _CERTAINTY}
+    swap = {t.i: _VERB_SWAP[t.lower_] for t in doc if t.lower_ in _VERB_SWAP}
+    found: list[str] = []
+    if swap:
+        found.append(_join(doc, swap, drop))
+    lowered = {t.lower_ for t in doc}
+    copula = next((t for t in doc if t.lower_ in _COPULA and t.i not in swap), None)
+    if copula is not None:
+        prior = doc[copula.i - 1].lower_ if copula.i else ""
+        if prior not in {"which", "that", "who"}:
+            found.append(_join(doc, {**swap, copula.i: _COPULA[copula.lower_]}, drop))
+    showing = next((t for t in doc if t.lower_ in _SHOWING), None)
+    if showing is not None:
+        found.append(_join(doc, {showing.i: f"{showing.text} findings suggestive of"}, drop))
+    if not lowered & _FINITE and copula is None and not swap:
+        body = _join(doc, {}, drop) if drop else doc.text
+        lead = _LEAD if body[:1].isupper() else _LEAD.lower()
+        found.append(lead + _lower_first(analyser()(body), lexicon))
+    first = next((e for e in doc.ents if not any(getattr(e._, a) for a in _UNASSERTED_ATTRS)), None)
+    if first is not None:
+        start = first.start
+        while start > 0 and doc[start - 1].is_alpha and doc[start - 1].lower_ not in _NP_STOP:
+            start -= 1
+        head = doc[start]
+        if start == 0:
+            word = _lower_first(doc[start:].as_doc(), lexicon)[: len(head.text)]
+            possible = "Possible " if head.text[:1].isupper() else "possible "
+            found.append(_join(doc, {start: possible + word}, drop))
+        else:
+            found.append(_join(doc, {start: "possible " + head.text}, drop))
+    return found
 
 
-def _replacement(sentence: str, hit: _Hit) -> str:
-    original = sentence[hit.start : hit.end]
-    match = hit.rule.pattern.match(sentence, hit.start, hit.end)
-    assert match is not None and hit.rule.replacement is not None
-    replacement = re.sub(r"\s+", " ", match.expand(hit.rule.replacement))
-    if original.isupper() and len(original) > 1:
-        return replacement.upper()
-    if original[:1].isupper():
-        return replacement[:1].upper() + replacement[1:]
-    return replacement
+def hedge_sentence(sentence: str) -> tuple[str, Verdict, bool]:
+    """``(text, verdict, flagged)`` for one sentence: unchanged, hedged, or left and flagged."""
+    engine = analyser()
+    doc = engine(sentence)
+    verdict = _verdict(doc)
+    if not verdict.needs_hedge:
+        return sentence, verdict, False
+    if any(ch in _QUOTES for ch in sentence):
+        return sentence, verdict, True
+    for candidate in _candidates(doc, engine.lexicon):
+        if not classify(candidate).needs_hedge:
+            return candidate, verdict, False
+    return sentence, verdict, True
 
 
-def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
-    """Apply the (non-overlapping) edits, fixing "a"/"an" right before each replacement."""
+_LINE = re.compile(r"[^\n]+")
+
+
+def hedge_text(text: str) -> HedgeResult:
+    """Hedge every sentence of ``text`` that asserts a disorder; the rest is kept byte for byte.
+
+    A sentence that cannot be reworded safely (or is quoted) is left as written and flagged."""
     pieces: list[str] = []
+    changes: list[HedgeChange] = []
+    flags: list[HedgeFlag] = []
     position = 0
-    for start, end, replacement in sorted(edits):
-        head = text[position:start]
-        article = _ARTICLE.search(text, max(position, start - 8), start)
-        if article is not None:
-            vowel = replacement[:1].lower() in "aeiou"
-            word = article.group(1)
-            fixed = ("an" if vowel else "a") if word.islower() else ("An" if vowel else "A")
-            if word.isupper() and len(word) > 1:
-                fixed = fixed.upper()
-            cut = article.start(1) - position
-            head = head[:cut] + fixed + article.group(2)
-        pieces.append(head)
-        pieces.append(replacement)
-        position = end
+    for line in _LINE.finditer(text):
+        pieces.append(text[position : line.start()])
+        position = line.end()
+        for sent in analyser()(line.group()).sents:
+            raw = sent.text_with_ws
+            core = raw.strip()
+            if not core:
+                pieces.append(raw)
+                continue
+            lead = raw[: len(raw) - len(raw.lstrip())]
+            tail = raw[len(lead) + len(core) :]
+            hedged, verdict, flagged = hedge_sentence(core)
+            if flagged:
+                reason: FlagReason = (
+                    "quotation" if any(ch in _QUOTES for ch in core) else "unhedged_statement"
+                )
+                flags.append(
+                    HedgeFlag(
+                        phrase=", ".join(verdict.asserted),
+                        reason=reason,
+                        detail=_FLAG_DETAIL[reason],
+                        sentence=core,
+                    )
+                )
+            elif hedged != core:
+                changes.append(HedgeChange(original=core, replacement=hedged, sentence=core))
+            pieces.append(lead + hedged + tail)
     pieces.append(text[position:])
-    return "".join(pieces)
+    return HedgeResult(text="".join(pieces), changes=tuple(changes), flags=tuple(flags))

@@ -1,11 +1,13 @@
 """The safety layer: the only way model output leaves ``ai/``.
 
 :func:`apply_safety` turns a :class:`~ai.parsing.ParsedAnswer` into a :class:`SafeAnalysis`:
-every model text is hedged (:mod:`ai.hedging`), every finding carries a confidence
-(:mod:`ai.confidence`), flags and parse problems become review reasons, and the result always
-carries :data:`DISCLAIMER` and ``verification_flag = "UNVERIFIED"`` (IHE AI Results /
-DICOM Verification Flag (0040,A493)): signing is done by a radiologist outside this package and
-creates a report version; nothing here can mark model output verified.
+every model text (description, location, impression, measurement names and values, box
+labels, overall impression) goes through the one hedging classifier (:mod:`ai.hedging`), every
+finding carries a confidence (:mod:`ai.confidence`), flags and parse problems become review
+reasons, and the result always carries :data:`DISCLAIMER` and
+``verification_flag = "UNVERIFIED"`` (IHE AI Results / DICOM Verification Flag (0040,A493)):
+signing is done by a radiologist outside this package and creates a report version; nothing
+here can mark model output verified.
 
 :class:`SafeFinding`, :class:`SafeBox` and :class:`SafeAnalysis` can only be built inside
 :func:`apply_safety`: constructing, validating, ``model_construct``-ing or ``model_copy``-ing
@@ -24,7 +26,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ai.confidence import ConfidenceAssessment, assess_confidence
-from ai.hedging import HedgeChange, HedgeFlag, HedgeResult, hedge_impression, hedge_text
+from ai.hedging import HedgeChange, HedgeFlag, HedgeResult, hedge_text
 from ai.parsing import Box, IntervalChange, Measurement, ParsedAnswer, ParsedFinding
 
 __all__ = [
@@ -200,7 +202,7 @@ def _hedge(text: str | None) -> HedgeResult | None:
 def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
     description = hedge_text(finding.description)
     location = _hedge(finding.location)
-    impression = hedge_impression(finding.impression) if finding.impression else None
+    impression = _hedge(finding.impression)
     changes = list(description.changes)
     flags = list(description.flags)
     for result in (location, impression):
@@ -277,7 +279,7 @@ def apply_safety(parsed: ParsedAnswer) -> SafeAnalysis:
     with _minting():
         findings = tuple(_safe_finding(item, parse_repaired) for item in parsed.findings)
         boxes = tuple(_safe_box(item) for item in parsed.boxes)
-        overall = hedge_impression(parsed.overall_impression) if parsed.overall_impression else None
+        overall = _hedge(parsed.overall_impression)
         reasons = list(parsed.problems)
         for position, finding in enumerate(findings, start=1):
             reasons.extend(_flag_reason_text(f"finding {position}", f) for f in finding.flags)

@@ -1,15 +1,15 @@
-"""ai.safety: hedging corpus, confidence formula, disclaimer, UNVERIFIED, minting guard."""
+"""ai.safety: confidence formula, disclaimer, UNVERIFIED, minting guard, every text hedged.
+
+The hedging classifier itself and its corpora are tested in test_ai_hedging.py."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-import ai
 from ai.confidence import (
     DEFAULT_CONFIDENCE,
     HEAVY_HEDGE_FACTOR,
@@ -27,11 +27,7 @@ from ai.safety import (
     SafeFinding,
     UnsafeConstructionError,
     apply_safety,
-    hedge_text,
 )
-
-CORPUS_PATH = Path(ai.__file__).parent / "data" / "hedging_corpus.json"
-CORPUS: list[dict[str, Any]] = json.loads(CORPUS_PATH.read_text(encoding="utf-8"))["cases"]
 
 ANSWER = """<unused94>thought
 Need JSON.<unused95>```json
@@ -47,73 +43,6 @@ Need JSON.<unused95>```json
   "overall_impression": "Findings confirm a tension pneumothorax."
 }
 ```"""
-
-
-# --- hedging corpus --------------------------------------------------------------------------
-
-
-def test_corpus_is_large_and_covers_every_kind() -> None:
-    assert len(CORPUS) >= 50
-    assert len({case["id"] for case in CORPUS}) == len(CORPUS)
-    categories = {case["category"] for case in CORPUS}
-    assert categories == {"rewrite", "flag", "unchanged"}
-    reasons = {reason for case in CORPUS for reason in case["flags"]}
-    assert reasons >= {
-        "negation",
-        "measurement",
-        "quotation",
-        "recommendation",
-        "history",
-        "definitive_negative",
-        "sentence_flagged",
-    }
-
-
-@pytest.mark.parametrize("case", CORPUS, ids=[case["id"] for case in CORPUS])
-def test_hedging_corpus(case: dict[str, Any]) -> None:
-    result = hedge_text(case["input"])
-    assert result.text == case["expected"]
-    assert [[c.original, c.replacement] for c in result.changes] == case["changes"]
-    assert [f.reason for f in result.flags] == case["flags"]
-    if case["category"] != "rewrite":
-        assert result.text == case["input"]  # flagged or clean sentences are never touched
-    for flag in result.flags:
-        assert flag.phrase in case["input"]
-        assert flag.detail
-
-
-@pytest.mark.parametrize(
-    ("sentence", "expected"),
-    [
-        ("Diagnosis of pneumonia.", "Possible diagnosis of pneumonia."),
-        ("Appearances are diagnostic of pneumonia.", "Appearances are suggestive of pneumonia."),
-        ("The image confirms pneumonia.", "The image suggests pneumonia."),
-        ("Pneumonia is confirmed.", "Pneumonia is suspected."),
-        ("It is a malignant mass.", "It may represent a malignant mass."),
-        ("The mass is malignant.", "The mass may be malignant."),
-        ("It is definitely pneumonia.", "It is possibly pneumonia."),
-        ("A definitive sign of pneumonia.", "A possible sign of pneumonia."),
-        ("It is certainly pneumonia.", "It is possibly pneumonia."),
-        ("These features rule in pneumonia.", "These features suggest pneumonia."),
-        ("Pneumonia is ruled in.", "Pneumonia is suspected."),
-        ("The sign is pathognomonic of pneumonia.", "The sign is suggestive of pneumonia."),
-        ("The image proves pneumonia.", "The image suggests pneumonia."),
-        ("This is cancer.", "This may represent cancer."),
-        ("This is, no doubt, pneumonia.", "This is, possibly, pneumonia."),
-    ],
-)
-def test_every_definitive_trigger_of_the_brief_is_rewritten(sentence: str, expected: str) -> None:
-    result = hedge_text(sentence)
-    assert result.text == expected
-    assert result.changes
-    assert result.flags == ()
-
-
-def test_hedging_keeps_the_rest_of_the_text_byte_for_byte() -> None:
-    text = "Line one:  no change here.\n\nThe mass is definitely\u00a0malignant (RUL).  "
-    result = hedge_text(text)
-    expected = "Line one:  no change here.\n\nThe mass is possibly\u00a0malignant (RUL).  "
-    assert result.text == expected
 
 
 # --- confidence ------------------------------------------------------------------------------
@@ -205,18 +134,22 @@ def test_confidence_is_never_raised_and_stays_in_range() -> None:
 def test_apply_safety_hedges_and_keeps_the_original_for_audit() -> None:
     safe = apply_safety(parse_answer(ANSWER, slice_count=10))
     first, second, third = safe.findings
-    assert first.description == "Large left pneumothorax, possibly under tension."
+    assert first.description == "Findings suggestive of large left pneumothorax, under tension."
     assert first.audit_original.description == "Large left pneumothorax, definitely under tension."
-    assert first.impression == "This may represent a tension pneumothorax."
+    assert first.impression == "This may be a tension pneumothorax."
     assert first.audit_original.impression == "This is a tension pneumothorax."
     assert [(c.original, c.replacement) for c in first.changes] == [
-        ("definitely", "possibly"),
-        ("is a", "may represent a"),
+        (
+            "Large left pneumothorax, definitely under tension.",
+            "Findings suggestive of large left pneumothorax, under tension.",
+        ),
+        ("This is a tension pneumothorax.", "This may be a tension pneumothorax."),
     ]
+    assert second.description == "Right lower lobe nodule; malignancy cannot be excluded."
     assert second.impression == "The nodule may be malignant."
     assert second.audit_original.impression == "The nodule is malignant."
     assert third.description == "No pleural effusion is definitely seen."
-    assert [f.reason for f in third.flags] == ["negation"]
+    assert third.flags == () and third.changes == ()
     assert safe.overall_impression == "Findings suggest a tension pneumothorax."
     assert safe.audit_original_overall_impression == "Findings confirm a tension pneumothorax."
     assert safe.thinking_stripped is True
@@ -233,9 +166,10 @@ def test_apply_safety_confidences_follow_the_formula() -> None:
 
 
 def test_flags_make_the_analysis_need_review_with_reasons() -> None:
-    safe = apply_safety(parse_answer(ANSWER, slice_count=10))
+    answer = json.dumps({"findings": [{"description": 'Reported as "pneumonia".'}]})
+    safe = apply_safety(parse_answer(answer, slice_count=10))
     assert safe.needs_review is True
-    assert any("definitely" in reason and "negation" in reason for reason in safe.review_reasons)
+    assert any("pneumonia" in reason and "quotation" in reason for reason in safe.review_reasons)
 
 
 @pytest.mark.parametrize(
@@ -272,11 +206,16 @@ def test_confidence_is_shown_with_every_finding() -> None:
 
 def test_box_labels_are_hedged() -> None:
     safe = apply_safety(
-        parse_answer('[{"box_2d": [1, 2, 3, 4], "label": "definitely a nodule"}]', expect="boxes")
+        parse_answer(
+            '[{"box_2d": [1, 2, 3, 4], "label": "definitely a meningioma"},'
+            ' {"box_2d": [5, 6, 7, 8], "label": "nodule"}]',
+            expect="boxes",
+        )
     )
-    (box,) = safe.boxes
-    assert box.label == "possibly a nodule"
-    assert box.audit_original_label == "definitely a nodule"
+    disorder, observation = safe.boxes
+    assert disorder.label == "findings suggestive of a meningioma"
+    assert disorder.audit_original_label == "definitely a meningioma"
+    assert observation.label == "nodule"
 
 
 def test_empty_findings_stay_empty_after_safety() -> None:
@@ -300,7 +239,7 @@ def test_narrative_finding_is_low_confidence_and_needs_review() -> None:
     )
     safe = apply_safety(parsed)
     assert safe.findings[0].confidence.value <= NARRATIVE_CAP
-    assert safe.findings[0].description == "It is possibly pneumonia."
+    assert safe.findings[0].description == "It may be pneumonia."
     assert safe.needs_review is True
 
 
@@ -355,41 +294,26 @@ def test_minting_does_not_leak_out_of_apply_safety() -> None:
 @pytest.mark.parametrize(
     ("impression", "expected"),
     [
-        ("Malignant brain tumour.", "Findings may represent malignant brain tumour."),
-        ("Acute intracranial hemorrhage.", "Findings may represent acute intracranial hemorrhage."),
-        ("MRI-negative epilepsy focus.", "Findings may represent MRI-negative epilepsy focus."),
-        ("Possible early pneumonia.", "Possible early pneumonia."),
+        ("Malignant brain tumour.", "Findings suggestive of malignant brain tumour."),
+        ("Acute intracranial hemorrhage.", "Findings suggestive of acute intracranial hemorrhage."),
         (
-            "Findings are consistent with a meningioma.",
-            "Findings are consistent with a meningioma.",
+            "There is a glioma in the left temporal lobe.",
+            "There may be a glioma in the left temporal lobe.",
         ),
+        ("Possible early pneumonia.", "Possible early pneumonia."),
+        ("No acute intracranial abnormality.", "No acute intracranial abnormality."),
         (
             "Right lower lobe pneumonia. Small effusion cannot be excluded.",
-            "Findings may represent right lower lobe pneumonia. Small effusion cannot be excluded.",
+            "Findings suggestive of right lower lobe pneumonia. Small effusion cannot be excluded.",
         ),
     ],
 )
-def test_a_bare_impression_is_hedged(impression: str, expected: str) -> None:
-    from ai.hedging import hedge_impression
-
-    result = hedge_impression(impression)
-    assert result.text == expected
-    assert not result.flags
-
-
-@pytest.mark.parametrize(
-    ("impression", "reason"),
-    [
-        ("No acute intracranial abnormality.", "definitive_negative"),
-        ("There is a glioma in the left temporal lobe.", "unhedged_statement"),
-    ],
-)
-def test_an_impression_that_cannot_be_rewritten_is_flagged(impression: str, reason: str) -> None:
-    from ai.hedging import hedge_impression
-
-    result = hedge_impression(impression)
-    assert result.text == impression
-    assert [flag.reason for flag in result.flags] == [reason]
+def test_an_impression_goes_through_the_same_classifier(impression: str, expected: str) -> None:
+    safe = apply_safety(
+        parse_answer(json.dumps({"findings": [], "overall_impression": impression}))
+    )
+    assert safe.overall_impression == expected
+    assert safe.overall_flags == ()
 
 
 def test_the_overall_impression_never_reaches_a_screen_unhedged() -> None:
@@ -406,12 +330,12 @@ def test_the_overall_impression_never_reaches_a_screen_unhedged() -> None:
         }
     )
     safe = apply_safety(parse_answer(answer, slice_count=10))
-    assert safe.overall_impression == "Findings may represent malignant brain tumour."
-    assert safe.findings[0].impression == "Findings may represent glioblastoma."
+    assert safe.overall_impression == "Findings suggestive of malignant brain tumour."
+    assert safe.findings[0].impression == "Findings suggestive of glioblastoma."
     assert safe.audit_original_overall_impression == "Malignant brain tumour."
     flagged = apply_safety(
-        parse_answer(json.dumps({"findings": [], "overall_impression": "There is a glioma."}))
+        parse_answer(json.dumps({"findings": [], "overall_impression": 'It was called "glioma".'}))
     )
-    assert flagged.overall_impression == "There is a glioma."
+    assert flagged.overall_impression == 'It was called "glioma".'
     assert flagged.needs_review
-    assert any("unhedged_statement" in reason for reason in flagged.review_reasons)
+    assert any("quotation" in reason for reason in flagged.review_reasons)
