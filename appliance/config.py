@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     ai_online_api_key_file: Path | None = None
     ai_online_vertex: bool = False
     ai_online_fallback: bool = True
+    # Radiographs with Burned In Annotation YES go to the cloud endpoint only when true (audited).
+    ai_cloud_allow_burned_in: bool = False
     ai_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 300.0
     ai_connect_timeout_s: Annotated[float, Field(ge=0.1, le=120)] = 10.0
     ai_max_attempts: Annotated[int, Field(ge=1, le=10)] = 4

@@ -151,6 +151,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""  # the body exactly as received
 
 
 class AIServer:
@@ -214,7 +215,11 @@ class AIServer:
                 with server._lock:
                     server.requests.append(
                         Recorded(
-                            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                            "POST",
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            raw,
                         )
                     )
                 answer = server._next()

@@ -127,6 +127,8 @@ class EngineResponse(_Frozen):
     latency_ms: float
     finish_reason: str | None = None
     fallback_reason: str | None = None
+    #: SHA-256 of the exact request body sent over HTTP (remote engines; None for local ones).
+    request_sha256: str | None = None
 
 
 @runtime_checkable

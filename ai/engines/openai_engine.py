@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import json
 import math
 import re
@@ -315,12 +316,12 @@ class OpenAIEngine:
             status=getattr(error, "status", None),
         )
 
-    def _post_once(self, body: dict[str, Any], request: EngineRequest) -> httpx.Response:
-        headers = {"Accept": "application/json"}
+    def _post_once(self, body: bytes, request: EngineRequest) -> httpx.Response:
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         token = self._bearer()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = self._client.post(self.url, json=body, headers=headers)
+        response = self._client.post(self.url, content=body, headers=headers)
         if response.is_success:
             return response
         message = _error_message(response)
@@ -349,7 +350,8 @@ class OpenAIEngine:
         raise EngineError(f"the AI endpoint rejected the request (HTTP {status}): {message}")
 
     def generate(self, request: EngineRequest) -> EngineResponse:
-        body = self.build_body(request)
+        body = json.dumps(self.build_body(request), ensure_ascii=False).encode("utf-8")
+        body_sha256 = hashlib.sha256(body).hexdigest()
         started = time.perf_counter()
         retrying = Retrying(
             stop=self._stop,
@@ -394,7 +396,7 @@ class OpenAIEngine:
             latency_ms=round(latency_ms, 1),
             finish_reason=result.finish_reason,
         )
-        return result.model_copy(update={"latency_ms": latency_ms})
+        return result.model_copy(update={"latency_ms": latency_ms, "request_sha256": body_sha256})
 
     def _read_completion(self, response: httpx.Response) -> EngineResponse:
         try:

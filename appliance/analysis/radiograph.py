@@ -66,6 +66,7 @@ class Radiograph:
     inverted_here: bool  # pixels still need the MONOCHROME1 inversion (as-stored path)
     spacing: Spacing | None
     view_position: str | None
+    burned_in: bool = False  # Burned In Annotation (0028,0301) is YES: text in the pixels
 
 
 def _spacing(ds: Dataset) -> Spacing | None:
@@ -124,6 +125,7 @@ def read_radiograph(path: Path) -> Radiograph:
         except Exception as exc:
             raise NotARadiograph(f"the file cannot be read ({exc.__class__.__name__})") from None
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    burned_in = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames != 1:
         raise NotARadiograph(f"a radiograph is one frame; this instance has {frames}")
@@ -147,9 +149,11 @@ def read_radiograph(path: Path) -> Radiograph:
                 ) from None
         if stored.ndim != 2:
             raise NotARadiograph(f"a radiograph is a 2D image, got shape {stored.shape}")
-        return Radiograph(stored.astype(np.uint8), monochrome1, monochrome1, spacing, view_position)
+        return Radiograph(
+            stored.astype(np.uint8), monochrome1, monochrome1, spacing, view_position, burned_in
+        )
     try:
         rendered = preview.render(path)
     except preview.NotRenderable as exc:
         raise NotARadiograph(exc.reason) from None
-    return Radiograph(_grey(rendered.pixels), monochrome1, False, spacing, view_position)
+    return Radiograph(_grey(rendered.pixels), monochrome1, False, spacing, view_position, burned_in)

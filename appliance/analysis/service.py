@@ -46,6 +46,7 @@ from ai.prompts import (
     select_series,
 )
 from ai.safety import SafeAnalysis, apply_safety
+from appliance.analysis import egress
 from appliance.analysis.models import (
     AnalysisOut,
     AnalysisRequest,
@@ -282,6 +283,7 @@ class _Prepared:
     image_instance: dict[int, tuple[str, int]]
     affine: np.ndarray[Any, Any] | None = None
     spacing: Spacing | None = None
+    burned_in: bool = False  # an image has Burned In Annotation YES (see analysis.egress)
 
     def focused(self) -> _Prepared:
         """The same series reduced to the one image a focused prompt shows: a radiograph's only
@@ -398,6 +400,7 @@ def _prepare_radiograph(ctx: AppContext, series_id: str, modality: str) -> _Prep
         shape=tuple(int(n) for n in radiograph.pixels.shape),
         image_instance={0: (str(chosen["id"]), order)},
         spacing=radiograph.spacing,
+        burned_in=radiograph.burned_in,
     )
 
 
@@ -526,24 +529,24 @@ def _store_results(
     return stored
 
 
-def _prompt(analysis: dict[str, Any], modality: str, count: int, prior_count: int) -> PromptRequest:
+def _prompt(
+    analysis: dict[str, Any], modality: str, count: int, prior_count: int, indication: str | None
+) -> PromptRequest:
     kind = analysis["analysis_type"]
     if kind == "comparison":
         return build_comparison(
             modality=modality,
             prior_image_count=prior_count,
             current_image_count=count,
-            clinical_indication=analysis["clinical_indication"],
+            clinical_indication=indication,
         )
     if kind == "focused":
         return build_focused(
             modality=modality,
             target=analysis["target"] or "",
-            clinical_indication=analysis["clinical_indication"],
+            clinical_indication=indication,
         )
-    return build_primary(
-        modality=modality, image_count=count, clinical_indication=analysis["clinical_indication"]
-    )
+    return build_primary(modality=modality, image_count=count, clinical_indication=indication)
 
 
 def run_analysis(
@@ -575,7 +578,9 @@ def run_analysis(
         current = current.focused()
     jpegs = [i.data for i in current.images.images]
     prior_jpegs = [i.data for i in prior.images.images] if prior else []
-    prompt = _prompt(analysis, current.modality, len(jpegs), len(prior_jpegs))
+    burned_in = current.burned_in or (prior is not None and prior.burned_in)
+    outbound = egress.plan(db, ctx.settings, actor, analysis, burned_in=burned_in)
+    prompt = _prompt(analysis, current.modality, len(jpegs), len(prior_jpegs), outbound.indication)
     sha = images_sha256([*prior_jpegs, *jpegs])
     parts = engine_parts(prompt, jpegs, prior_jpegs)
     context.check_cancelled()
@@ -596,6 +601,9 @@ def run_analysis(
         "prompt_version": prompt.template_version,
         "images_sha256": sha,
         "image_count": len(jpegs) + len(prior_jpegs),
+        "cloud": outbound.cloud,
+        "scrub": list(outbound.scrub_actions),
+        "burned_in": outbound.burned_in,
     }
     try:
         response = engine.generate(EngineRequest(parts=parts, request_id=analysis_id))
@@ -629,8 +637,17 @@ def run_analysis(
             "tokens_out": response.tokens_out,
             "finish_reason": response.finish_reason,
             "fallback": response.fallback_reason is not None,
+            "request_sha256": response.request_sha256,
         },
     )
+    if outbound.cloud:
+        _set(
+            db,
+            analysis_id,
+            request_sha256=response.request_sha256,
+            request_image_count=len(jpegs) + len(prior_jpegs),
+            request_scrub=json.dumps(list(outbound.scrub_actions)),
+        )
     context.check_cancelled()
     _set(db, analysis_id, stage="parsing")
     context.progress("parsing", 0.8)

@@ -461,9 +461,9 @@ def test_scripted_medgemma_answers_leave_only_through_the_safety_layer(
     assert safe.disclaimer == DISCLAIMER
     (finding,) = safe.findings
     assert "definitely" not in finding.description.lower()
-    assert finding.description.startswith("This is possibly a malignant mass")
+    assert finding.description.startswith("This may be a malignant mass")
     assert finding.audit_original.description.startswith("This is definitely a malignant mass")
-    assert finding.impression == "This may represent a glioblastoma."
+    assert finding.impression == "This may be a glioblastoma."
     assert finding.slice == 12
     assert "<unused9" not in safe.audit_model_answer
     assert "thought" not in safe.render_text()
