@@ -71,6 +71,25 @@ class Settings(BaseSettings):
     dicom_allowed_ips: str = ""
     # native: our own Upper Layer front end for storage, Q/R relayed to pynetdicom; pynetdicom: all
     dicom_frontend: Literal["native", "pynetdicom"] = "native"
+    # Who may do what (issue 14): Q/R only for RADIANT_DICOM_PEERS (AE title and address);
+    # storage open unless restricted; the called AE title must be ours.
+    dicom_check_called_aet: bool = True
+    dicom_store_peers_only: bool = False
+    # Starvation limits (PS3.8 9.1.5 ARTIM; established associations only count to the limit)
+    dicom_max_associations: Annotated[int, Field(ge=1, le=1000)] = 25
+    dicom_artim_s: Annotated[float, Field(ge=0.1, le=600)] = 10.0
+    dicom_idle_s: Annotated[float, Field(ge=0.1, le=86_400)] = 60.0
+    dicom_max_pending: Annotated[int, Field(ge=1, le=10_000)] = 100
+    dicom_max_pending_per_ip: Annotated[int, Field(ge=1, le=10_000)] = 10
+    # Largest data set one C-STORE may carry (MiB); larger is answered 0xA700, audited
+    dicom_max_object_mb: Annotated[int, Field(ge=1, le=1 << 20)] = 4096
+    # DICOM TLS (PS3.15 Annex B): a second listener with the box certificate
+    dicom_tls_port: Port | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # client certificates on the DICOM TLS port: none, peers (Q/R needs one), all (required)
+    dicom_tls_client_ca: Path | None = None
+    dicom_tls_verify_clients: Literal["none", "peers", "all"] = "none"
     media_roots: str = "/media,/run/media,/mnt"
     upload_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 2048
     auto_volumes: bool = True
@@ -167,6 +186,22 @@ class Settings(BaseSettings):
     @classmethod
     def _peers(cls, value: str) -> str:
         parse_peers(value)
+        return value
+
+    @field_validator(
+        "dicom_tls_port", "tls_cert", "tls_key", "dicom_tls_client_ca", mode="before"
+    )
+    @classmethod
+    def _blank_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dicom_tls_verify_clients")
+    @classmethod
+    def _verify_clients(cls, value: str, info: ValidationInfo) -> str:
+        if value != "none" and info.data.get("dicom_tls_client_ca") is None:
+            raise ValueError(
+                f"needs {ENV_PREFIX}DICOM_TLS_CLIENT_CA (the CA of the peers' certificates)"
+            )
         return value
 
     @field_validator(
@@ -354,6 +389,13 @@ class Peer:
     port: int
 
 
+def valid_ae_title(title: str) -> bool:
+    """An AE value (PS3.5 6.2): 1-16 characters of the default repertoire, no backslash, no
+    control characters, not only spaces (leading and trailing spaces are not significant)."""
+    stripped = title.strip(" ")
+    return 1 <= len(stripped) <= 16 and all(" " <= ch <= "~" and ch != "\\" for ch in stripped)
+
+
 def parse_peers(value: str) -> dict[str, Peer]:
     """``AE@host:port`` entries separated by commas; the AE title names the peer."""
     peers: dict[str, Peer] = {}
@@ -366,7 +408,7 @@ def parse_peers(value: str) -> dict[str, Peer]:
             raise ValueError(f"peer {entry!r} must look like AE_TITLE@host:port")
         if not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"peer {entry!r} has an invalid port")
-        if len(ae.strip()) > 16 or "\\" in ae:
+        if not valid_ae_title(ae.strip()):
             raise ValueError(f"peer {entry!r} has an invalid AE title (1-16 characters)")
         peers[ae.strip()] = Peer(ae.strip(), host.strip("[]"), int(port))
     return peers

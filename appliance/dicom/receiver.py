@@ -33,6 +33,11 @@ same :meth:`Receiver.store`, so statuses, counts and audit rows do not depend on
 Associations may be limited to calling AE titles (``RADIANT_DICOM_ALLOWED_AETS``, pynetdicom's
 ``require_calling_aet``) and client IPs (``RADIANT_DICOM_ALLOWED_IPS``, checked on the
 A-ASSOCIATE-RQ); a refused association gets an A-ASSOCIATE-RJ (PS3.8 9.3.4) and an audit row.
+The called AE title must be ours (``RADIANT_DICOM_CHECK_CALLED_AET``). C-FIND, C-GET and C-MOVE
+are served only to a configured peer (``RADIANT_DICOM_PEERS``: calling AE title and client
+address); the front end refuses the others' query/retrieve contexts, and the handlers here check
+again (status 0x0124 Refused: Not Authorized, PS3.7 C.5), both audited.
+With ``RADIANT_DICOM_TLS_PORT`` a second front end serves the same over TLS (PS3.15 Annex B).
 Logs and audit rows carry ids, AE titles and counts, never PHI.
 """
 
@@ -62,8 +67,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
+from appliance.config import Settings, valid_ae_title
 from appliance.context import AppContext
-from appliance.dicom.frontend import Frontend, Policy
+from appliance.dicom import tls
+from appliance.dicom.frontend import Frontend, Policy, printable_ae
 from appliance.dicom.ingest import Outcome
 from appliance.dicom.query import (
     ERROR_COMMENT_MAX,
@@ -106,6 +113,7 @@ QUARANTINED = 0xC000
 SUBOPERATIONS_FAILED = 0xA702  # every C-GET/C-MOVE sub-operation failed
 SUBOPERATIONS_WARNING = 0xB000  # sub-operations complete, one or more failures
 MOVE_DESTINATION_UNKNOWN = 0xA801
+NOT_AUTHORIZED = 0x0124  # Refused: Not Authorized (PS3.7 C.5)
 GB = 1_000_000_000
 MAX_PDU = 1 << 20  # largest P-DATA PDU we accept; the peer sends at most this much per PDU
 MAX_CONTEXTS = 128  # presentation contexts one A-ASSOCIATE-RQ may propose (PS3.8 9.3.2.2)
@@ -169,9 +177,25 @@ def _actor(calling_ae: str, ip: str) -> Actor:
 
 
 def _calling_ae(assoc: Association) -> str:
+    """The calling AE title, made printable (it may carry anything)."""
     primitive = assoc.requestor.primitive
     title = getattr(primitive, "calling_ae_title", None) or assoc.requestor.ae_title
-    return str(title or "").strip()
+    return printable_ae(str(title or "").strip())
+
+
+def peer_addresses(settings: Settings) -> frozenset[tuple[str, str]]:
+    """(AE title, IP) of each configured peer; a host name counts with each of its addresses
+    (resolved at start; a name that does not resolve allows nothing)."""
+    pairs: set[tuple[str, str]] = set()
+    for peer in settings.peers.values():
+        pairs.add((peer.ae_title, peer.host))
+        try:
+            infos = socket.getaddrinfo(peer.host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            log.warning("peer_unresolved", peer=peer.ae_title)
+            continue
+        pairs.update((peer.ae_title, str(info[4][0])) for info in infos)
+    return frozenset(pairs)
 
 
 SUBASSOCIATION_WAIT_S = 30.0
@@ -314,6 +338,9 @@ class Receiver:
         self.settings = ctx.settings
         self._server: ThreadedAssociationServer | None = None
         self._frontend: Frontend | None = None
+        self._tls_frontend: Frontend | None = None
+        self._tls_server: ThreadedAssociationServer | None = None
+        self._peers: frozenset[tuple[str, str]] = frozenset()
         self._internal_port: int | None = None
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -347,9 +374,26 @@ class Receiver:
         ae = AE(ae_title=settings.dicom_ae_title)
         ae.maximum_pdu_size = MAX_PDU
         ae.require_calling_aet = sorted(settings.allowed_aets)
+        ae.require_called_aet = settings.dicom_check_called_aet
+        ae.maximum_associations = settings.dicom_max_associations
+        ae.acse_timeout = settings.dicom_artim_s
+        ae.network_timeout = settings.dicom_idle_s
         add_supported_contexts(ae)
+        self._peers = peer_addresses(settings)
         address = (settings.dicom_host, settings.dicom_port)
         native = settings.dicom_frontend == "native"
+        context = None
+        if settings.dicom_tls_port is not None:
+            try:
+                context = tls.server_context(
+                    settings.tls_cert,
+                    settings.tls_key,
+                    client_ca=settings.dicom_tls_client_ca,
+                    verify_clients=settings.dicom_tls_verify_clients,
+                )
+            except tls.TLSConfigError as exc:
+                self._error = f"DICOM TLS port not opened: {exc}"
+                log.error("receiver_tls_failed", error=str(exc))
         try:
             if native:
                 # the pynetdicom AE serves what the front end relays, on a loopback-only port
@@ -358,21 +402,41 @@ class Receiver:
                 assert server is not None  # block=False returns the server
                 self._server = server
                 self._internal_port = int(server.server_address[1])
+                policy = self.policy()
+                gate = policy.gate()  # one count of associations for both ports
                 frontend = Frontend(
                     settings.dicom_host,
                     settings.dicom_port,
-                    self.policy(),
+                    policy,
                     self,
                     relay_to=lambda: self._internal_port,
+                    gate=gate,
                 )
                 frontend.start()
                 self._frontend = frontend
+                if context is not None and settings.dicom_tls_port is not None:
+                    address = (settings.dicom_host, settings.dicom_tls_port)
+                    secure = Frontend(
+                        settings.dicom_host,
+                        settings.dicom_tls_port,
+                        policy,
+                        self,
+                        relay_to=lambda: self._internal_port,
+                        ssl_context=context,
+                        client_cert_for_qr=settings.dicom_tls_verify_clients == "peers",
+                        gate=gate,
+                    )
+                    secure.start()
+                    self._tls_frontend = secure
             else:
                 self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
+                if context is not None and settings.dicom_tls_port is not None:
+                    address = (settings.dicom_host, settings.dicom_tls_port)
+                    self._tls_server = ae.start_server(
+                        address, block=False, evt_handlers=self.handlers(), ssl_context=context
+                    )
         except OSError as exc:
-            if self._server is not None:
-                self._server.shutdown()
-                self._server = None
+            self._stop_listeners()
             self._error = f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
             log.error(
                 "receiver_not_listening",
@@ -381,14 +445,27 @@ class Receiver:
                 error=exc.strerror or exc.__class__.__name__,
             )
             return
-        self._error = None
+        if context is not None or settings.dicom_tls_port is None:
+            self._error = None
         log.info(
             "receiver_listening",
-            host=address[0],
-            port=address[1],
+            host=settings.dicom_host,
+            port=settings.dicom_port,
+            tls_port=settings.dicom_tls_port if context is not None else None,
             ae_title=settings.dicom_ae_title,
             frontend=settings.dicom_frontend,
         )
+
+    def _stop_listeners(self) -> None:
+        """Close what :meth:`start` opened before it failed."""
+        for frontend in (self._frontend, self._tls_frontend):
+            if frontend is not None:
+                frontend.stop(JOIN_TIMEOUT_S)
+        self._frontend = self._tls_frontend = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+        self._server = self._tls_server = None
 
     def policy(self) -> Policy:
         """What the native front end serves itself, relays, and lets in."""
@@ -401,20 +478,38 @@ class Receiver:
                 StudyRootQueryRetrieveInformationModelMove,
             )
         )
+        settings = self.settings
         return Policy(
             storage_classes=storage,
             storage_syntaxes=tuple(TRANSFER_SYNTAXES),
             relayed_classes=relayed,
-            allowed_aets=self.settings.allowed_aets,
-            allowed_ips=self.settings.allowed_ips,
+            allowed_aets=settings.allowed_aets,
+            allowed_ips=settings.allowed_ips,
             max_pdu=MAX_PDU,
+            max_associations=settings.dicom_max_associations,
+            artim_s=settings.dicom_artim_s,
+            idle_s=settings.dicom_idle_s,
+            called_ae=settings.dicom_ae_title if settings.dicom_check_called_aet else None,
+            peers=self._peers,
+            store_peers_only=settings.dicom_store_peers_only,
+            max_pending=settings.dicom_max_pending,
+            max_pending_per_ip=settings.dicom_max_pending_per_ip,
+            max_object_bytes=settings.dicom_max_object_mb << 20,
+            spool_dir=settings.data_dir / "spool",
         )
 
     def stop(self) -> None:
         """Stop accepting, abort associations still open and wait for their threads."""
-        frontend, self._frontend = self._frontend, None
-        if frontend is not None:
-            frontend.stop(JOIN_TIMEOUT_S)
+        for frontend in (self._frontend, self._tls_frontend):
+            if frontend is not None:
+                frontend.stop(JOIN_TIMEOUT_S)
+        self._frontend = self._tls_frontend = None
+        tls_server, self._tls_server = self._tls_server, None
+        if tls_server is not None:
+            tls_server.shutdown()
+            for assoc in list(tls_server.active_associations):
+                if assoc.is_alive():
+                    assoc.abort()
         server, self._server = self._server, None
         if server is None:
             return
@@ -440,7 +535,9 @@ class Receiver:
             ae_title=self.settings.dicom_ae_title,
             error=self._error,
             associations=counts["associations"],
-            active_associations=active + (frontend.active if frontend else 0),
+            active_associations=active
+            + (frontend.active if frontend else 0)
+            + (self._tls_frontend.active if self._tls_frontend else 0),
             refused_associations=counts["refused_associations"],
             stored=counts["stored"],
             duplicates=counts["duplicates"],
@@ -469,12 +566,22 @@ class Receiver:
     def _client_ip(self, assoc: Association) -> str:
         """The requestor's IP; for an association relayed by the front end, the real client's."""
         ip = str(assoc.requestor.address or "")
-        frontend = self._frontend
-        if frontend is not None and ip == "127.0.0.1":
-            relayed = frontend.relayed.get(int(assoc.requestor.port or 0))
-            if relayed is not None:
-                return relayed[0]
+        if ip == "127.0.0.1":
+            for frontend in (self._frontend, self._tls_frontend):
+                relayed = frontend.relayed.get(int(assoc.requestor.port or 0)) if frontend else None
+                if relayed is not None:
+                    return relayed[0]
         return ip
+
+    def _peer_refusal(self, event: evt.Event, action: str) -> bool:
+        """True (and audited) when the requestor is not a configured peer: query/retrieve is
+        only for ``RADIANT_DICOM_PEERS`` (calling AE title and address)."""
+        assoc = event.assoc
+        if (_calling_ae(assoc), self._client_ip(assoc)) in self._peers:
+            return False
+        log.warning("query_retrieve_refused", action=action, reason="not a configured peer")
+        self._audit(assoc, action, "refused", {"reason": "not a configured peer"})
+        return True
 
     def _actor(self, assoc: Association) -> Actor:
         return _actor(_calling_ae(assoc), self._client_ip(assoc))
@@ -543,12 +650,18 @@ class Receiver:
         a requestor that will receive (C-GET) choose the transfer syntax."""
         allowed = self.settings.allowed_ips
         assoc = event.assoc
-        if not allowed or self._client_ip(assoc) in allowed:
+        primitive = assoc.requestor.primitive
+        raw_ae = str(getattr(primitive, "calling_ae_title", "") or "")
+        if not valid_ae_title(raw_ae):
+            reason, diagnostic = "calling AE title has characters outside PS3.5", 0x03
+        elif allowed and self._client_ip(assoc) not in allowed:
+            reason, diagnostic = "calling IP address not allowed", 0x01
+        else:
             _prefer_receivers_syntaxes(assoc)
             return
-        self._refused(assoc, "calling IP address not allowed")
-        # rejected-permanent, by the service user, no reason given (PS3.8 9.3.4)
-        assoc.acse.send_reject(0x01, 0x01, 0x01)
+        self._refused(assoc, reason)
+        # rejected-permanent, by the service user: calling AE not recognized / no reason given
+        assoc.acse.send_reject(0x01, 0x01, diagnostic)
         assoc.is_rejected = True
         assoc.kill()
 
@@ -599,6 +712,9 @@ class Receiver:
 
     def _on_find(self, event: evt.Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND (C.4.1): one pending response per match, then success."""
+        if self._peer_refusal(event, "dicom.find"):
+            yield _status(NOT_AUTHORIZED, "query/retrieve is for configured peers only"), None
+            return
         try:
             query = self._identifier(event, parse_identifier)
         except QueryError as exc:
@@ -621,6 +737,13 @@ class Receiver:
 
     def _on_get(self, event: evt.Event) -> Iterator[Any]:
         """C-GET (C.4.3): C-STORE sub-operations over the requesting association."""
+        if self._peer_refusal(event, "dicom.get"):
+            yield 1
+            yield (
+                _status(NOT_AUTHORIZED, "query/retrieve is for configured peers only"),
+                _failed_list([]),
+            )
+            return
         try:
             query = self._identifier(event, retrieve_query)
         except QueryError as exc:
@@ -637,6 +760,9 @@ class Receiver:
 
     def _on_move(self, event: evt.Event) -> Iterator[Any]:
         """C-MOVE (C.4.2): C-STORE sub-operations over a new association to a known peer."""
+        if self._peer_refusal(event, "dicom.move"):
+            yield None, None  # refused before any sub-association (answered 0xA801)
+            return
         destination = (event.move_destination or "").strip()
         peer = self.settings.peers.get(destination)
         if peer is None:

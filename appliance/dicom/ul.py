@@ -105,8 +105,14 @@ def _ae(raw: bytes | memoryview, what: str) -> str:
     return _ascii(raw, what).strip(" \x00")
 
 
+def _ae_title(raw: bytes | memoryview) -> str:
+    """An AE title field as received (latin-1 never fails): the acceptor checks its characters
+    (PS3.5 6.2) and answers an A-ASSOCIATE-RJ, not an A-ABORT, for one that breaks them."""
+    return bytes(raw).decode("latin-1").rstrip(" \x00").lstrip(" ")
+
+
 def _ae_field(title: str) -> bytes:
-    return title.encode("ascii")[:16].ljust(16, b" ")
+    return title.encode("latin-1")[:16].ljust(16, b" ")
 
 
 def _items(body: memoryview, what: str) -> list[tuple[int, memoryview]]:
@@ -183,8 +189,8 @@ def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
     (version,) = struct.unpack_from(">H", view, 0)
     rq = AssociateRQ(
         protocol_version=version,
-        called_ae=_ae(view[4:20], "Called AE Title"),
-        calling_ae=_ae(view[20:36], "Calling AE Title"),
+        called_ae=_ae_title(view[4:20]),
+        calling_ae=_ae_title(view[20:36]),
         application_context="",
     )
     for kind, value in _items(view[68:], "A-ASSOCIATE-RQ"):

@@ -89,7 +89,7 @@ def make_receiver(
 def served(
     make_receiver: Callable[..., tuple[Receiver, AppContext]],
 ) -> tuple[Receiver, AppContext]:
-    return make_receiver(dicom_peers="NOWHERE@127.0.0.1:9")
+    return make_receiver(dicom_peers="NOWHERE@127.0.0.1:9,TESTSCU@127.0.0.1:9,GETSCU@127.0.0.1:9")
 
 
 def _associate(
@@ -113,7 +113,7 @@ def _echo_ok(receiver: Receiver) -> bool:
 def _store(receiver: Receiver, payload: Dataset | Path, context: str = MRImageStorage) -> Dataset:
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context(context, [EXPLICIT_LE, IMPLICIT_LE])
-    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port)
+    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port, ae_title="RADIANT")
     assert assoc.is_established
     try:
         return assoc.send_c_store(payload)
@@ -488,6 +488,7 @@ def test_get_without_the_stored_transfer_syntax_fails_the_sub_operation(
         assoc = ae.associate(
             "127.0.0.1",
             receiver.settings.dicom_port,
+            ae_title="RADIANT",
             ext_neg=[build_role(MRImageStorage, scp_role=True)],
             evt_handlers=[(evt.EVT_C_STORE, on_store)],
         )
@@ -527,7 +528,7 @@ def test_stop_ends_listening(make_receiver: Callable[..., tuple[Receiver, AppCon
     assert not receiver.status().listening
     ae = AE()
     ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port)
+    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port, ae_title="RADIANT")
     assert not assoc.is_established
 
 
@@ -563,7 +564,7 @@ def test_ct_context_is_accepted_in_every_configured_syntax(
     ae = AE()
     for syntax in TRANSFER_SYNTAXES:
         ae.add_requested_context(CTImageStorage, [syntax])
-    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port)
+    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port, ae_title="RADIANT")
     try:
         accepted = sorted(str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts)
     finally:
@@ -592,6 +593,7 @@ def test_an_association_dropped_mid_dataset_leaves_nothing(
     assoc = ae.associate(
         "127.0.0.1",
         receiver.settings.dicom_port,
+        ae_title="RADIANT",
         max_pdu=16384,
         evt_handlers=[(evt.EVT_PDU_SENT, cut_after_first_fragment)],
     )
@@ -619,7 +621,9 @@ def test_a_receiving_requestor_chooses_the_transfer_syntax(
     def accepted(*ext: Any) -> str:
         ae = AE()
         ae.add_requested_context(MRImageStorage, [jpeg_ls, EXPLICIT_LE])
-        assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port, ext_neg=list(ext))
+        assoc = ae.associate(
+            "127.0.0.1", receiver.settings.dicom_port, ae_title="RADIANT", ext_neg=list(ext)
+        )
         try:
             (context,) = assoc.accepted_contexts
             return str(context.transfer_syntax[0])
