@@ -157,6 +157,8 @@ def _recv_exact(
             sock.settimeout(None if math.isinf(left) else left)
         n = sock.recv_into(view[got:], length - got)
         if n == 0:
+            if conn is not None and conn.expired:
+                raise TimeoutError  # shut down by the gate at its deadline
             raise _Closed
         got += n
     return buffer
@@ -414,14 +416,14 @@ class Frontend:
         policy = self.policy
         if not rq.protocol_version & 1:
             return "protocol version not supported", REJECT_PROTOCOL_VERSION
+        if policy.allowed_ips and ip not in policy.allowed_ips:
+            return "calling IP address not allowed", REJECT_IP
         if not valid_ae_title(rq.calling_ae):
             return "calling AE title has characters outside PS3.5", REJECT_CALLING_AE
         if not valid_ae_title(rq.called_ae):
             return "called AE title has characters outside PS3.5", REJECT_CALLED_AE
         if policy.called_ae is not None and rq.called_ae != policy.called_ae:
             return "called AE title not recognized", REJECT_CALLED_AE
-        if policy.allowed_ips and ip not in policy.allowed_ips:
-            return "calling IP address not allowed", REJECT_IP
         if policy.allowed_aets and rq.calling_ae not in policy.allowed_aets:
             return "calling AE title not allowed", REJECT_CALLING_AE
         if policy.store_peers_only and not self._is_peer(rq, ip):

@@ -27,6 +27,10 @@ import time
 from dataclasses import dataclass, field
 
 REAP_INTERVAL_S = 0.2
+# The connection's own reads time out at the deadline (and answer an A-ABORT where one is due);
+# the reaper is the backstop for what a read timeout cannot bound (a TLS handshake that keeps
+# trickling, a send the peer never reads), so it acts a little later.
+REAP_GRACE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -155,9 +159,9 @@ class Gate:
 
     # -- the reaper -----------------------------------------------------------------------------
 
-    def reap(self) -> int:
-        """Shut down every connection past its deadline; how many."""
-        now = time.monotonic()
+    def reap(self, grace: float = REAP_GRACE_S) -> int:
+        """Shut down every connection more than ``grace`` seconds past its deadline; how many."""
+        now = time.monotonic() - grace
         with self._lock:
             due = [c for c in self._connections if not c.expired and c.deadline <= now]
             for conn in due:

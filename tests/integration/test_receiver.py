@@ -48,6 +48,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SETS = sorted(p.name for p in DATA.iterdir() if p.is_dir() and p.name != "malformed")
 UNCOMPRESSED = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
 AE_TITLE = "RADIANT"
+# dcmtk's default calling AE titles, as peers on 127.0.0.1 (their port is never used)
+LOCAL_PEERS = "FINDSCU@127.0.0.1:104,GETSCU@127.0.0.1:104,MOVESCU@127.0.0.1:104"
 # getscu option that makes it propose (first) each transfer syntax in C-GET's storage contexts.
 # getscu 3.6.7 proposes Explicit VR LE even with +xi, so it cannot take Implicit VR LE files:
 # the receiver then fails those sub-operations instead of transcoding (checked below).
@@ -138,6 +140,10 @@ class Appliance:
                 "RADIANT_MIN_FREE_GB": "0",  # test machines may have little free disk
                 "TCP_NODELAY": "1",
                 **extra,
+                # query/retrieve is for configured peers: dcmtk's tools on this machine
+                "RADIANT_DICOM_PEERS": ",".join(
+                    p for p in (extra.get("RADIANT_DICOM_PEERS", ""), LOCAL_PEERS) if p
+                ),
             }
         )
 

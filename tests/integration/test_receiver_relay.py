@@ -38,6 +38,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Receiver, AppContext]]:
         dicom_host="127.0.0.1",
         dicom_port=free_port(),
         dicom_frontend="native",
+        dicom_peers="FINDSCU@127.0.0.1:104,GETSCU@127.0.0.1:104,MIXED@127.0.0.1:104",
     )
     ctx = prepare(settings)
     receiver = Receiver(ctx)
@@ -160,6 +161,7 @@ def test_relayed_associations_are_checked_in_front_and_keep_the_client_ip(
         dicom_host="127.0.0.1",
         dicom_port=free_port(),
         dicom_allowed_ips="127.0.0.2",
+        dicom_peers="FINDSCU@127.0.0.2:104",
     )
     ctx = prepare(settings)
     receiver = Receiver(ctx)
@@ -167,9 +169,11 @@ def test_relayed_associations_are_checked_in_front_and_keep_the_client_ip(
     try:
         ae = AE(ae_title="FINDSCU")
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-        refused = ae.associate("127.0.0.1", settings.dicom_port)
+        refused = ae.associate("127.0.0.1", settings.dicom_port, ae_title="RADIANT")
         assert refused.is_rejected
-        allowed = ae.associate("127.0.0.1", settings.dicom_port, bind_address=("127.0.0.2", 0))
+        allowed = ae.associate(
+            "127.0.0.1", settings.dicom_port, ae_title="RADIANT", bind_address=("127.0.0.2", 0)
+        )
         assert allowed.is_established
         try:
             query = pydicom.Dataset()
