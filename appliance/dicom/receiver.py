@@ -121,7 +121,7 @@ JOIN_TIMEOUT_S = 10.0
 # A-ASSOCIATE-RJ (result, source, reason) of PS3.8 9.3.4 that pynetdicom sends, in words
 _REJECT_REASONS = {
     (0x01, 0x03): "calling AE title not allowed",
-    (0x01, 0x07): "called AE title not recognised",
+    (0x01, 0x07): "called AE title not recognized",
     (0x02, 0x01): "user identity not accepted",
     (0x03, 0x02): "too many associations at once",
 }
