@@ -662,7 +662,7 @@ class Frontend:
                     IMPLEMENTATION_VERSION,
                 )
                 status, comment = self.services.store(
-                    meta + data.read(), assoc.rq.calling_ae, assoc.ip
+                    data.read(meta), assoc.rq.calling_ae, assoc.ip
                 )
             response = ul.store_response(command, status, comment)
         else:

@@ -55,13 +55,13 @@ class Spool:
             self._memory = bytearray()
         self._file.write(data)
 
-    def read(self) -> bytes:
-        """Everything kept, as one bytes object (the spool is emptied)."""
+    def read(self, prefix: bytes = b"") -> bytes:
+        """``prefix`` then everything kept, as one bytes object (the spool is emptied)."""
         if self._file is None:
-            data = bytes(self._memory)
+            data = prefix + self._memory  # one copy
         else:
             self._file.seek(0)
-            data = self._file.read()
+            data = prefix + self._file.read()
         self.discard()
         return data
 
