@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from appliance.config import valid_ae_title
+from appliance.config import Settings, valid_ae_title
 from appliance.dicom import ul
 from appliance.dicom.frontend import Frontend, printable_ae
 from appliance.dicom.gate import Gate
@@ -366,3 +367,17 @@ def test_gate_counts_and_reaps(tmp_path: Path) -> None:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_shipped_defaults_and_tls_settings(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.dicom_host == "0.0.0.0"  # scanners must reach it
+    assert (settings.dicom_check_called_aet, settings.dicom_store_peers_only) == (True, False)
+    assert settings.peers == {}  # so query/retrieve is closed
+    assert (settings.dicom_max_associations, settings.dicom_artim_s) == (25, 10.0)
+    assert (settings.dicom_max_pending, settings.dicom_max_pending_per_ip) == (100, 10)
+    assert settings.dicom_max_object_mb == 4096 and settings.dicom_tls_port is None
+    with pytest.raises(ValidationError, match="DICOM_TLS_CLIENT_CA"):
+        Settings(data_dir=tmp_path, dicom_tls_verify_clients="all")
+    blank = Settings(data_dir=tmp_path, dicom_tls_port="", tls_cert="")  # type: ignore[arg-type]
+    assert blank.dicom_tls_port is None and blank.tls_cert is None
