@@ -22,10 +22,11 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     MRImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
 )
 
 from appliance.dicom import ul
@@ -85,6 +86,38 @@ def _client_context(pki: Pki, cert: bool = True) -> ssl.SSLContext:
     return context
 
 
+def _tls_get(appliance: Appliance, pki: Pki, port: int, calling: str, sop_file: Path) -> int:
+    """C-GET of ``sop_file``'s study over TLS; the final status (one instance must arrive)."""
+    ds = pydicom.dcmread(sop_file, stop_before_pixels=True)
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(str(ds.SOPClassUID), [EXPLICIT_LE])
+    assoc = ae.associate(
+        "127.0.0.1",
+        port,
+        ae_title=AE_TITLE,
+        ext_neg=[build_role(str(ds.SOPClassUID), scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        tls_args=(_client_context(pki), "localhost"),
+    )
+    assert assoc.is_established
+    try:
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = str(ds.StudyInstanceUID)
+        responses = list(assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet))
+    finally:
+        assoc.release()
+    assert received == [str(ds.SOPInstanceUID)]
+    return int(responses[-1][0].Status)
+
+
 def _find_args(*extra: str | Path) -> list[str | Path]:
     return ["findscu", "-S", "-aec", AE_TITLE, *extra, "-k", "QueryRetrieveLevel=STUDY",
             "-k", "StudyInstanceUID", "-k", "PatientID"]  # fmt: skip
@@ -109,6 +142,9 @@ def test_dicom_tls_with_dcmtk_and_pynetdicom_and_qr_for_peers_only(
         found = _run(*_find_args(*tls_client), "127.0.0.1", tls_port)
         out = found.stdout + found.stderr
         assert found.returncode == 0 and "Find Response: 1 (Pending)" in out, out
+        # C-GET over TLS by a configured peer, sub-operations included (dcmtk 3.6.7's getscu
+        # has no TLS option: pynetdicom is the peer)
+        assert _tls_get(appliance, pki, tls_port, "GETSCU", T1[0]) == 0x0000
         # the same peer without a client certificate: query/retrieve refused
         anonymous = _run(*_find_args("+tla", *ca), "127.0.0.1", tls_port)
         assert anonymous.returncode != 0 and "Association Rejected" in anonymous.stderr
