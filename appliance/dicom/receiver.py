@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -181,6 +182,12 @@ def _calling_ae(assoc: Association) -> str:
     primitive = assoc.requestor.primitive
     title = getattr(primitive, "calling_ae_title", None) or assoc.requestor.ae_title
     return printable_ae(str(title or "").strip())
+
+
+def _tls_without_cert(assoc: Association) -> bool:
+    """A TLS association (pynetdicom's own TLS port) whose peer presented no certificate."""
+    sock = getattr(assoc.dul.socket, "socket", None)
+    return isinstance(sock, ssl.SSLSocket) and not sock.getpeercert()
 
 
 def peer_addresses(settings: Settings) -> frozenset[tuple[str, str]]:
@@ -577,10 +584,14 @@ class Receiver:
         """True (and audited) when the requestor is not a configured peer: query/retrieve is
         only for ``RADIANT_DICOM_PEERS`` (calling AE title and address)."""
         assoc = event.assoc
-        if (_calling_ae(assoc), self._client_ip(assoc)) in self._peers:
+        if (_calling_ae(assoc), self._client_ip(assoc)) not in self._peers:
+            reason = "not a configured peer"
+        elif self.settings.dicom_tls_verify_clients == "peers" and _tls_without_cert(assoc):
+            reason = "no verified client certificate"
+        else:
             return False
-        log.warning("query_retrieve_refused", action=action, reason="not a configured peer")
-        self._audit(assoc, action, "refused", {"reason": "not a configured peer"})
+        log.warning("query_retrieve_refused", action=action, reason=reason)
+        self._audit(assoc, action, "refused", {"reason": reason})
         return True
 
     def _actor(self, assoc: Association) -> Actor:

@@ -48,10 +48,12 @@ def receiver(
         dicom_host="127.0.0.1",
         dicom_port=free_port(),
         dicom_frontend=frontend,
-        dicom_peers="PACS@127.0.0.1:104",
+        dicom_peers="PACS@127.0.0.1:104,CERTLESS@127.0.0.1:104",
         dicom_tls_port=free_port(),
         tls_cert=pki.server_cert,
         tls_key=pki.server_key,
+        dicom_tls_client_ca=pki.ca,
+        dicom_tls_verify_clients="peers",
     )
     ctx = prepare(settings)
     server = Receiver(ctx)
@@ -134,10 +136,11 @@ def test_the_called_ae_title_must_be_ours(receiver: tuple[Receiver, AppContext])
 
 
 def test_dicom_tls_with_pynetdicom(receiver: tuple[Receiver, AppContext], pki: Pki) -> None:
-    server, _ = receiver
+    server, ctx = receiver
     tls_port = server.settings.dicom_tls_port
     assert tls_port is not None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
     ae = _ae("PACS", StudyRootQueryRetrieveInformationModelFind)
     ae.add_requested_context(MRImageStorage, [EXPLICIT_LE])
     assoc = ae.associate("127.0.0.1", tls_port, ae_title="RADIANT", tls_args=(context, "localhost"))
@@ -150,3 +153,20 @@ def test_dicom_tls_with_pynetdicom(receiver: tuple[Receiver, AppContext], pki: P
     # the plain port still answers in clear; the TLS port does not
     plain = _ae("PACS", Verification).associate("127.0.0.1", tls_port, ae_title="RADIANT")
     assert not plain.is_established
+    # a peer without a client certificate ("peers" checking): storage yes, query/retrieve no
+    anonymous = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki.ca))
+    ae = _ae("CERTLESS", StudyRootQueryRetrieveInformationModelFind, Verification)
+    assoc = ae.associate(
+        "127.0.0.1", tls_port, ae_title="RADIANT", tls_args=(anonymous, "localhost")
+    )
+    assert assoc.is_established
+    try:
+        if server.settings.dicom_frontend == "native":
+            accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+            assert accepted == {str(Verification)}
+        else:
+            assert _find(assoc) == [NOT_AUTHORIZED]
+    finally:
+        assoc.release()
+    reasons = [detail["reason"] for *_, detail in _refusals(ctx)]
+    assert any("no verified client certificate" in reason for reason in reasons), reasons
