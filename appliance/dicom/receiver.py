@@ -44,9 +44,11 @@ Logs and audit rows carry ids, AE titles and counts, never PHI.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -206,6 +208,31 @@ def peer_addresses(settings: Settings) -> frozenset[tuple[str, str]]:
 
 
 SUBASSOCIATION_WAIT_S = 30.0
+REFUSAL_AUDIT_INTERVAL_S = 10.0
+
+
+class _Summariser:
+    """At most one event per key per ``interval`` seconds; the others are counted."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, ...], tuple[float, int]] = {}
+
+    def repeated(self, key: tuple[str, ...]) -> int | None:
+        """None: leave this one out; else how many were left out since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            last, left_out = self._seen.get(key, (-math.inf, 0))
+            if now - last < self.interval:
+                self._seen[key] = (last, left_out + 1)
+                return None
+            if len(self._seen) >= self.MAX_KEYS:
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
+            self._seen[key] = (now, 0)
+            return left_out
 
 
 def _can_send(assoc: Association, item: StoredInstance) -> bool:
@@ -351,6 +378,7 @@ class Receiver:
         self._internal_port: int | None = None
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._refusals = _Summariser(REFUSAL_AUDIT_INTERVAL_S)
         self._error: str | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -600,16 +628,27 @@ class Receiver:
     # -- what both front ends call (appliance.dicom.frontend.Services) --------------------------
 
     def refuse(self, calling_ae: str, ip: str, reason: str) -> None:
-        """Count, log and audit a refused association."""
+        """Count, log and audit a refused association.
+
+        A flood of refusals must not become a flood of audit writes (each one takes the
+        database's write lock that storage needs): the same (address, AE title, reason) is
+        audited at most once per :data:`REFUSAL_AUDIT_INTERVAL_S`, the next row saying how many
+        were left out in between."""
         self._count("refused_associations")
+        repeated = self._refusals.repeated((ip, calling_ae, reason))
+        if repeated is None:
+            return
         log.warning("association_refused", calling_ae=calling_ae, reason=reason)
+        detail: dict[str, Any] = {"calling_ae": calling_ae, "reason": reason}
+        if repeated:
+            detail["repeated"] = repeated
         try:
             audit.record(
                 self.ctx.pool.get(),
                 _actor(calling_ae, ip),
                 "dicom.association",
                 outcome="refused",
-                detail={"calling_ae": calling_ae, "reason": reason},
+                detail=detail,
             )
         except Exception as exc:
             log.error("audit_failed", action="dicom.association", error=exc.__class__.__name__)

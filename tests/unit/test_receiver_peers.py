@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from appliance.app import prepare
 from appliance.config import Settings
 from appliance.context import AppContext
-from appliance.dicom.receiver import NOT_AUTHORIZED, Receiver
+from appliance.dicom.receiver import NOT_AUTHORIZED, Receiver, _Summariser
 from tests.certs import Pki, make_pki
 from tests.servers import free_port
 
@@ -170,3 +171,20 @@ def test_dicom_tls_with_pynetdicom(receiver: tuple[Receiver, AppContext], pki: P
         assoc.release()
     reasons = [detail["reason"] for *_, detail in _refusals(ctx)]
     assert any("no verified client certificate" in reason for reason in reasons), reasons
+
+
+def test_a_flood_of_refusals_is_audited_in_summary(receiver: tuple[Receiver, AppContext]) -> None:
+    server, ctx = receiver
+    for _ in range(50):
+        server.refuse("FLOOD", "10.1.1.1", "called AE title not recognized")
+    server.refuse("FLOOD", "10.1.1.1", "calling IP address not allowed")
+    rows = [(client, detail) for _, _, client, detail in _refusals(ctx)]
+    assert rows == [
+        ("10.1.1.1", {"calling_ae": "FLOOD", "reason": "called AE title not recognized"}),
+        ("10.1.1.1", {"calling_ae": "FLOOD", "reason": "calling IP address not allowed"}),
+    ]
+    assert server.status().refused_associations == 51
+    summariser = _Summariser(0.2)
+    assert [summariser.repeated(("a",)) for _ in range(3)] == [0, None, None]
+    time.sleep(0.3)
+    assert summariser.repeated(("a",)) == 2  # the next row says how many were left out
