@@ -34,7 +34,7 @@ from appliance.reports.models import (
     ReportVersionOut,
     ReportVersions,
 )
-from appliance.reports.verify import GENESIS, verify_report, version_digest
+from appliance.reports.verify import GENESIS, VERSION_ACTIONS, verify_report, version_digest
 from appliance.storage.service import ObjectStore
 
 SIGNED = ("final", "amended")
@@ -130,7 +130,11 @@ def _append_version(
     prev_hash: str,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Insert one version and its audit row (inside the caller's transaction)."""
+    """Insert one version and its audit row (inside the caller's transaction); ``action`` must
+    be one of :data:`~appliance.reports.verify.VERSION_ACTIONS`, the actions the chain check
+    reads back."""
+    if action not in VERSION_ACTIONS:
+        raise ValueError(f"{action} is not a version-writing action")
     row: dict[str, Any] = {
         "id": new_id(),
         "report_id": report_id,

@@ -19,7 +19,16 @@ import sqlite_utils
 from appliance.canonical import fields_digest
 
 GENESIS = "0" * 64
-VERSION_ACTIONS = ("report.create", "report.update", "report.finalize", "report.addendum")
+# Every audit action that writes a version. :func:`appliance.reports.service._append_version`
+# refuses any other action, so a new writer cannot forget to be listed here (a version written
+# under an unlisted action would read as "written outside the appliance").
+VERSION_ACTIONS = (
+    "report.create",
+    "report.update",
+    "report.review",
+    "report.finalize",
+    "report.addendum",
+)
 _FIELDS = (
     "report_id",
     "version",
