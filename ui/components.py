@@ -48,6 +48,8 @@ html, body { overflow-x: hidden; }
 .radiant-footer { background: #12161c; border-top: 2px solid #2a3340; color: #e6e9ef; }
 .radiant-banner { background: #5c3b00; color: #ffe7b0; border: 2px solid #ffb300;
                   border-radius: 6px; padding: 8px 12px; font-weight: 600; }
+.radiant-verified { background: #123d1c; color: #c8f0cd; border: 2px solid #66bb6a;
+                    border-radius: 6px; padding: 8px 12px; font-weight: 600; }
 .radiant-card { background: #151a21; border: 1px solid #2e3846; border-radius: 8px; }
 .radiant-muted { color: #b8c0cc; }
 .radiant-error { color: #ff8a80; font-weight: 600; }
@@ -72,6 +74,17 @@ def ai_banner() -> None:
     with ui.row().classes("radiant-banner w-full items-center no-wrap gap-2"):
         ui.icon("warning").classes("text-h6")
         ui.label(i18n.t("ai.banner")).classes("text-body1")
+
+
+def verified_banner(name: str, when: str, amended: bool) -> None:
+    """In place of the AI banner once a radiologist signed: who verified it and when."""
+    with ui.row().classes("radiant-verified w-full items-center no-wrap gap-2").props(
+            "data-testid=verified-banner").mark("verified-banner"):
+        ui.icon("verified").classes("text-h6")
+        text = i18n.t("report.verified_banner", name=name, when=when)
+        if amended:
+            text += " " + i18n.t("report.verified_amended")
+        ui.label(text).classes("text-body1")
 
 
 def notify_error(exc: Exception) -> None:

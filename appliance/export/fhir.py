@@ -292,7 +292,7 @@ def bundle(
         "resourceType": "DiagnosticReport",
         "id": report_id,
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{report_id}"}],
-        "status": DIAGNOSTIC_STATUS[report.status],
+        "status": report.verification.fhir_status,
         "category": [
             {
                 "coding": [

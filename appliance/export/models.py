@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.reports.models import Provenance, ReportContent, ReportStatus
+from appliance.reports.models import Provenance, ReportContent, ReportStatus, VerificationOut
 
 FORMAT = "radiantai.report"
 FORMAT_VERSION = 1
@@ -46,6 +46,9 @@ class ReportExport(BaseModel):
     status: ReportStatus
     verification_flag: Literal["UNVERIFIED", "VERIFIED"] = Field(
         description="UNVERIFIED until a radiologist signs (DICOM Verification Flag semantics)"
+    )
+    verification: VerificationOut = Field(
+        description="UNVERIFIED (draft), VERIFIED (signed: by whom, when) or AMENDED"
     )
     current_version: int
     hash: str = Field(description="Hash of the current version")

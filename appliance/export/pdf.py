@@ -52,6 +52,7 @@ from appliance.export.fontruns import Coverage, split_runs
 from appliance.logs import get_logger
 from appliance.reports.models import ReportContent, ReportFinding
 from appliance.reports.units import display
+from appliance.reports.verification import Verification
 
 log = get_logger("radiant.export")
 
@@ -465,7 +466,9 @@ def _provenance(styles: _Styles, data: PdfInput) -> Paragraph:
 def _page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, Any], None]:
     h = data.content.header
     draft = data.status == "draft"
-    disclaimer = data.content.disclaimer
+    verification = Verification.of(data.status, data.signer_name, data.signed_at)
+    # Signed: who verified it and when, never "UNVERIFIED until signed".
+    disclaimer = verification.notice(data.content.disclaimer, _moment(data.signed_at))
     footer_lines: list[str] = []
     if disclaimer:
         footer_lines.append(disclaimer)

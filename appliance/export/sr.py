@@ -230,7 +230,7 @@ def _group(
     return group
 
 
-def _narrative(content: ReportContent) -> hd.sr.ContainerContentItem | None:
+def _narrative(content: ReportContent, notice: str | None) -> hd.sr.ContainerContentItem | None:
     sections: list[tuple[Code, str | None]] = [
         (codes.DCM.IndicationsForProcedure, content.clinical_indication),
         (codes.DCM.CurrentProcedureDescriptions, content.technique),
@@ -238,7 +238,7 @@ def _narrative(content: ReportContent) -> hd.sr.ContainerContentItem | None:
         (codes.DCM.Impression, content.impression),
         (codes.DCM.Recommendation, content.recommendations),
         (COMMENT, f"Limitations: {content.limitations}" if content.limitations else None),
-        (COMMENT, content.disclaimer),
+        (COMMENT, notice),
     ]
     sections.extend(
         (
@@ -298,7 +298,7 @@ def build(
                 if item.ConceptNameCodeSequence[0].CodeValue != codes.DCM.ImagingMeasurements.value
             ]
         )
-    narrative = _narrative(content)
+    narrative = _narrative(content, report.verification.notice(content.disclaimer))
     if narrative is not None:
         root.ContentSequence.append(narrative)
     series_uid, instance_uid = sr_uids(report_id, version, digest)

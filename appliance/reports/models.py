@@ -246,6 +246,18 @@ class FinalizeRequest(BaseModel):
 # -- answers --------------------------------------------------------------------------------
 
 
+class VerificationOut(BaseModel):
+    """See :mod:`appliance.reports.verification`."""
+
+    state: Literal["UNVERIFIED", "VERIFIED", "AMENDED"]
+    verifier_name: str | None = Field(description="The radiologist who signed; null on a draft")
+    verified_at: str | None = Field(description="When it was signed (ISO 8601 UTC)")
+    notice: str | None = Field(
+        description="The decision-support sentence for this state: the disclaimer on a draft, "
+        "who verified it and when once signed; null without AI content"
+    )
+
+
 class ReportOut(BaseModel):
     id: str
     study_id: str
@@ -253,6 +265,7 @@ class ReportOut(BaseModel):
     status: ReportStatus
     current_version: int
     verification_flag: Literal["UNVERIFIED", "VERIFIED"]
+    verification: VerificationOut
     created_by: str | None
     signed_by: str | None
     signer_name: str | None

@@ -33,7 +33,9 @@ from appliance.reports.models import (
     ReportUpdate,
     ReportVersionOut,
     ReportVersions,
+    VerificationOut,
 )
+from appliance.reports.verification import Verification
 from appliance.reports.verify import GENESIS, VERSION_ACTIONS, verify_report, version_digest
 from appliance.storage.service import ObjectStore
 
@@ -56,6 +58,10 @@ class StoredReport:
     @property
     def signed(self) -> bool:
         return self.status in SIGNED
+
+    @property
+    def verification(self) -> Verification:
+        return Verification.of(self.status, self.signer_name, self.row["signed_at"])
 
 
 def user_name(db: sqlite_utils.Database, user_id: str | None) -> str | None:
@@ -97,6 +103,16 @@ def load(db: sqlite_utils.Database, report_id: str) -> StoredReport:
     return StoredReport(row, version, content, user_name(db, row["signed_by"]))
 
 
+def verification_out(report: StoredReport) -> VerificationOut:
+    found = report.verification
+    return VerificationOut(
+        state=found.state,
+        verifier_name=found.verifier_name,
+        verified_at=found.verified_at,
+        notice=found.notice(report.content.disclaimer),
+    )
+
+
 def _out(report: StoredReport) -> ReportOut:
     row = report.row
     return ReportOut(
@@ -105,7 +121,8 @@ def _out(report: StoredReport) -> ReportOut:
         analysis_id=row["analysis_id"],
         status=row["status"],
         current_version=row["current_version"],
-        verification_flag="VERIFIED" if report.signed else "UNVERIFIED",
+        verification_flag=report.verification.dicom_flag,
+        verification=verification_out(report),
         created_by=row["created_by"],
         signed_by=row["signed_by"],
         signer_name=report.signer_name,

@@ -138,7 +138,9 @@ def test_pdf_watermarked_until_signed_with_every_page_disclaimed_and_unicode_nam
     pages = _pages(final)
     for text in pages:
         assert WATERMARK not in text
-        assert _flat(DISCLAIMER) in text
+        assert "UNVERIFIED" not in text
+        assert "Signed by radiologist-user at" in text  # every page's footer
+        assert "AI suggestions were reviewed" in text
     assert "Electronically signed by radiologist-user" in " ".join(pages)
 
 
@@ -362,3 +364,63 @@ def test_exports_are_audited_and_missing_reports_are_404(
     ).fetchone()[0]
     assert FIRST not in sizes and "hash" in sizes
     assert client.get("/api/export/study/nope/dicom-sr", headers=reported.viewer).status_code == 404
+
+
+def test_signing_makes_every_surface_say_verified_and_an_addendum_amended(
+    client: TestClient, reported: Reported, tmp_path: Path
+) -> None:
+    """One verification model (UNVERIFIED -> VERIFIED -> AMENDED) on the API answer, the PDF,
+    the SR (Verification Flag and Verifying Observer, PS3.3 C.17.2), FHIR and the JSON export;
+    the screen is checked in tests/unit/test_ui_screens.py."""
+    rid, viewer = reported.report_id, reported.viewer
+    draft = client.get(f"/api/reports/{rid}", headers=viewer).json()
+    assert draft["verification"] == {
+        "state": "UNVERIFIED",
+        "verifier_name": None,
+        "verified_at": None,
+        "notice": DISCLAIMER,
+    }
+
+    _finalize(client, reported)
+    signed = client.get(f"/api/reports/{rid}", headers=viewer).json()
+    verification = signed["verification"]
+    assert verification["state"] == "VERIFIED" and signed["verification_flag"] == "VERIFIED"
+    assert verification["verifier_name"] == "radiologist-user"
+    assert verification["verified_at"] == signed["signed_at"]
+    assert "UNVERIFIED" not in verification["notice"]
+    assert verification["notice"].startswith("Signed by radiologist-user at ")
+
+    whole = " ".join(_pages(_get_pdf(client, reported, tmp_path, "signed.pdf")))
+    assert "UNVERIFIED" not in whole and WATERMARK not in whole
+    assert "Signed by radiologist-user at" in whole
+
+    url = f"/api/export/report/{rid}/dicom-sr"
+    path = _get_sr(client, url, viewer, tmp_path / "signed.dcm")
+    errors, _ = _dciodvfy(path)
+    assert errors == []
+    sr = pydicom.dcmread(path)
+    assert sr.VerificationFlag == "VERIFIED" and sr.CompletionFlag == "COMPLETE"
+    (observer,) = sr.VerifyingObserverSequence
+    assert observer.VerifyingObserverName.family_name == "radiologist-user"
+    assert observer.VerificationDateTime.startswith(signed["signed_at"][:10].replace("-", ""))
+    assert "UNVERIFIED" not in _run("dsrdump", str(path)).stdout
+
+    (diagnostic,) = _resources(_bundle(client, reported), "DiagnosticReport")
+    assert diagnostic["status"] == "final"
+
+    exported = client.get(f"/api/export/report/{rid}/json", headers=viewer).json()
+    assert exported["verification"]["state"] == "VERIFIED"
+    assert exported["verification"]["verifier_name"] == "radiologist-user"
+
+    _amend(client, reported)
+    amended = client.get(f"/api/reports/{rid}", headers=viewer).json()
+    assert amended["verification"]["state"] == "AMENDED"
+    assert amended["verification_flag"] == "VERIFIED"  # DICOM has no AMENDED flag
+    (diagnostic,) = _resources(_bundle(client, reported), "DiagnosticReport")
+    assert diagnostic["status"] == "amended"
+    exported = client.get(f"/api/export/report/{rid}/json", headers=viewer).json()
+    assert exported["verification"]["state"] == "AMENDED"
+    whole = " ".join(_pages(_get_pdf(client, reported, tmp_path, "amended.pdf")))
+    assert "UNVERIFIED" not in whole and "Amended after signature" in whole
+    sr = pydicom.dcmread(_get_sr(client, url, viewer, tmp_path / "amended.dcm"))
+    assert sr.VerificationFlag == "VERIFIED"

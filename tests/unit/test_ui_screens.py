@@ -364,6 +364,11 @@ def test_radiologist_edits_and_signs_only_after_confirming_the_review(tmp_path: 
         await s.see("Signed by radiologist-1")
         stored = reports.load(s.db, report_id)
         assert stored.status == "final" and stored.content.impression == "No acute finding."
+        await s.see(marker="verified-banner")
+        await s.see("AI suggestions were reviewed.")
+        await s.see("Verified: radiologist-1 reviewed these AI suggestions and signed the report.")
+        await s.user.should_not_see("AI decision support only")
+        await s.user.should_not_see("Preliminary and UNVERIFIED")
 
     run(tmp_path, body)
 

@@ -163,7 +163,12 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
     signed = report.status in ("final", "amended")
     editable = user.may(EDITORS) and not signed
     has_ai = bool(content.provenance) or any(f.source != "radiologist" for f in content.findings)
-    if has_ai:
+    verification = report.verification
+    if signed:
+        components.verified_banner(verification.verifier_name or "-",
+                                   format.received(verification.verified_at or ""),
+                                   verification.state == "AMENDED")
+    elif has_ai:
         components.ai_banner()
     with ui.row().classes("items-center gap-2"):
         components.chip(i18n.t(f"report.status.{report.status}"),
@@ -229,9 +234,13 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                             f"reject-{finding.id}")
                 else:
                     ui.label(finding.text).classes("text-body1")
-        if content.disclaimer:
+        if content.disclaimer and not signed:
             ui.label(content.disclaimer).classes("text-body2 radiant-muted").props(
                 "data-testid=report-disclaimer")
+        elif content.disclaimer:
+            ui.label(i18n.t("report.verified_findings",
+                            name=verification.verifier_name or "-")).classes(
+                "text-body2 radiant-ok").props("data-testid=report-disclaimer")
         for addendum in content.addenda:
             ui.label(i18n.t("report.addendum_line", version=addendum.version,
                             name=addendum.author_name or "-",
