@@ -1,7 +1,7 @@
 """Export endpoints: PDF, JSON, DICOM SR (per report or per study), FHIR R4, send to PACS.
 
-Everyone signed in may export (reading a report); sending to a PACS is for admins, radiologists
-and technicians.
+Who may export and who may send to a PACS comes from the report policy table
+(:mod:`appliance.reports.policy`).
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from fastapi.responses import JSONResponse
 
 from appliance.audit.models import Actor
 from appliance.auth.access import Allow
-from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.dependencies import get_context
 from appliance.export import service
 from appliance.export.models import ReportExport, SendRequest, SendResult
+from appliance.reports import policy
+from appliance.reports.policy import ReportAction
 from appliance.reports.service import StoredReport
 
 router = APIRouter(prefix="/api/export", tags=["export"])
 Ctx = Annotated[AppContext, Depends(get_context)]
-Readers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.VIEWER)
-Senders = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN)
+Readers = Allow(*policy.roles(ReportAction.EXPORT))
+Senders = Allow(*policy.roles(ReportAction.SEND))
 Reader = Annotated[Actor, Depends(Readers)]
 _NO_STORE = {"Cache-Control": "no-store"}
 

@@ -35,6 +35,7 @@ from appliance.logs import get_logger
 from appliance.reports import builder
 from appliance.reports import service as reports
 from appliance.reports.models import ReportFinding
+from appliance.reports.policy import ReportAction, require
 from appliance.reports.service import StoredReport
 from appliance.reports.verify import verify_report
 
@@ -55,6 +56,7 @@ def _audited(
     produce: Callable[[sqlite_utils.Database, StoredReport], tuple[T, dict[str, Any]]],
 ) -> tuple[T, StoredReport]:
     """Load the report, produce the export, audit it (a missing report as ``not_found``)."""
+    require(actor, ReportAction.EXPORT)
     db = ctx.pool.get()
     try:
         report = reports.load(db, report_id)
@@ -306,6 +308,7 @@ def builder_rows(db: sqlite_utils.Database, study_id: str) -> list[dict[str, Any
 def send(ctx: AppContext, report_id: str, peer: str, actor: Actor) -> SendResult:
     """C-STORE the SR and the encapsulated PDF of the current version to ``peer``; a failure
     leaves the send queued for the retrier. Unknown peer: InvalidInput (422)."""
+    require(actor, ReportAction.SEND)
     db = ctx.pool.get()
     report = reports.load(db, report_id)
     if peer not in ctx.settings.peers:

@@ -226,6 +226,8 @@ class ReportUpdate(BaseModel):
     def _something(self) -> ReportUpdate:
         if not (self.model_fields_set - {"expected_version"}):
             raise ValueError("give at least one section to change, or an addendum")
+        if "findings" in self.model_fields_set and self.findings is None:
+            raise ValueError("findings must be a list (an empty list removes every finding)")
         if self.addendum is not None and not self.addendum:
             raise ValueError("addendum must not be empty")
         return self

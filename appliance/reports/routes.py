@@ -1,5 +1,5 @@
-"""Report endpoints. Admins, radiologists and technicians draft and edit; only radiologists sign
-(and add addenda); everyone signed in reads."""
+"""Report endpoints; who may call each comes from the one policy table
+(:mod:`appliance.reports.policy`), which the service enforces action by action."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from fastapi import APIRouter, Depends, status
 
 from appliance.audit.models import Actor
 from appliance.auth.access import Allow
-from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.dependencies import get_context
-from appliance.reports import service
+from appliance.reports import policy, service
 from appliance.reports.models import (
     FinalizeRequest,
     ReportCreate,
@@ -21,18 +20,21 @@ from appliance.reports.models import (
     ReportUpdate,
     ReportVersions,
 )
+from appliance.reports.policy import ReportAction
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Ctx = Annotated[AppContext, Depends(get_context)]
-Writers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN)
-Readers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.VIEWER)
-Signers = Allow(Role.RADIOLOGIST)
+Creators = Allow(*policy.roles(ReportAction.CREATE_DRAFT))
+# One PATCH serves draft edits and addenda: the service tells them apart.
+Editors = Allow(*policy.roles(ReportAction.EDIT_DRAFT, ReportAction.ADDENDUM))
+Readers = Allow(*policy.roles(ReportAction.READ))
+Signers = Allow(*policy.roles(ReportAction.SIGN))
 Reader = Annotated[Actor, Depends(Readers)]
 
 
 @router.post("", response_model=ReportOut, status_code=status.HTTP_201_CREATED)
 def create_report(
-    body: ReportCreate, actor: Annotated[Actor, Depends(Writers)], ctx: Ctx
+    body: ReportCreate, actor: Annotated[Actor, Depends(Creators)], ctx: Ctx
 ) -> ReportOut:
     """Draft version 1 from the analysis (findings, measurements, impression, provenance), or
     an empty structured draft; the header and technique come from the study."""
@@ -64,7 +66,7 @@ def list_versions(report_id: str, actor: Reader, ctx: Ctx) -> ReportVersions:
     responses={409: {"description": "Signed content is locked, or expected_version is stale"}},
 )
 def update_report(
-    report_id: str, body: ReportUpdate, actor: Annotated[Actor, Depends(Writers)], ctx: Ctx
+    report_id: str, body: ReportUpdate, actor: Annotated[Actor, Depends(Editors)], ctx: Ctx
 ) -> ReportOut:
     """Save a new immutable version. A draft takes section edits; a signed report takes only
     an ``addendum`` (radiologists), which makes it ``amended``."""

@@ -17,10 +17,9 @@ import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.auth.models import Role
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
-from appliance.errors import AppError, Conflict, Forbidden, InvalidInput
+from appliance.errors import AppError, Conflict, InvalidInput
 from appliance.reports import builder, diff
 from appliance.reports.models import (
     Addendum,
@@ -35,6 +34,7 @@ from appliance.reports.models import (
     ReportVersions,
     VerificationOut,
 )
+from appliance.reports.policy import ReportAction, require
 from appliance.reports.verification import Verification
 from appliance.reports.verify import GENESIS, VERSION_ACTIONS, verify_report, version_digest
 from appliance.storage.service import ObjectStore
@@ -185,6 +185,7 @@ def create(
     facility: str,
 ) -> ReportOut:
     """Draft version 1: from the analysis, or an empty structured draft without one."""
+    require(actor, ReportAction.CREATE_DRAFT)
     content = builder.draft(
         db,
         store,
@@ -386,6 +387,7 @@ def update(
                     f"the report is at version {report.row['current_version']}, "
                     f"not {data.expected_version}: reload it"
                 )
+            require(actor, ReportAction.ADDENDUM if report.signed else ReportAction.EDIT_DRAFT)
             if report.signed:
                 content, status, kind = _addendum(report, data, actor, db)
             else:
@@ -432,8 +434,6 @@ def _addendum(
         )
     if data.addendum is None:
         raise InvalidInput("a signed report takes an addendum text")
-    if actor.role != Role.RADIOLOGIST.value:
-        raise Forbidden("only a radiologist may add an addendum to a signed report")
     content = report.content.model_copy(deep=True)
     version = int(report.row["current_version"]) + 1
     content.addenda.append(
@@ -458,8 +458,7 @@ def finalize(
     with transaction(db):
         report = load(db, report_id)
         try:
-            if actor.role != Role.RADIOLOGIST.value:
-                raise Forbidden("only a radiologist signs a report")
+            require(actor, ReportAction.SIGN)
             if data.ai_findings_reviewed is not True:
                 raise InvalidInput(
                     "confirm that every AI finding was reviewed (ai_findings_reviewed: true)"
@@ -553,6 +552,7 @@ def review_finding(
     with transaction(db):
         report = load(db, report_id)
         try:
+            require(actor, ReportAction.REVIEW_FINDINGS)
             if report.signed:
                 raise Conflict("the report is signed and its content is locked")
             if not any(f.id == finding_id for f in report.content.findings):
@@ -594,8 +594,14 @@ def hand_over(db: sqlite_utils.Database, report_id: str, actor: Actor) -> dict[s
     the record, no table changes). Conflict for a signed report."""
     with transaction(db):
         report = load(db, report_id)
-        if report.signed:
-            error = Conflict(f"the report is already {report.status}")
+        error: AppError | None = None
+        try:
+            require(actor, ReportAction.HAND_OVER)
+            if report.signed:
+                raise Conflict(f"the report is already {report.status}")
+        except AppError as exc:
+            error = exc
+        if error is not None:
             _refuse(db, actor, "report.handover", report_id, error)
         else:
             audit.record(

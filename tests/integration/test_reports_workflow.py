@@ -98,11 +98,14 @@ def test_draft_edit_sign_amend_with_roles_and_an_intact_chain(
     denied = client.patch(f"/api/reports/{rid}", json={"impression": "x"}, headers=viewer)
     assert denied.status_code == 403
 
-    # Two edits: the technician's impression, the radiologist's finding wording.
+    # Technicians draft and hand over; only radiologists edit (the report policy table).
+    refused = client.patch(f"/api/reports/{rid}", json={"impression": "x"}, headers=tech)
+    assert refused.status_code == 403
+    # Two edits: the impression, then the finding wording.
     edit1 = client.patch(
         f"/api/reports/{rid}",
         json={"impression": "Possible small right frontal hemorrhage.", "expected_version": 1},
-        headers=tech,
+        headers=rad,
     )
     assert edit1.status_code == 200, edit1.text
     edited = [

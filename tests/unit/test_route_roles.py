@@ -57,7 +57,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/reports/{report_id}"): ALL,
     ("GET", "/api/reports/study/{study_id}"): ALL,
     ("GET", "/api/reports/{report_id}/versions"): ALL,
-    ("PATCH", "/api/reports/{report_id}"): WRITERS,
+    ("PATCH", "/api/reports/{report_id}"): RADIOLOGIST,
     ("PATCH", "/api/reports/{report_id}/finalize"): RADIOLOGIST,
     ("GET", "/api/export/report/{report_id}/pdf"): ALL,
     ("GET", "/api/export/report/{report_id}/json"): ALL,

@@ -28,14 +28,22 @@ from appliance.reports.models import (
     ReportUpdate,
     ReportVersions,
 )
+from appliance.reports.policy import POLICY, ReportAction
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
 from ui import components, format, i18n, runtime, session
 
 SECTIONS = ("clinical_indication", "technique", "comparison", "impression", "recommendations",
             "limitations")
-EDITORS = session.SIGNERS
-HANDERS = frozenset({*session.CLINICAL} - {*session.SIGNERS})
+# Which controls a role sees: the report policy table the service enforces.
+CREATORS = POLICY[ReportAction.CREATE_DRAFT]
+EDITORS = POLICY[ReportAction.EDIT_DRAFT]
+REVIEWERS = POLICY[ReportAction.REVIEW_FINDINGS]
+HANDERS = POLICY[ReportAction.HAND_OVER]
+SIGNERS = POLICY[ReportAction.SIGN]
+AMENDERS = POLICY[ReportAction.ADDENDUM]
+EXPORTERS = POLICY[ReportAction.EXPORT]
+SENDERS = POLICY[ReportAction.SEND]
 # The screen's PDF follows the API's rule for GET /api/export/report/{id}/pdf.
 PDF_ROLES: frozenset[Role] = export_routes.Readers.roles
 
@@ -141,9 +149,9 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
 
     if report is None:
         ui.label(i18n.t("report.none")).classes("text-h6").mark("report-none")
-        if user.may(session.CLINICAL):
+        if user.may(CREATORS):
             async def create() -> None:
-                current = session.require(session.CLINICAL)
+                current = session.require(CREATORS)
                 if current is None:
                     components.refuse()
                     return
@@ -156,7 +164,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
 
             key = "report.create_from_ai" if loaded.analysis_id else "report.create_empty"
             ui.button(i18n.t(key), icon="note_add", on_click=create).props(
-                "no-caps size=lg color=primary data-testid=create-report")
+                "no-caps size=lg color=primary data-testid=create-report").mark("create-report")
         return
 
     content = report.content
@@ -223,6 +231,9 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                     finding_editors[finding.id] = ui.textarea(
                         i18n.t("report.finding_text"), value=finding.text
                     ).props("outlined autogrow data-testid=finding-text").classes("w-full")
+                else:
+                    ui.label(finding.text).classes("text-body1")
+                if user.may(REVIEWERS) and not signed:
                     with ui.row().classes("gap-2"):
                         ui.button(i18n.t("review.accept"), icon="check",
                                   on_click=lambda f=finding.id: review(f, "accepted")).props(
@@ -232,8 +243,6 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                                   on_click=lambda f=finding.id: review(f, "rejected")).props(
                             "no-caps outline color=negative data-testid=finding-reject").mark(
                             f"reject-{finding.id}")
-                else:
-                    ui.label(finding.text).classes("text-body1")
         if content.disclaimer and not signed:
             ui.label(content.disclaimer).classes("text-body2 radiant-muted").props(
                 "data-testid=report-disclaimer")
@@ -288,7 +297,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         await reload()
 
     async def review(finding_id: str, decision: str) -> None:
-        current = session.require(EDITORS)
+        current = session.require(REVIEWERS)
         if current is None:
             components.refuse()
             return
@@ -301,7 +310,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         await reload()
 
     async def finalize(confirmed: bool) -> None:
-        current = session.require(session.SIGNERS)
+        current = session.require(SIGNERS)
         if current is None:
             components.refuse()
             return
@@ -333,7 +342,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         await reload()
 
     async def add_addendum(text: str) -> None:
-        current = session.require(session.SIGNERS)
+        current = session.require(AMENDERS)
         if current is None:
             components.refuse()
             return
@@ -354,6 +363,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         if editable:
             ui.button(i18n.t("report.save"), icon="save", on_click=save).props(
                 "no-caps size=lg color=primary data-testid=report-save").mark("report-save")
+        if user.may(SIGNERS) and not signed:
             with ui.dialog() as dialog, ui.card().classes("q-pa-lg gap-3"):
                 ui.label(i18n.t("report.finalize_title")).classes("text-h6")
                 reviewed = ui.checkbox(i18n.t("report.confirm_reviewed")).props(
@@ -380,7 +390,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         if user.may(HANDERS) and not signed:
             ui.button(i18n.t("report.hand_over"), icon="send", on_click=hand_over).props(
                 "no-caps size=lg color=primary data-testid=hand-over").mark("hand-over")
-        if signed and user.may(session.SIGNERS):
+        if signed and user.may(AMENDERS):
             addendum_text = ui.textarea(i18n.t("report.addendum")).props(
                 "outlined autogrow data-testid=addendum").classes("col").mark("addendum")
             ui.button(i18n.t("report.add_addendum"), icon="post_add",
@@ -414,7 +424,7 @@ def _exports(user: session.SessionUser, report: ReportOut) -> None:
                 "no-caps size=lg outline data-testid=export-pdf").mark("export-pdf")
 
             async def download(kind: str) -> None:
-                current = session.require(session.EVERYONE)
+                current = session.require(EXPORTERS)
                 if current is None:
                     components.refuse()
                     return
@@ -432,13 +442,13 @@ def _exports(user: session.SessionUser, report: ReportOut) -> None:
                 ui.button(i18n.t(key), icon="download",
                           on_click=lambda k=kind: download(k)).props(
                     f"no-caps size=lg outline data-testid=export-{kind}")
-            if user.may(session.CLINICAL):
+            if user.may(SENDERS):
                 if peers:
                     peer = ui.select(peers, value=peers[0], label=i18n.t("export.peer")).props(
                         "outlined data-testid=pacs-peer").classes("w-48")
 
                     async def send() -> None:
-                        current = session.require(session.CLINICAL)
+                        current = session.require(SENDERS)
                         if current is None:
                             components.refuse()
                             return
