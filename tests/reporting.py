@@ -12,6 +12,7 @@ from ai.safety import DISCLAIMER
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.rows import new_id, now_iso
+from appliance.studies.stability import mark_stable
 from tests.dicom_files import instance_files
 
 CT_SET = "ct_ge_head_tilt18_varspacing"
@@ -67,12 +68,19 @@ class CtStudy:
     instance_ids: list[str]  # in series display order
 
 
+def settle(db: sqlite_utils.Database) -> None:
+    """Every series and study received so far counts as complete (as the stability monitor
+    marks them after RADIANT_STABLE_AGE_S without a new instance)."""
+    mark_stable(db, stable_age_s=0)
+
+
 def ingest_ct(ctx: AppContext) -> CtStudy:
     """Ingest every file of the GE head CT; returns its ids."""
     for path in instance_files(CT_SET):
         result = ctx.ingestor.ingest(path.read_bytes(), source="test", actor=ACTOR)
         assert result.outcome in ("stored", "duplicate"), result
     db = ctx.pool.get()
+    settle(db)
     study_id, patient_id = db.execute("SELECT id, patient_id FROM studies").fetchone()
     series_id = db.execute("SELECT id FROM series WHERE study_id = ?", (study_id,)).fetchone()[0]
     instance_ids = [

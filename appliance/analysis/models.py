@@ -20,6 +20,11 @@ class AnalysisRequest(BaseModel):
     series_id: str | None = None
     prior_study_id: str | None = None
     target: str | None = Field(default=None, max_length=500)
+    analyse_partial: bool = Field(
+        default=False,
+        description="Radiologists only: analyse a study that is still arriving (what has "
+        "arrived so far); the analysis is marked partial. Otherwise such a request is 409.",
+    )
 
 
 class AnalysisAccepted(BaseModel):
@@ -72,7 +77,16 @@ class AnalysisOut(BaseModel):
     overall_impression: str | None
     disclaimer: str | None
     verification_flag: str
-    error: str | None
+    partial: bool = Field(
+        description="Forced while the study was still arriving: it saw only instance_count"
+    )
+    instance_count: int | None = Field(description="Instances of the study when requested")
+    error: str | None = Field(description="The technical reason of a failure (for support)")
+    failure: str | None = Field(
+        default=None,
+        description="A failed analysis's kind (engine_unreachable, engine_limit, "
+        "engine_unavailable, no_series, no_prior, images_missing, interrupted, unexpected)",
+    )
     created_at: str
     started_at: str | None
     completed_at: str | None

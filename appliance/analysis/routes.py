@@ -38,6 +38,10 @@ def _enqueue(request: Request, ctx: AppContext) -> Any:
     response_model=AnalysisAccepted,
     responses={
         404: {"description": "No such study or series"},
+        409: {
+            "description": "The study is still arriving: the problem document says how many "
+            "images have arrived (instances) and when it counts as complete (complete_at)"
+        },
         503: {"description": "No AI engine is configured (nothing queued)"},
     },
 )

@@ -46,7 +46,8 @@ from ai.prompts import (
     select_series,
 )
 from ai.safety import SafeAnalysis, apply_safety
-from appliance.analysis import egress
+from appliance.analysis import completeness, egress
+from appliance.analysis.failures import failure_kind
 from appliance.analysis.models import (
     AnalysisOut,
     AnalysisRequest,
@@ -63,11 +64,12 @@ from appliance.analysis.radiograph import (
 )
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
+from appliance.auth.models import Role
 from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
-from appliance.errors import AppError, InvalidInput, NotFound
+from appliance.errors import AppError, Forbidden, InvalidInput, NotFound
 from appliance.jobs.models import Job, JobCancelled, JobFailed
 from appliance.logs import get_logger
 from appliance.volumes import service as volumes
@@ -156,12 +158,28 @@ def request_analysis(
             raise InvalidInput("the prior study must be another study of the same patient")
     if body.analysis_type == "focused" and not (body.target or "").strip():
         raise InvalidInput("a focused analysis needs a target")
+    arrived = completeness.arrival(db, body.study_id, ctx.settings.stable_age_s)
+    partial = not arrived.complete
+    if partial and (not body.analyse_partial or actor.role != Role.RADIOLOGIST.value):
+        error: AppError = completeness.refusal(arrived)
+        if body.analyse_partial:
+            error = Forbidden("only a radiologist may analyse a study that is still arriving")
+        audit.record(
+            db,
+            actor,
+            "analysis.request",
+            object_type="study",
+            object_id=body.study_id,
+            outcome="refused",
+            detail={"reason": "study_incomplete", "instances": arrived.instances},
+        )
+        raise error
     analysis_id = new_id()
     with transaction(db):
         db.execute(
             "INSERT INTO analyses (id, study_id, series_id, prior_study_id, analysis_type,"
-            " clinical_indication, target, status, stage, requested_by, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', ?, ?)",
+            " clinical_indication, target, status, stage, requested_by, created_at, partial,"
+            " instance_count) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', ?, ?, ?, ?)",
             (
                 analysis_id,
                 body.study_id,
@@ -172,6 +190,8 @@ def request_analysis(
                 body.target,
                 actor.user_id,
                 now_iso(),
+                int(partial),
+                arrived.instances,
             ),
         )
         audit.record(
@@ -180,7 +200,12 @@ def request_analysis(
             "analysis.request",
             object_type="analysis",
             object_id=analysis_id,
-            detail={"study_id": body.study_id, "analysis_type": body.analysis_type},
+            detail={
+                "study_id": body.study_id,
+                "analysis_type": body.analysis_type,
+                "partial": partial,
+                "instances": arrived.instances,
+            },
         )
     payload = {"analysis_id": analysis_id, "actor": actor.name, "role": actor.role}
     queued = enqueue(JOB_KIND, payload, actor)
@@ -763,7 +788,8 @@ def auto_analysis_listener(ctx: AppContext, enqueue: Enqueue) -> Callable[[Any],
             return
         db = ctx.pool.get()
         if db.execute(
-            "SELECT 1 FROM analyses WHERE study_id = ? AND analysis_type = 'primary'",
+            "SELECT 1 FROM analyses WHERE study_id = ? AND analysis_type = 'primary'"
+            " AND partial = 0",
             (event.id,),
         ).fetchone():
             return
@@ -806,6 +832,9 @@ def _out(db: sqlite_utils.Database, row: dict[str, Any]) -> AnalysisOut:
             )
         )
     fields = {k: row[k] for k in AnalysisOut.model_fields if k in row and k != "findings"}
+    fields["partial"] = bool(row.get("partial"))
+    if row["status"] == "failed":
+        fields["failure"] = failure_kind(row.get("error"))
     return AnalysisOut(**fields, findings=findings)
 
 

@@ -277,4 +277,17 @@ def draft(
             images_sha256=analysis["images_sha256"],
             analysis_completed_at=analysis["completed_at"],
         )
+        if analysis.get("partial"):
+            count = analysis.get("instance_count")
+            content.provenance.partial_instances = count
+            content.limitations = f"{partial_note(count)}\n{content.limitations}"
     return content
+
+
+def partial_note(count: int | None) -> str:
+    """The sentence a partial analysis carries into its draft (and so its exports)."""
+    return (
+        f"PARTIAL ANALYSIS: the AI analysed the study while it was still arriving; it saw only "
+        f"{count if count is not None else 'some'} images. Images that arrived later were not "
+        "analysed."
+    )

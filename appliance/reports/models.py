@@ -156,6 +156,11 @@ class Provenance(BaseModel):
     prompt_version: str | None = None
     images_sha256: str | None = None
     analysis_completed_at: str | None = None
+    partial_instances: int | None = Field(
+        default=None,
+        description="Set when the analysis was forced while the study was still arriving: "
+        "the number of images it could see",
+    )
 
 
 class ReportContent(BaseModel):

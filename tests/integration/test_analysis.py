@@ -33,7 +33,7 @@ from appliance.studies.stability import Stable
 from tests.ai_server import BOX_ANSWER, AIServer, Scripted, chat_completion
 from tests.conftest import PASSWORD
 from tests.dicom_files import instance_files
-from tests.reporting import CT_SET, CtStudy, ingest_ct
+from tests.reporting import CT_SET, CtStudy, ingest_ct, settle
 
 pytestmark = pytest.mark.integration
 Headers = Callable[[str], dict[str, str]]
@@ -285,6 +285,7 @@ def _dated_copy(ctx: Any, study_date: str) -> tuple[str, str]:
         result = ctx.ingestor.ingest(out.getvalue(), source="test", actor=Actor.system("test"))
         assert result.outcome == "stored", result
     db = ctx.pool.get()
+    settle(db)
     (study_id,) = db.execute("SELECT id FROM studies WHERE study_uid = ?", (study_uid,)).fetchone()
     (series_id,) = db.execute(
         "SELECT id FROM series WHERE series_uid = ?", (series_uid,)

@@ -37,6 +37,7 @@ from appliance.config import Settings
 from appliance.volumes.nifti import read_nifti
 from tests.ai_server import CT_HEAD, AIServer, Scripted, chat_completion
 from tests.integration.test_analysis import ANSWER
+from tests.reporting import settle
 
 pytestmark = pytest.mark.integration
 Headers = Callable[[str], dict[str, str]]
@@ -126,6 +127,7 @@ def _synthetic_series(ctx: Any) -> tuple[str, dict[int, str]]:
         assert result.outcome == "stored", result
         uids[index] = str(result.instance_id)
     db = ctx.pool.get()
+    settle(db)
     (study_id,) = db.execute("SELECT id FROM studies WHERE study_uid = ?", (study_uid,)).fetchone()
     return str(study_id), uids
 
@@ -203,6 +205,7 @@ def test_the_lidc_chest_ct_of_133_slices_sends_exactly_85(
     for path in files:
         result = ctx.ingestor.ingest(path.read_bytes(), source="test", actor=ACTOR)
         assert result.outcome == "stored", result
+    settle(db)
     (study_id,) = db.execute("SELECT id FROM studies").fetchone()
     body = _run(client, as_role("radiologist"), str(study_id))
 

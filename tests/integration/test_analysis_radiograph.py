@@ -36,6 +36,7 @@ from ai.safety import DISCLAIMER, apply_safety
 from appliance.audit.models import Actor
 from appliance.config import Settings
 from tests.ai_server import CXR, AIServer, Scripted, chat_completion
+from tests.reporting import settle
 
 pytestmark = pytest.mark.integration
 Headers = Callable[[str], dict[str, str]]
@@ -104,6 +105,7 @@ def _original() -> np.ndarray:
 def _ingest(ctx: Any, data: bytes) -> str:
     result = ctx.ingestor.ingest(data, source="test", actor=ACTOR)
     assert result.outcome == "stored", result
+    settle(ctx.pool.get())
     return str(result.instance_id)
 
 

@@ -35,6 +35,7 @@ from appliance.reports import service as reports
 from appliance.reports.models import FinalizeRequest, FindingEdit, ReportCreate, ReportUpdate
 from provisioning import signing
 from provisioning.fleet import enroll_bundle
+from tests.reporting import settle
 from ui import mount, runtime
 
 PASSWORD = "correct horse battery"
@@ -241,9 +242,13 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 DICOMDIR_SET = DATA / "dicomdir_pcir_3patients_prior_current"
 
 
-def import_set(s: Screen) -> list[str]:
+def import_set(s: Screen, *, complete: bool = True) -> list[str]:
+    """Import the DICOMDIR set; ``complete``: the studies count as complete (stable), as
+    they would once the stability period passed."""
     summary = media.import_media(s.ctx, DICOMDIR_SET, actor=Actor.system("test"))
     assert summary.counts()["imported"] == 31
+    if complete:
+        settle(s.db)
     return summary.study_ids
 
 
@@ -318,6 +323,55 @@ def test_analysis_form_refuses_an_empty_indication(tmp_path: Path) -> None:
         s.user.find(marker="run-analysis").click()
         await s.see("Enter the clinical indication first.")
         assert audit_actions(s.db, "analysis.request") == []
+
+    run(tmp_path, body, ai_engine="openai", ai_endpoint="http://127.0.0.1:9/v1")
+
+
+def test_analysis_waits_for_a_study_that_is_still_arriving(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s, complete=False))
+        (count,) = s.db.execute(
+            "SELECT COUNT(*) FROM instances i JOIN series r ON r.id = i.series_id"
+            " WHERE r.study_id = ?", (study_id,)).fetchone()
+        await s.sign_in(s.add_user(Role.RADIOLOGIST))
+        await s.see("Worklist")
+        await s.user.open(f"/analysis/{study_id}")
+        await s.see(marker="arrival")
+        await s.see(f"The study is still arriving: {count} images so far.")
+        (run_button,) = s.user.find(marker="run-analysis").elements
+        assert not run_button.enabled
+        await s.see(marker="run-partial")  # a radiologist may analyse what has arrived
+        settle(s.db)  # the quiet period passed: the screen follows without a reload
+        for _ in range(100):
+            if run_button.enabled:
+                break
+            await asyncio.sleep(0.1)
+        assert run_button.enabled
+        await s.user.should_not_see(marker="arrival")
+        await s.user.should_not_see(marker="run-partial")
+
+    run(tmp_path, body, ai_engine="openai", ai_endpoint="http://127.0.0.1:9/v1")
+
+
+def test_a_failed_analysis_says_what_to_do_without_technical_words(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        s.db.table("analyses").insert({
+            "id": "failed-1", "study_id": study_id, "analysis_type": "primary",
+            "status": "failed", "stage": "inferring", "created_at": "2026-01-01T00:00:00Z",
+            "completed_at": "2026-01-01T00:00:05Z",
+            "error": "EngineUnreachable: POST http://10.0.0.7:8080/v1/chat/completions refused",
+        })
+        await s.sign_in(s.add_user(Role.TECHNICIAN))
+        await s.see("Worklist")
+        await s.user.open(f"/analysis/{study_id}")
+        await s.see(marker="analysis-failure")
+        await s.see("The AI engine cannot be reached. Check the network or switch to the local"
+                    " engine (System screen), then run the analysis again.")
+        await s.user.should_not_see("EngineUnreachable")
+        await s.user.should_not_see("10.0.0.7")
+        progress = next(iter(s.user.find(ui.linear_progress).elements))
+        assert progress.value != 1  # never a full bar for a failure
 
     run(tmp_path, body, ai_engine="openai", ai_endpoint="http://127.0.0.1:9/v1")
 

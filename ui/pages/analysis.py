@@ -10,6 +10,7 @@ from typing import Any
 
 from nicegui import ui
 
+from appliance.analysis import completeness
 from appliance.analysis import service as analysis_service
 from appliance.analysis.models import AnalysisOut, AnalysisRequest
 from appliance.jobs import service as jobs
@@ -38,6 +39,7 @@ class Setup:
     prior: StudyDetail | None
     engine: dict[str, Any]
     latest: AnalysisOut | None
+    arrival: completeness.Arrival
 
 
 def _setup(study_id: str, user: session.SessionUser) -> Setup:
@@ -49,7 +51,8 @@ def _setup(study_id: str, user: session.SessionUser) -> Setup:
     prior = studies.get_study(db, prior_id, user.actor) if prior_id else None
     found = analysis_service.study_analyses(db, study_id, user.actor)
     engine = analysis_service.engine_info(rt.settings, db)
-    return Setup(study, prior, engine, found[0] if found else None)
+    return Setup(study, prior, engine, found[0] if found else None,
+                 completeness.arrival(db, study_id, rt.settings.stable_age_s))
 
 
 def _request(body: AnalysisRequest, user: session.SessionUser) -> tuple[str, str]:
@@ -74,11 +77,25 @@ def _poll(analysis_id: str, job_id: str | None, user: session.SessionUser
     return job, analysis_service.get_analysis(db, analysis_id, user.actor)
 
 
+def _arrival(study_id: str) -> completeness.Arrival:
+    rt = runtime.get()
+    return completeness.arrival(rt.db(), study_id, rt.settings.stable_age_s)
+
+
+def arrival_words(found: completeness.Arrival) -> str:
+    """The API's 409 sentence, from the catalog."""
+    when = (found.complete_at or "")[:19].replace("T", " ")
+    return i18n.t("analysis.arriving", count=found.instances, when=when)
+
+
 def findings_panel(result: AnalysisOut) -> None:
     """An analysis result with its safety framing (banner, UNVERIFIED, confidence, disclaimer)."""
     components.ai_banner()
     with ui.row().classes("items-center gap-2"):
         components.chip(result.verification_flag, "red-9", "gpp_maybe")
+        if result.partial:
+            ui.label(i18n.t("analysis.partial", count=result.instance_count or 0)).classes(
+                "radiant-error text-body1").mark("partial")
         ui.label(i18n.t("analysis.result", count=len(result.findings))).classes("text-h6")
     if result.overall_impression:
         ui.label(i18n.t("analysis.impression", text=result.overall_impression)).classes(
@@ -112,6 +129,7 @@ def build(user: session.SessionUser, study_id: str) -> None:
 def _form(user: session.SessionUser, setup: Setup) -> None:
     study = setup.study
     state: dict[str, Any] = {"analysis_id": None, "job_id": None, "shown": None}
+    arrived: dict[str, bool] = {"complete": False}
     with ui.row().classes("w-full items-center gap-2"):
         ui.label(i18n.t("analysis.title")).classes("text-h4")
         ui.label(format.patient_name(study.patient) + " · " + (study.description or "")).classes(
@@ -139,10 +157,17 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
             "outlined autogrow data-testid=indication").classes("w-full").mark("indication")
         message = ui.label().classes("radiant-error text-body1").props(
             "role=alert data-testid=analysis-message").mark("analysis-message")
-        run_button = ui.button(i18n.t("analysis.run"), icon="play_arrow").props(
-            "no-caps size=xl color=primary data-testid=run-analysis").mark("run-analysis")
-        if engine_name == "none":
-            run_button.disable()
+        arrival_line = ui.label().classes("radiant-error text-body1").props(
+            "role=status data-testid=arrival").mark("arrival")
+        arrival_line.set_visibility(False)
+        with ui.row().classes("items-center gap-2"):
+            run_button = ui.button(i18n.t("analysis.run"), icon="play_arrow").props(
+                "no-caps size=xl color=primary data-testid=run-analysis").mark("run-analysis")
+            partial_button = ui.button(i18n.t("analysis.run_partial"), icon="warning").props(
+                "no-caps size=lg outline color=warning data-testid=run-partial").mark(
+                "run-partial")
+        partial_button.set_visibility(False)
+        run_button.disable()  # until the study is known to be complete
     with ui.card().classes("radiant-card w-full q-pa-md"):
         progress = ui.linear_progress(value=0, show_value=False, size="24px").props(
             "rounded color=deep-purple-4 data-testid=analysis-progress")
@@ -169,8 +194,8 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
         results.clear()
         with results:
             if result.status == "failed":
-                ui.label(i18n.t("analysis.failed", reason=result.error or "-")).classes(
-                    "radiant-error text-body1")
+                ui.label(i18n.t(f"analysis.failure.{result.failure or 'unexpected'}")).classes(
+                    "radiant-error text-body1").props("role=alert").mark("analysis-failure")
                 return
             findings_panel(result)
             with ui.row().classes("gap-2"):
@@ -181,7 +206,7 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
                           on_click=lambda: ui.navigate.to(f"/report/{study.id}")).props(
                     "no-caps size=lg color=primary data-testid=to-report")
 
-    async def run() -> None:
+    async def run(partial: bool = False) -> None:
         message.set_text("")
         current = session.require(session.CLINICAL)
         if current is None:
@@ -205,24 +230,54 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
             analysis_type=chosen,  # type: ignore[arg-type]
             prior_study_id=setup.prior.id if chosen == "comparison" and setup.prior else None,
             target=focus[:500] if chosen == "focused" else None,
+            analyse_partial=partial,
         )
         run_button.disable()
         try:
             analysis_id, job_id = await runtime.off_loop(lambda: _request(body, current))
         except analysis_service.EngineNotConfigured:
             message.set_text(i18n.t("analysis.no_engine") + " " + i18n.t("analysis.no_engine_next"))
-            run_button.enable()
+            enable_run()
             return
         except Exception as exc:
             components.notify_error(exc)
-            run_button.enable()
+            enable_run()
             return
         state.update(analysis_id=analysis_id, job_id=job_id, shown=None)
         results.clear()
         stage.set_text(i18n.t("analysis.queued"))
         progress.set_value(0)
 
-    run_button.on_click(run)
+    def enable_run() -> None:
+        if arrived["complete"] and engine_name != "none":
+            run_button.enable()
+
+    run_button.on_click(lambda: run(False))
+    partial_button.on_click(lambda: run(True))
+    def show_arrival(found: completeness.Arrival) -> None:
+        arrived["complete"] = found.complete
+        busy = state["analysis_id"] is not None and state["shown"] != state["analysis_id"]
+        arrival_line.set_visibility(not found.complete)
+        partial_button.set_visibility(
+            not found.complete and user.may(session.SIGNERS) and engine_name != "none")
+        if not found.complete:
+            arrival_line.set_text(arrival_words(found))
+            run_button.disable()
+        elif not busy:
+            enable_run()
+
+    async def follow_arrival() -> None:
+        """Run stays disabled while the study arrives; the count updates live."""
+        try:
+            found = await runtime.off_loop(lambda: _arrival(study.id))
+        except Exception:
+            return
+        show_arrival(found)
+        if found.complete:
+            arrival_timer.deactivate()
+
+    show_arrival(setup.arrival)
+    arrival_timer = ui.timer(2.0, follow_arrival, active=not setup.arrival.complete)
 
     async def poll() -> None:
         analysis_id = state["analysis_id"]
@@ -246,9 +301,13 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
             stage.set_text(i18n.t("analysis.running", percent=0, stage=result.stage or "-"))
             return
         state["shown"] = analysis_id
-        progress.set_value(1)
+        # A full bar means done: a failed or cancelled analysis leaves it where it stopped.
+        if result.status in ("completed", "needs_review"):
+            progress.set_value(1)
+        else:
+            progress.props("color=negative")
         stage.set_text(i18n.t(f"analysis.status.{result.status}"))
-        run_button.enable()
+        enable_run()
         show_result(result)
 
     ui.timer(1.0, poll)

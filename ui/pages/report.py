@@ -193,6 +193,9 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
             ui.label(i18n.t("report.handed_over", name=loaded.handover["by"],
                             when=format.received(loaded.handover["at"]))).classes(
                 "radiant-ok").props("data-testid=handed-over").mark("handed-over")
+    if content.provenance is not None and content.provenance.partial_instances is not None:
+        ui.label(i18n.t("report.partial", count=content.provenance.partial_instances)).classes(
+            "radiant-error text-body1").props("role=status").mark("report-partial")
     if not editable and not signed:
         ui.label(i18n.t("report.read_only")).classes("radiant-muted").mark("read-only")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from nicegui import events, ui
 
+from appliance.analysis import completeness
 from appliance.analysis import service as analysis_service
 from appliance.analysis.models import AnalysisOut, FindingOut
 from appliance.dicom import preview
@@ -151,6 +152,11 @@ def _load_study(study_id: str, user: session.SessionUser) -> tuple[StudyDetail, 
     found = analysis_service.study_analyses(db, study_id, user.actor)
     done = [a for a in found if a.status in ("completed", "needs_review")]
     return study, (done[0] if done else None)
+
+
+def _arrival(study_id: str) -> completeness.Arrival:
+    rt = runtime.get()
+    return completeness.arrival(rt.db(), study_id, rt.settings.stable_age_s)
 
 
 def _load_slices(series_id: str, user: session.SessionUser) -> list[Slice]:
@@ -517,6 +523,34 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
         await go(position)
         image.set_content(box_svg(view.box))
 
+    async def follow() -> None:
+        """A study still arriving: the open series grows on screen (its slice count and the
+        slider), keeping the image shown; stops once the study is complete."""
+        found = await runtime.off_loop(lambda: _arrival(study.id))
+        if found.instances != arrived["instances"] and view.series_id is not None:
+            arrived["instances"] = found.instances
+            sid = view.series_id
+            try:
+                fresh = await runtime.off_loop(lambda: _load_slices(sid, user))
+            except Exception:
+                return
+            if sid == view.series_id and len(fresh) != len(view.slices):
+                shown = view.slices[view.index] if view.slices else None
+                view.slices = fresh
+                slider._props["max"] = max(1, len(fresh))
+                slider.update()
+                if shown is not None:
+                    view.index = next(
+                        (n for n, item in enumerate(fresh)
+                         if item.instance.id == shown.instance.id and item.frame == shown.frame),
+                        min(view.index, len(fresh) - 1))
+                    slider.set_value(view.index + 1)
+                overlay()
+        if found.complete:
+            follow_timer.deactivate()
+
+    arrived = {"instances": -1}
+    follow_timer = ui.timer(3.0, follow)
     ui.timer(0.3, lambda: ui.run_javascript(f"radiantViewerAttach({viewport.id})"), once=True)
 
     first = view.analysis.series_id if view.analysis and view.analysis.series_id else None
