@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from ai.confidence import ConfidenceAssessment, assess_confidence
 from ai.hedging import HedgeChange, HedgeFlag, HedgeResult, hedge_text
 from ai.parsing import Box, IntervalChange, Measurement, ParsedAnswer, ParsedFinding
+from ai.units import ucum_code
 
 __all__ = [
     "DISCLAIMER",
@@ -39,6 +40,7 @@ __all__ = [
     "SafeAnalysis",
     "SafeBox",
     "SafeFinding",
+    "SafetyNote",
     "UnsafeConstructionError",
     "apply_safety",
     "hedge_text",
@@ -107,6 +109,23 @@ class OriginalWording(BaseModel):
     measurement_names: tuple[str | None, ...] = ()
 
 
+class SafetyNote(BaseModel):
+    """Something the safety layer changed or could not accept besides wording: a unit that is
+    not on the closed UCUM list (the number is kept without it), or a confidence outside 0..1
+    (the value it was replaced by)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["unit_not_recognised", "confidence_out_of_range"]
+    original: str
+    replacement: str | None = None
+
+    def reason_text(self) -> str:
+        if self.kind == "unit_not_recognised":
+            return f"unit {self.original!r} not recognised: the number is kept without a unit"
+        return f"confidence {self.original} out of range 0..1, replaced by {self.replacement}"
+
+
 class SafeFinding(_Minted):
     """A finding fit to show: hedged wording, a confidence, flags; original kept for audit."""
 
@@ -121,6 +140,7 @@ class SafeFinding(_Minted):
     confidence: ConfidenceAssessment
     changes: tuple[HedgeChange, ...]
     flags: tuple[HedgeFlag, ...]
+    notes: tuple[SafetyNote, ...] = ()
     audit_original: OriginalWording
 
     def display_line(self) -> str:
@@ -210,6 +230,7 @@ def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
             changes.extend(result.changes)
             flags.extend(result.flags)
     measurements: list[Measurement] = []
+    notes: list[SafetyNote] = []
     for item in finding.measurements:
         name = _hedge(item.name)
         value = hedge_text(item.value) if isinstance(item.value, str) else None
@@ -219,11 +240,14 @@ def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
         if value is not None:
             changes.extend(value.changes)
             flags.extend(value.flags)
+        unit = ucum_code(item.unit) if item.unit else None
+        if item.unit and unit is None:
+            notes.append(SafetyNote(kind="unit_not_recognised", original=item.unit[:40]))
         measurements.append(
             Measurement(
                 name=name.text if name is not None else None,
                 value=value.text if value is not None else item.value,
-                unit=item.unit,
+                unit=unit,
             )
         )
     own_words = " ".join(text for text in (finding.description, finding.impression) if text)
@@ -233,6 +257,14 @@ def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
         parse_repaired=parse_repaired,
         narrative=finding.origin == "narrative",
     )
+    if _out_of_range(confidence):
+        notes.append(
+            SafetyNote(
+                kind="confidence_out_of_range",
+                original=str(confidence.model_raw),
+                replacement=f"{confidence.value:.2f}",
+            )
+        )
     return SafeFinding(
         index=finding.index,
         description=description.text,
@@ -245,6 +277,7 @@ def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
         confidence=confidence,
         changes=tuple(changes),
         flags=tuple(flags),
+        notes=tuple(notes),
         audit_original=OriginalWording(
             description=finding.description,
             location=finding.location,
@@ -252,6 +285,18 @@ def _safe_finding(finding: ParsedFinding, parse_repaired: bool) -> SafeFinding:
             measurement_names=tuple(item.name for item in finding.measurements),
         ),
     )
+
+
+def _out_of_range(confidence: ConfidenceAssessment) -> bool:
+    """The model gave a bare number outside 0..1 (not "85%"): it was reinterpreted."""
+    raw = (confidence.model_raw or "").strip()
+    if not confidence.given_by_model or not raw or raw.endswith("%"):
+        return False
+    try:
+        number = float(raw.replace(",", "."))
+    except ValueError:
+        return False
+    return not 0.0 <= number <= 1.0
 
 
 def _safe_box(box: Box) -> SafeBox:
@@ -283,6 +328,7 @@ def apply_safety(parsed: ParsedAnswer) -> SafeAnalysis:
         reasons = list(parsed.problems)
         for position, finding in enumerate(findings, start=1):
             reasons.extend(_flag_reason_text(f"finding {position}", f) for f in finding.flags)
+            reasons.extend(f"finding {position}: {n.reason_text()}" for n in finding.notes)
         if overall is not None:
             reasons.extend(_flag_reason_text("overall impression", f) for f in overall.flags)
         for position, box in enumerate(boxes, start=1):

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi.responses import RedirectResponse
 from nicegui import ui
@@ -85,6 +85,30 @@ def verified_banner(name: str, when: str, amended: bool) -> None:
         if amended:
             text += " " + i18n.t("report.verified_amended")
         ui.label(text).classes("text-body1")
+
+
+FLAG_REASONS = frozenset({
+    "quotation", "history", "recommendation", "negation", "measurement",
+    "definitive_negative", "sentence_flagged", "unhedged_statement", "reworded",
+    "unit_not_recognised", "confidence_out_of_range",
+})
+
+
+def flag_words(reason: str, phrase: str | None, replacement: str | None) -> str:
+    """One safety flag in plain words (``could not be hedged: states a diagnosis``)."""
+    key = reason if reason in FLAG_REASONS else "other"
+    return i18n.t(f"flag.{key}", phrase=phrase or "-", replacement=replacement or "-")
+
+
+def safety_flags(flags: list[Any], marker: str) -> None:
+    """The flags of one item, each on its own line beside the text it concerns."""
+    for flag in flags:
+        data = flag if isinstance(flag, dict) else flag.model_dump()
+        reworded = data.get("reason") == "reworded"
+        ui.label(flag_words(str(data.get("reason")), data.get("phrase"),
+                            data.get("replacement"))).classes(
+            "text-body2 " + ("radiant-muted" if reworded else "radiant-error")).props(
+            "data-testid=safety-flag").mark(marker)
 
 
 def notify_error(exc: Exception) -> None:

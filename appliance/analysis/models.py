@@ -81,6 +81,13 @@ class AnalysisOut(BaseModel):
         description="Forced while the study was still arriving: it saw only instance_count"
     )
     instance_count: int | None = Field(description="Instances of the study when requested")
+    review_reasons: list[str] = Field(
+        default=[], description="Why the safety layer asks for review (needs_review)"
+    )
+    overall_flags: list[Any] = Field(
+        default=[], description="Flags and rewordings of the overall impression"
+    )
+    repairs: list[str] = Field(default=[], description="Repairs the parser made to the answer")
     error: str | None = Field(description="The technical reason of a failure (for support)")
     failure: str | None = Field(
         default=None,

@@ -62,6 +62,7 @@ from appliance.analysis.radiograph import (
     read_view_position,
     view_rank,
 )
+from appliance.analysis.verdict import finding_flags, verdict
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.auth.models import Role
@@ -486,6 +487,7 @@ def _store_results(
     db: sqlite_utils.Database, analysis_id: str, safe: SafeAnalysis, prepared: _Prepared
 ) -> int:
     now = now_iso()
+    _set(db, analysis_id, safety=json.dumps(verdict(safe)))
     boxes: dict[int | None, list[Any]] = {}
     for box in safe.boxes:
         boxes.setdefault(box.finding_index, []).append(box)
@@ -493,7 +495,7 @@ def _store_results(
     with transaction(db):
         entries: list[tuple[Any, float, str, str | None, str | None, Any, list[Any]]] = []
         for finding in safe.findings:
-            flags = [f.model_dump(mode="json") for f in finding.flags]
+            flags = finding_flags(finding)
             entries.append(
                 (
                     finding,
@@ -833,6 +835,10 @@ def _out(db: sqlite_utils.Database, row: dict[str, Any]) -> AnalysisOut:
         )
     fields = {k: row[k] for k in AnalysisOut.model_fields if k in row and k != "findings"}
     fields["partial"] = bool(row.get("partial"))
+    stored = json.loads(row["safety"]) if row.get("safety") else {}
+    fields["review_reasons"] = stored.get("review_reasons", [])
+    fields["overall_flags"] = stored.get("overall_flags", [])
+    fields["repairs"] = stored.get("repairs", [])
     if row["status"] == "failed":
         fields["failure"] = failure_kind(row.get("error"))
     return AnalysisOut(**fields, findings=findings)

@@ -31,6 +31,7 @@ from appliance.reports.models import (
     ReportContent,
     ReportFinding,
     ReportHeader,
+    SafetyFlag,
 )
 from appliance.reports.units import to_ucum
 from appliance.storage.service import ObjectStore
@@ -194,9 +195,14 @@ def _findings(db: sqlite_utils.Database, analysis_id: str) -> list[ReportFinding
                 key_image=image,
                 region=region(item["box"], image),
                 review_state=item["review_state"],
+                flags=[SafetyFlag(**_flag(f)) for f in json.loads(item["flags"] or "[]")],
             )
         )
     return result
+
+
+def _flag(stored: dict[str, Any]) -> dict[str, Any]:
+    return {k: stored.get(k) for k in ("reason", "phrase", "replacement", "detail")}
 
 
 def _comparison(
@@ -266,6 +272,13 @@ def draft(
         content.clinical_indication = analysis["clinical_indication"]
         content.findings = _findings(db, analysis["id"])
         content.impression = analysis["overall_impression"]
+        verdict = json.loads(analysis["safety"]) if analysis.get("safety") else {}
+        flagged = [SafetyFlag(**_flag(f)) for f in verdict.get("overall_flags", [])]
+        content.impression_flags = flagged
+        # A flagged impression goes in marked, awaiting the radiologist's decision.
+        content.impression_review = "pending" if any(
+            f.reason != "reworded" for f in flagged
+        ) else None
         content.limitations = AI_LIMITATIONS
         content.provenance = Provenance(
             analysis_id=analysis["id"],

@@ -9,9 +9,18 @@ A report's content is stored whole in each immutable version (``report_versions.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from ai.units import UCUM_CODES, ucum_code
 
 ReportStatus = Literal["draft", "final", "amended"]
 VersionKind = Literal["create", "edit", "finalize", "addendum"]
@@ -87,7 +96,24 @@ class Measurement(BaseModel):
 
     name: Line
     value: float = Field(allow_inf_nan=False)
-    unit: Line = Field(description="UCUM unit, e.g. mm, cm2, mL, [hnsf'U]")
+    unit: Line = Field(
+        description="UCUM unit from the closed list (mm, cm, m, mm2, cm2, mm3, cm3, mL, L, "
+        "[hnsf'U], %, deg, s, ms, 1); common spellings (HU, ml, cc) are accepted and stored "
+        "as their code"
+    )
+
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _closed_unit_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        code = ucum_code(value)
+        if code is None:
+            raise ValueError(
+                f"unit {value[:40]!r} is not recognised; use one of: "
+                + ", ".join(sorted(UCUM_CODES))
+            )
+        return code
 
 
 class KeyImage(BaseModel):
@@ -114,6 +140,18 @@ class ImageRegion(BaseModel):
     col1: float
 
 
+class SafetyFlag(BaseModel):
+    """One stored flag of the safety layer (see :mod:`appliance.analysis.verdict`)."""
+
+    reason: str = Field(
+        description="A hedge flag reason (e.g. unhedged_statement), reworded, "
+        "unit_not_recognised or confidence_out_of_range"
+    )
+    phrase: str | None = Field(default=None, description="The model's words it concerns")
+    replacement: str | None = Field(default=None, description="What replaced them, if anything")
+    detail: str | None = None
+
+
 class ReportFinding(BaseModel):
     id: str
     source: FindingSource
@@ -128,6 +166,27 @@ class ReportFinding(BaseModel):
     key_image: KeyImage | None = None
     region: ImageRegion | None = None
     review_state: Literal["pending", "accepted", "edited", "rejected"] = "pending"
+    flags: list[SafetyFlag] = Field(
+        default=[], description="The safety layer's flags; a flagged AI finding needs an "
+        "explicit decision (accept, edit or reject) before signing"
+    )
+
+    @property
+    def needs_decision(self) -> bool:
+        """An AI finding with a flag (a rewording alone is not one) still pending."""
+        return (
+            self.source == "ai"
+            and self.review_state == "pending"
+            and any(f.reason != "reworded" for f in self.flags)
+        )
+
+
+class RejectedFinding(BaseModel):
+    """A finding a radiologist rejected: out of the report, kept visible in its history."""
+
+    finding: ReportFinding
+    rejected_by: str | None
+    rejected_at: str
 
 
 class ComparisonStudy(BaseModel):
@@ -174,10 +233,18 @@ class ReportContent(BaseModel):
     comparison_studies: list[ComparisonStudy] = []
     findings: list[ReportFinding] = []
     impression: str | None = None
+    impression_flags: list[SafetyFlag] = Field(
+        default=[], description="Flags of the AI impression (e.g. could not be hedged)"
+    )
+    impression_review: Literal["pending", "accepted", "edited"] | None = Field(
+        default=None,
+        description="pending while a flagged AI impression awaits the radiologist's decision",
+    )
     recommendations: str | None = None
     limitations: str | None = None
     disclaimer: str | None = None
     addenda: list[Addendum] = []
+    rejected_findings: list[RejectedFinding] = []
     provenance: Provenance | None = None
 
 

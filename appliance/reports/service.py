@@ -24,6 +24,7 @@ from appliance.reports import builder, diff
 from appliance.reports.models import (
     Addendum,
     FinalizeRequest,
+    RejectedFinding,
     ReportContent,
     ReportCreate,
     ReportFinding,
@@ -40,6 +41,8 @@ from appliance.reports.verify import GENESIS, VERSION_ACTIONS, verify_report, ve
 from appliance.storage.service import ObjectStore
 
 SIGNED = ("final", "amended")
+#: The review target naming the report's impression (findings are named by their id).
+IMPRESSION = "impression"
 
 
 @dataclass(frozen=True)
@@ -399,6 +402,12 @@ def update(
                         content.findings = _edited_findings(report.content.findings, data)
                     else:
                         setattr(content, field, getattr(data, field) or None)
+                if (
+                    "impression" in data.section_fields()
+                    and content.impression_review == "pending"
+                    and content.impression != report.content.impression
+                ):
+                    content.impression_review = "edited"
                 status, kind = "draft", "edit"
         except AppError as exc:
             _refuse(db, actor, action, report_id, exc)
@@ -448,6 +457,14 @@ def _addendum(
     return content, "amended", "addendum"
 
 
+def undecided_items(content: ReportContent) -> list[str]:
+    """Flagged AI items still awaiting the radiologist: finding ids and ``impression``."""
+    items = [f.id for f in content.findings if f.needs_decision]
+    if content.impression_review == "pending":
+        items.append("impression")
+    return items
+
+
 def finalize(
     db: sqlite_utils.Database, report_id: str, data: FinalizeRequest, actor: Actor
 ) -> ReportOut:
@@ -471,6 +488,13 @@ def finalize(
                 raise Conflict(
                     f"the report is at version {report.row['current_version']}, "
                     f"not {data.expected_version}: reload it"
+                )
+            undecided = undecided_items(report.content)
+            if undecided:
+                raise InvalidInput(
+                    "decide on each flagged item before signing (accept, edit or reject): "
+                    + ", ".join(undecided),
+                    undecided=undecided,
                 )
         except AppError as exc:
             _refuse(db, actor, "report.finalize", report_id, exc)
@@ -555,14 +579,32 @@ def review_finding(
             require(actor, ReportAction.REVIEW_FINDINGS)
             if report.signed:
                 raise Conflict("the report is signed and its content is locked")
-            if not any(f.id == finding_id for f in report.content.findings):
+            if finding_id == IMPRESSION:
+                if decision != "accepted" or report.content.impression_review != "pending":
+                    raise InvalidInput(
+                        "the impression is accepted as it stands or edited, not rejected"
+                        if decision != "accepted"
+                        else "the impression awaits no decision"
+                    )
+            elif not any(f.id == finding_id for f in report.content.findings):
                 raise InvalidInput(f"no finding {finding_id} in the current version")
         except AppError as exc:
             _refuse(db, actor, "report.review", report_id, exc)
             error = exc
         else:
             content = report.content.model_copy(deep=True)
-            if decision == "rejected":
+            if finding_id == IMPRESSION:
+                content.impression_review = "accepted"
+            elif decision == "rejected":
+                gone = next(f for f in content.findings if f.id == finding_id)
+                gone.review_state = "rejected"
+                content.rejected_findings.append(
+                    RejectedFinding(
+                        finding=gone,
+                        rejected_by=user_name(db, actor.user_id) or actor.name,
+                        rejected_at=now_iso(),
+                    )
+                )
                 content.findings = [f for f in content.findings if f.id != finding_id]
             else:
                 for finding in content.findings:

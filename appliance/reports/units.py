@@ -3,57 +3,10 @@ and of FHIR Quantity), and their display form."""
 
 from __future__ import annotations
 
+from ai.units import ucum_code
+
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 
-_ALIASES = {
-    "mm": "mm",
-    "millimeter": "mm",
-    "millimeters": "mm",
-    "millimetre": "mm",
-    "millimetres": "mm",
-    "cm": "cm",
-    "centimeter": "cm",
-    "centimeters": "cm",
-    "centimetre": "cm",
-    "centimetres": "cm",
-    "m": "m",
-    "mm2": "mm2",
-    "mm^2": "mm2",
-    "mm²": "mm2",
-    "sq mm": "mm2",
-    "cm2": "cm2",
-    "cm^2": "cm2",
-    "cm²": "cm2",
-    "sq cm": "cm2",
-    "mm3": "mm3",
-    "mm^3": "mm3",
-    "mm³": "mm3",
-    "cm3": "cm3",
-    "cm^3": "cm3",
-    "cm³": "cm3",
-    "cc": "cm3",
-    "ml": "mL",
-    "milliliter": "mL",
-    "milliliters": "mL",
-    "millilitre": "mL",
-    "l": "L",
-    "hu": "[hnsf'U]",
-    "hounsfield": "[hnsf'U]",
-    "hounsfield unit": "[hnsf'U]",
-    "hounsfield units": "[hnsf'U]",
-    "[hnsf'u]": "[hnsf'U]",
-    "%": "%",
-    "percent": "%",
-    "deg": "deg",
-    "degree": "deg",
-    "degrees": "deg",
-    "°": "deg",
-    "s": "s",
-    "ms": "ms",
-    "1": "1",
-    "": "1",
-    "ratio": "1",
-}
 
 _DISPLAY = {
     "[hnsf'U]": "HU",
@@ -65,7 +18,7 @@ _DISPLAY = {
     "cm3": "cm³",
 }
 
-#: Meanings used for DICOM Code Meaning of the UCUM units above.
+#: Meanings used for DICOM Code Meaning of the UCUM units (every code of the closed list).
 MEANINGS = {
     "mm": "millimeter",
     "cm": "centimeter",
@@ -86,9 +39,10 @@ MEANINGS = {
 
 
 def to_ucum(unit: str | None) -> str:
-    """The UCUM code for a unit as written (``HU`` -> ``[hnsf'U]``); unknown text is kept."""
-    text = (unit or "").strip()
-    return _ALIASES.get(text.lower(), _ALIASES.get(text, text))
+    """The UCUM code for a unit as written (``HU`` -> ``[hnsf'U]``). Only the closed list of
+    :mod:`ai.units` is accepted: anything else becomes ``1`` (no unit), never free text; the
+    safety layer flagged it "unit not recognised" when the model wrote it."""
+    return ucum_code(unit) or "1"
 
 
 def display(unit: str) -> str:

@@ -339,3 +339,26 @@ def test_the_overall_impression_never_reaches_a_screen_unhedged() -> None:
     assert flagged.overall_impression == 'It was called "glioma".'
     assert flagged.needs_review
     assert any("quotation" in reason for reason in flagged.review_reasons)
+
+
+def test_units_off_the_closed_list_and_confidences_out_of_range_are_flagged() -> None:
+    answer = (
+        '```json\n{"findings": [{"location": "left temporal lobe", "description": '
+        '"Glioblastoma.", "confidence": 1.7, "measurements": [{"name": "long axis", '
+        '"value": 3, "unit": "furlongs"}, {"name": "density", "value": 40, "unit": "HU"}]}],'
+        ' "overall_impression": "There is a glioma."}\n```'
+    )
+    safe = apply_safety(parse_answer(answer))
+    (finding,) = safe.findings
+    assert [m.unit for m in finding.measurements] == [None, "[hnsf'U]"]
+    assert [(n.kind, n.original, n.replacement) for n in finding.notes] == [
+        ("unit_not_recognised", "furlongs", None),
+        ("confidence_out_of_range", "1.7", "0.02"),
+    ]
+    assert finding.confidence.value == pytest.approx(0.02)
+    assert any("unit 'furlongs' not recognised" in r for r in safe.review_reasons)
+    assert any(
+        "confidence 1.7 out of range 0..1, replaced by 0.02" in r for r in safe.review_reasons
+    )
+    assert safe.needs_review
+    assert [f.reason for f in safe.overall_flags] == ["unhedged_statement"]

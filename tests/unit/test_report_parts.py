@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from appliance.config import Settings
 from appliance.export import coding
 from appliance.export.sr import person_name
 from appliance.integrations.pacs import backoff_s
 from appliance.reports.builder import region
 from appliance.reports.diff import changes
-from appliance.reports.models import KeyImage, ReportContent, ReportFinding, ReportHeader
+from appliance.reports.models import (
+    KeyImage,
+    Measurement,
+    ReportContent,
+    ReportFinding,
+    ReportHeader,
+)
 from appliance.reports.units import display, to_ucum
 from appliance.reports.verify import GENESIS, version_digest
 
@@ -41,9 +50,16 @@ def test_units_become_ucum_and_print_plainly() -> None:
         "cm3",
         "%",
         "1",
-        "furlong",
+        "1",  # not on the closed list: never passed on as free text
     ]
     assert display("[hnsf'U]") == "HU" and display("cm2") == "cm²"
+
+
+def test_a_measurement_unit_must_be_on_the_closed_list() -> None:
+    assert Measurement(name="long axis", value=3.0, unit="HU").unit == "[hnsf'U]"
+    assert Measurement(name="volume", value=3.0, unit="cc").unit == "cm3"
+    with pytest.raises(ValidationError, match="unit 'furlongs' is not recognised"):
+        Measurement(name="long axis", value=3.0, unit="furlongs")
 
 
 def test_codes_match_whole_words_and_fall_back() -> None:

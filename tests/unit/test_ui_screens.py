@@ -23,6 +23,9 @@ from nicegui.testing import User
 from nicegui.testing.user_simulation import user_simulation
 from pydantic import SecretStr
 
+from ai.parsing import parse_answer
+from ai.safety import apply_safety
+from appliance.analysis.verdict import finding_flags, verdict
 from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
@@ -271,7 +274,7 @@ def draft(s: Screen, study_id: str) -> str:
 
 def test_worklist_lists_imported_studies_with_chips(tmp_path: Path) -> None:
     async def body(s: Screen) -> None:
-        import_set(s)
+        import_set(s, complete=False)
         await s.sign_in(s.add_user(Role.TECHNICIAN))
         await s.see("6 shown of 6")
         await s.see("Doe, Archibald")
@@ -829,5 +832,91 @@ def test_a_zip_uploaded_on_the_import_screen_is_stored_with_a_summary(tmp_path: 
         assert not (s.settings.data_dir.parent / "outside.dcm").exists()
         assert not (tmp_path.parent / "outside.dcm").exists()
         await s.see(marker="upload-to-worklist")
+
+    run(tmp_path, body)
+
+
+# ---- the safety verdict on the screens --------------------------------------------------------
+
+FLAGGED_ANSWER = (
+    '```json\n{"findings": [{"location": "left temporal lobe", "description": "Glioblastoma.",'
+    ' "impression": "Glioblastoma", "confidence": 1.7, "measurements": [{"name": "long axis",'
+    ' "value": 3, "unit": "furlongs"}]}], "overall_impression": "There is a glioma."}\n```'
+)
+
+
+def store_flagged_analysis(s: Screen, study_id: str) -> str:
+    """The rows the analysis job writes for FLAGGED_ANSWER: the real safety layer's output in
+    the real storage format (appliance.analysis.verdict)."""
+    safe = apply_safety(parse_answer(FLAGGED_ANSWER))
+    analysis_id = "flagged-1"
+    s.db.table("analyses").insert({
+        "id": analysis_id, "study_id": study_id, "analysis_type": "primary",
+        "status": "needs_review", "stage": "done", "engine": "openai",
+        "overall_impression": safe.overall_impression, "disclaimer": safe.disclaimer,
+        "safety": json.dumps(verdict(safe)), "created_at": "2026-01-01T00:00:00Z",
+        "completed_at": "2026-01-01T00:00:09Z",
+    })
+    for number, finding in enumerate(safe.findings):
+        s.db.table("findings").insert({
+            "id": f"finding-{number}", "analysis_id": analysis_id,
+            "location": finding.location, "description": finding.description,
+            "impression": finding.impression, "confidence": finding.confidence.value,
+            "flags": json.dumps(finding_flags(finding)), "review_state": "pending",
+            "created_at": "2026-01-01T00:00:09Z",
+        })
+        for item in finding.measurements:
+            s.db.table("measurements").insert({
+                "id": f"m-{number}", "finding_id": f"finding-{number}", "name": item.name,
+                "value": float(item.value), "unit": item.unit or "",
+                "created_at": "2026-01-01T00:00:09Z",
+            })
+    return analysis_id
+
+
+def test_every_safety_flag_is_shown_and_signing_waits_for_decisions(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        analysis_id = store_flagged_analysis(s, study_id)
+        await s.sign_in(s.add_user(Role.RADIOLOGIST))
+        await s.see("Worklist")
+        await s.user.open(f"/analysis/{study_id}")
+        await s.see(marker="impression-flag")
+        await s.see("Could not be hedged: states a diagnosis or finding as fact"
+                    " (\u201cThere is a glioma.\u201d). Decide before signing.")
+        await s.see("Unit not recognised (\u201cfurlongs\u201d): the number is kept without"
+                    " a unit.")
+        await s.see("Confidence out of range (1.7), replaced by 0.02.")
+
+        created = reports.create(
+            s.db, s.ctx.store, ReportCreate(study_id=study_id, analysis_id=analysis_id),
+            Actor(name="technician-1", role="technician"), facility="Test clinic")
+        (finding,) = created.content.findings
+        await s.user.open(f"/report/{study_id}")
+        await s.see(marker="impression-pending")
+        await s.see(marker=f"flag-{finding.id}")
+        await s.see("Unit not recognised (\u201cfurlongs\u201d): the number is kept without"
+                    " a unit.")
+        s.user.find(marker="report-finalize").click()
+        s.user.find(marker="confirm-reviewed").click()
+        s.user.find(marker="confirm-sign").click()
+        await s.see("decide on each flagged item before signing (accept, edit or reject):"
+                    f" {finding.id}, impression")
+        assert reports.load(s.db, created.id).status == "draft"
+
+        s.user.find(marker="impression-accept").click()
+        await s.see("Version 2")
+        s.user.find(marker=f"reject-{finding.id}").click()
+        await s.see("Version 3")
+        await s.see(marker="rejected-finding")
+        await s.see("Rejected by radiologist-1")
+        await s.user.should_not_see("The version chain does not verify")
+        s.user.find(marker="report-finalize").click()
+        s.user.find(marker="confirm-reviewed").click()
+        s.user.find(marker="confirm-sign").click()
+        await s.see(marker="verified-banner")
+        stored = reports.load(s.db, created.id)
+        assert stored.status == "final" and stored.content.findings == []
+        assert [g.finding.id for g in stored.content.rejected_findings] == [finding.id]
 
     run(tmp_path, body)

@@ -100,12 +100,14 @@ def findings_panel(result: AnalysisOut) -> None:
     if result.overall_impression:
         ui.label(i18n.t("analysis.impression", text=result.overall_impression)).classes(
             "text-body1")
+        components.safety_flags(result.overall_flags, "impression-flag")
     for finding in result.findings:
         with ui.card().classes("radiant-card q-pa-sm w-full").props("data-testid=finding"):
             ui.label(finding.description).classes("text-body1").mark("finding-text")
             ui.label(
                 i18n.t("finding.confidence", percent=round(finding.confidence * 100))
             ).classes("text-caption text-weight-bold").props("data-testid=finding-confidence")
+            components.safety_flags(finding.flags, "finding-flag")
     if result.disclaimer:
         ui.label(result.disclaimer).classes("text-body2 radiant-muted").props(
             "data-testid=disclaimer").mark("disclaimer")

@@ -22,6 +22,7 @@ from appliance.reports import service as reports
 from appliance.reports.models import (
     FinalizeRequest,
     FindingEdit,
+    RejectedFinding,
     ReportContent,
     ReportCreate,
     ReportOut,
@@ -213,6 +214,17 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                 ui.label(value or "-").classes("text-body1").style(
                     "white-space: pre-wrap").props(f"data-testid=section-{name}")
 
+    if content.impression_flags and not signed:
+        with ui.card().classes("radiant-card w-full q-pa-md gap-2").mark("impression-flags"):
+            components.safety_flags(content.impression_flags, "impression-flag")
+            if content.impression_review == "pending":
+                ui.label(i18n.t("report.impression_pending")).classes(
+                    "radiant-error text-body1").mark("impression-pending")
+                if user.may(REVIEWERS):
+                    ui.button(i18n.t("report.impression_accept"), icon="check",
+                              on_click=lambda: review(reports.IMPRESSION, "accepted")).props(
+                        "no-caps outline color=positive").mark("impression-accept")
+
     # findings
     finding_editors: dict[str, Any] = {}
     with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
@@ -230,6 +242,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                                         percent=round(finding.confidence * 100))).classes(
                             "text-caption text-weight-bold")
                     components.chip(i18n.t(f"review.{finding.review_state}"), "blue-grey-8")
+                components.safety_flags(finding.flags, f"flag-{finding.id}")
                 if editable:
                     finding_editors[finding.id] = ui.textarea(
                         i18n.t("report.finding_text"), value=finding.text
@@ -246,6 +259,10 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                                   on_click=lambda f=finding.id: review(f, "rejected")).props(
                             "no-caps outline color=negative data-testid=finding-reject").mark(
                             f"reject-{finding.id}")
+        if content.rejected_findings:
+            ui.label(i18n.t("report.rejected_title")).classes("text-subtitle1 text-weight-bold")
+            for gone in content.rejected_findings:
+                _rejected(gone)
         if content.disclaimer and not signed:
             ui.label(content.disclaimer).classes("text-body2 radiant-muted").props(
                 "data-testid=report-disclaimer")
@@ -470,6 +487,15 @@ def _exports(user: session.SessionUser, report: ReportOut) -> None:
                     ui.label(i18n.t("export.no_peers")).classes("radiant-muted")
 
 
+def _rejected(gone: RejectedFinding) -> None:
+    """A rejected finding: struck through, with who rejected it and when."""
+    with ui.card().classes("radiant-card w-full q-pa-sm").mark("rejected-finding"):
+        ui.label(gone.finding.text).classes("text-body1 radiant-muted").style(
+            "text-decoration: line-through")
+        ui.label(i18n.t("report.rejected_line", name=gone.rejected_by or "-",
+                        when=format.received(gone.rejected_at))).classes("text-caption")
+
+
 def _history(history: ReportVersions | None) -> None:
     if history is None:
         return
@@ -487,6 +513,10 @@ def _history(history: ReportVersions | None) -> None:
                                 name=version.author_name or "-",
                                 when=format.received(version.created_at))).classes(
                     "text-subtitle1 text-weight-bold")
+                known = {g.finding.id for g in (previous.rejected_findings if previous else [])}
+                for gone in version.content.rejected_findings:
+                    if gone.finding.id not in known:
+                        _rejected(gone)
                 for change in version.changes[:30]:
                     ui.label(i18n.t(f"change.{change.change}", path=change.path)).classes(
                         "text-body2")
