@@ -36,10 +36,16 @@ class SeriesInfo(_Frozen):
     series_instance_uid: str
     modality: str
     instance_count: int
+    image_count: int | None = None  # slices/frames: an enhanced multi-frame file counts each
     series_description: str = ""
     series_number: int | None = None
     image_orientation_patient: tuple[float, float, float, float, float, float] | None = None
     slice_thickness: float | None = None
+
+
+def images_of(series: SeriesInfo) -> int:
+    """The slices or frames of a series (its instance count when frames are not known)."""
+    return series.image_count if series.image_count is not None else series.instance_count
 
 
 class ThicknessRange(_Frozen):
@@ -69,33 +75,46 @@ class SelectionRule(_Frozen):
         return value
 
     def rejection(self, series: SeriesInfo) -> str | None:
-        """Why ``series`` does not match this rule, or None when it does."""
+        """Why ``series`` does not match this rule, in plain words, or None when it does.
+        Counts are slices/frames (:func:`images_of`), so one enhanced multi-frame file of
+        520 frames counts 520."""
         if series.modality.upper() not in {item.upper() for item in self.modality}:
-            return f"modality {series.modality}"
-        if series.instance_count < self.min_instances:
-            return f"{series.instance_count} instances < {self.min_instances}"
+            wanted = "/".join(self.modality)
+            return f"it is {series.modality or 'of unknown modality'}, not {wanted}"
+        images = images_of(series)
+        if images < self.min_instances:
+            return (
+                f"it has {images} {'image' if images == 1 else 'images'}; "
+                f"at least {self.min_instances} are needed"
+            )
         if self.orientation is not None:
             plane = orientation_of(series.image_orientation_patient)
             if plane != self.orientation:
-                return f"plane {plane or 'unknown'}, not {self.orientation}"
+                seen = f"{plane}" if plane else "of unknown orientation"
+                return f"its images are {seen}, not {self.orientation}"
         limits = self.slice_thickness_mm
         if limits is not None:
             thickness = series.slice_thickness
             if thickness is None:
-                return "no slice thickness"
+                return "its slice thickness is not recorded"
             if (limits.min is not None and thickness < limits.min) or (
                 limits.max is not None and thickness > limits.max
             ):
-                return f"slice thickness {thickness:g} mm outside the rule's range"
+                low = f"{limits.min:g}" if limits.min is not None else "0"
+                high = f"{limits.max:g}" if limits.max is not None else "any"
+                return f"its slices are {thickness:g} mm thick, outside {low} to {high} mm"
         description = series.series_description or ""
         if self.description_include and not re.search(
             self.description_include, description, re.IGNORECASE
         ):
-            return f"description {description!r} not included"
+            return f"its description {description!r} is not the kind of series this rule wants"
         if self.description_exclude and re.search(
             self.description_exclude, description, re.IGNORECASE
         ):
-            return f"description {description!r} excluded"
+            return (
+                f"its description {description!r} marks it as a helper series "
+                "(scout, localizer, dose report or reformat)"
+            )
         return None
 
 
@@ -146,7 +165,7 @@ def load_selection_rules(path: Path | None = None) -> tuple[SelectionRule, ...]:
 
 def _preference(series: SeriesInfo) -> tuple[int, int, str]:
     number = series.series_number if series.series_number is not None else 2**31
-    return (-series.instance_count, number, series.series_instance_uid)
+    return (-images_of(series), number, series.series_instance_uid)
 
 
 def select_series(
@@ -173,7 +192,7 @@ def select_series(
         reason = (
             f"rule {rule.name!r} matched {len(matches)} of {len(pool)} {code} series; chose "
             f"series {chosen.series_number} {chosen.series_description!r} "
-            f"({chosen.instance_count} instances): most instances"
+            f"({images_of(chosen)} images): most images"
         )
         return SeriesSelection(series=chosen, rule=rule.name, reason=reason)
     last = applicable[-1]

@@ -43,6 +43,7 @@ from ai.prompts import (
     build_comparison,
     build_focused,
     build_primary,
+    load_selection_rules,
     select_series,
 )
 from ai.safety import SafeAnalysis, apply_safety
@@ -239,11 +240,16 @@ def _series_info(db: sqlite_utils.Database, study_id: str) -> dict[str, SeriesIn
             if first and first[0]["image_orientation"]
             else None
         )
-        count = db.execute("SELECT COUNT(*) FROM instances WHERE series_id = ?", (row["id"],))
+        count, images = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(number_of_frames, 1), 1)), 0)"
+            " FROM instances WHERE series_id = ?",
+            (row["id"],),
+        ).fetchone()
         found[row["id"]] = SeriesInfo(
             series_instance_uid=row["series_uid"],
             modality=row["modality"] or "",
-            instance_count=int(count.fetchone()[0]),
+            instance_count=int(count),
+            image_count=int(images),
             series_description=row["description"] or "",
             series_number=row["series_number"],
             image_orientation_patient=tuple(iop) if iop and len(iop) == 6 else None,
@@ -270,7 +276,28 @@ def choose_series(
         if chosen.series is not None:
             uid = chosen.series.series_instance_uid
             return next(k for k, v in infos.items() if v.series_instance_uid == uid)
-    raise JobFailed(f"no series of study {study_id} fits the selection rules")
+    raise JobFailed(refusal_reasons(list(infos.values()), modalities or ("CT", "MR", *present)))
+
+
+def refusal_reasons(infos: list[SeriesInfo], modalities: tuple[str, ...]) -> str:
+    """Why no series of a study can be analysed, series by series, in plain words."""
+    if not infos:
+        return "No series of this study can be analysed: it has no images."
+    rules = load_selection_rules()
+    lines = []
+    for info in sorted(infos, key=lambda i: (i.series_number is None, i.series_number or 0)):
+        code = info.modality.upper()
+        name = f"series {info.series_number if info.series_number is not None else '?'}"
+        if info.series_description:
+            name += f" ({info.series_description})"
+        applicable = [r for r in rules if code in r.modality]
+        if code not in modalities or not applicable:
+            lines.append(f"{name}: {code or 'unknown'} images are not analysed")
+            continue
+        lines.append(f"{name}: {applicable[-1].rejection(info) or 'not chosen'}")
+    return "No series of this study can be analysed (no series fits the selection rules). " + (
+        "; ".join(lines) + "."
+    )
 
 
 def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str | None:

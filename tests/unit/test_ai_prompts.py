@@ -337,7 +337,7 @@ def test_ct_selection_prefers_axial_standard_with_most_instances() -> None:
     assert selection.series.series_instance_uid == "1.2.3"
     assert selection.rule == "ct-axial-standard"
     assert "matched 2 of 5 CT series" in selection.reason
-    assert "300 instances" in selection.reason
+    assert "300 images" in selection.reason
 
 
 def test_ct_selection_falls_back_to_thick_axial_series() -> None:

@@ -198,6 +198,9 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
             if result.status == "failed":
                 ui.label(i18n.t(f"analysis.failure.{result.failure or 'unexpected'}")).classes(
                     "radiant-error text-body1").props("role=alert").mark("analysis-failure")
+                if result.failure == "no_series" and result.error:
+                    # The selection's own reasons, series by series, in plain words.
+                    ui.label(result.error).classes("text-body1").mark("analysis-refusals")
                 return
             findings_panel(result)
             with ui.row().classes("gap-2"):
