@@ -178,13 +178,21 @@ def test_day(
     page.get_by_test_id("run-analysis").click()
     findings = page.get_by_test_id("finding")
     expect(findings.first).to_be_visible(timeout=LONG_MS)
-    text = findings.first.inner_text()
+    # The finding's own text (its first line; the flags below it name what was reworded).
+    text = findings.first.inner_text().splitlines()[0]
     assert "definitely" not in text.lower()  # the engine's certainty was hedged
+    expect(findings.first.get_by_test_id("safety-flag").first).to_contain_text(
+        "Reworded by the safety layer")
     assert re.search(r"\b(may|possible|possibly|could|suggest|suspicious|likely|consistent)",
                      text.lower()), text
     expect(findings.first.get_by_test_id("finding-confidence")).to_contain_text("Confidence")
     expect(page.get_by_text("UNVERIFIED").first).to_be_visible()
     expect(page.get_by_test_id("disclaimer")).to_be_visible()
+    # Every safety flag is shown beside its text: the bare diagnosis "Malignant brain tumour."
+    # was reworded, and the screen says so.
+    expect(page.get_by_test_id("safety-flag").first).to_be_visible()
+    expect(page.get_by_text("Reworded by the safety layer: \u201cMalignant brain tumour."
+                            ).first).to_be_visible()
     assert server.ai.requests, "the analysis never reached the AI server"
     check("05-analysis")
 
@@ -216,6 +224,9 @@ def test_day(
     page.get_by_test_id("confirm-sign").click()
     expect(page.get_by_text("VERIFIED", exact=True)).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Signed by doctor")).to_be_visible()
+    expect(page.get_by_test_id("verified-banner")).to_contain_text(
+        "AI suggestions were reviewed.")
+    expect(page.get_by_text("UNVERIFIED until")).to_have_count(0)
     expect(page.get_by_test_id("section-impression")).to_contain_text("Probable right frontal")
     with page.expect_popup() as popup:
         page.get_by_test_id("export-pdf").click()

@@ -187,9 +187,6 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                         "verified" if signed else "gpp_maybe")
         ui.label(i18n.t("report.version", version=report.current_version)).classes(
             "text-body1").props("data-testid=report-version")
-        if signed and report.signed_at:
-            ui.label(i18n.t("report.signed", name=report.signer_name or "-",
-                            when=format.received(report.signed_at))).classes("radiant-ok")
         if loaded.handover and not signed:
             ui.label(i18n.t("report.handed_over", name=loaded.handover["by"],
                             when=format.received(loaded.handover["at"]))).classes(
