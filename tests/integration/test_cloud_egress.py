@@ -30,6 +30,7 @@ from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian,
 from appliance.audit.models import Actor
 from appliance.config import Mode, Settings
 from tests.ai_server import CXR, AIServer, Scripted, chat_completion
+from tests.reporting import settle
 
 pytestmark = pytest.mark.integration
 Headers = Callable[[str], dict[str, str]]
@@ -102,6 +103,7 @@ def _study(app: FastAPI, data: bytes) -> str:
     ctx = app.state.ctx
     result = ctx.ingestor.ingest(data, source="test", actor=ACTOR)
     assert result.outcome == "stored", result
+    settle(ctx.pool.get())  # the whole study has arrived
     uid = str(pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID)
     row = ctx.pool.get().execute("SELECT id FROM studies WHERE study_uid = ?", (uid,)).fetchone()
     return str(row[0])

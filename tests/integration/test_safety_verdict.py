@@ -1,7 +1,7 @@
 """The safety layer's whole verdict is stored, carried into the draft and decided on before
 signing: an answer (from the OpenAI-protocol test server) with an impression that cannot be
-hedged, a confidence of 1.7, a unit "furlongs" and a bare diagnosis. Rejected findings stay in
-the report's history; "furlongs" never reaches an export."""
+hedged (a quoted diagnosis), a confidence of 1.7, a unit "furlongs" and a bare diagnosis.
+Rejected findings stay in the report's history; "furlongs" never reaches an export."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ ANSWER = (
                     "measurements": [{"name": "thickness", "value": 4, "unit": "mm"}],
                 },
             ],
-            "overall_impression": "There is a glioma.",
+            "overall_impression": 'It was called "glioma".',  # quoted: cannot be hedged
         }
     )
     + "\n```"
@@ -90,10 +90,10 @@ def test_every_flag_is_stored_carried_and_decided_before_signing(
     assert analysis["status"] == "needs_review", analysis["error"]
 
     # Stored: the analysis's own verdict and each finding's flags.
-    assert _reasons(analysis["overall_flags"]) == ["unhedged_statement"]
-    assert analysis["overall_flags"][0]["phrase"] == "There is a glioma."
+    assert _reasons(analysis["overall_flags"]) == ["quotation"]
+    assert analysis["overall_flags"][0]["phrase"] == "glioma"
     reasons = " | ".join(analysis["review_reasons"])
-    assert "overall impression: 'There is a glioma.' left as written" in reasons
+    assert "overall impression: 'glioma' left as written" in reasons
     assert "unit 'furlongs' not recognised" in reasons
     assert "confidence 1.7 out of range 0..1, replaced by 0.02" in reasons
     first = analysis["findings"][0]
@@ -103,7 +103,7 @@ def test_every_flag_is_stored_carried_and_decided_before_signing(
     assert any(  # the bare diagnosis, hedged
         f["reason"] == "reworded" and f["phrase"].startswith("Glioblastoma") for f in first["flags"]
     )
-    assert first["impression"].startswith("Findings may represent glioblastoma")
+    assert first["impression"] != "Glioblastoma" and "glioblastoma" in first["impression"]
     assert first["measurements"][0]["unit"] == ""  # the number kept, the unit not
 
     # The draft carries them: the impression goes in marked, awaiting a decision.
@@ -115,9 +115,9 @@ def test_every_flag_is_stored_carried_and_decided_before_signing(
     assert draft.status_code == 201, draft.text
     rid = draft.json()["id"]
     content = draft.json()["content"]
-    assert content["impression"] == "There is a glioma."
+    assert content["impression"] == 'It was called "glioma".'
     assert content["impression_review"] == "pending"
-    assert _reasons(content["impression_flags"]) == ["unhedged_statement"]
+    assert _reasons(content["impression_flags"]) == ["quotation"]
     f1, f2 = content["findings"]
     assert {"unit_not_recognised", "confidence_out_of_range", "reworded"} <= set(
         _reasons(f1["flags"])

@@ -346,7 +346,7 @@ def test_units_off_the_closed_list_and_confidences_out_of_range_are_flagged() ->
         '```json\n{"findings": [{"location": "left temporal lobe", "description": '
         '"Glioblastoma.", "confidence": 1.7, "measurements": [{"name": "long axis", '
         '"value": 3, "unit": "furlongs"}, {"name": "density", "value": 40, "unit": "HU"}]}],'
-        ' "overall_impression": "There is a glioma."}\n```'
+        ' "overall_impression": "It was called \\"glioma\\"."}\n```'
     )
     safe = apply_safety(parse_answer(answer))
     (finding,) = safe.findings
@@ -361,4 +361,4 @@ def test_units_off_the_closed_list_and_confidences_out_of_range_are_flagged() ->
         "confidence 1.7 out of range 0..1, replaced by 0.02" in r for r in safe.review_reasons
     )
     assert safe.needs_review
-    assert [f.reason for f in safe.overall_flags] == ["unhedged_statement"]
+    assert [f.reason for f in safe.overall_flags] == ["quotation"]  # cannot be hedged

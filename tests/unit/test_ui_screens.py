@@ -841,7 +841,8 @@ def test_a_zip_uploaded_on_the_import_screen_is_stored_with_a_summary(tmp_path: 
 FLAGGED_ANSWER = (
     '```json\n{"findings": [{"location": "left temporal lobe", "description": "Glioblastoma.",'
     ' "impression": "Glioblastoma", "confidence": 1.7, "measurements": [{"name": "long axis",'
-    ' "value": 3, "unit": "furlongs"}]}], "overall_impression": "There is a glioma."}\n```'
+    ' "value": 3, "unit": "furlongs"}]}], "overall_impression": "It was called \\"glioma\\"."}'
+    "\n```"
 )
 
 
@@ -882,8 +883,8 @@ def test_every_safety_flag_is_shown_and_signing_waits_for_decisions(tmp_path: Pa
         await s.see("Worklist")
         await s.user.open(f"/analysis/{study_id}")
         await s.see(marker="impression-flag")
-        await s.see("Could not be hedged: states a diagnosis or finding as fact"
-                    " (\u201cThere is a glioma.\u201d). Decide before signing.")
+        await s.see("Could not be hedged: names a disorder inside quoted words"
+                    " (\u201cglioma\u201d). Decide before signing.")
         await s.see("Unit not recognised (\u201cfurlongs\u201d): the number is kept without"
                     " a unit.")
         await s.see("Confidence out of range (1.7), replaced by 0.02.")
