@@ -38,7 +38,8 @@ from appliance.reports import service as reports
 from appliance.reports.models import FinalizeRequest, FindingEdit, ReportCreate, ReportUpdate
 from provisioning import signing
 from provisioning.fleet import enroll_bundle
-from tests.reporting import settle
+from tests.dicom_files import instance_files
+from tests.reporting import CT_SET, settle
 from ui import mount, runtime
 
 PASSWORD = "correct horse battery"
@@ -300,6 +301,23 @@ def test_viewer_shows_the_series_and_steps_through_slices(tmp_path: Path) -> Non
         previews = audit_actions(s.db, "instance.preview")
         assert len(previews) >= 2 and all(r["outcome"] == "success" for r in previews)
         await s.user.should_not_see("Analyse")  # viewers read; they do not request analyses
+
+    run(tmp_path, body)
+
+
+def test_the_viewer_follows_a_study_that_is_still_arriving(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        files = instance_files(CT_SET)
+        for path in files[:10]:
+            s.ctx.ingestor.ingest(path.read_bytes(), source="test", actor=Actor.system("test"))
+        (study_id,) = s.db.execute("SELECT id FROM studies").fetchone()
+        await s.sign_in(s.add_user(Role.VIEWER))
+        await s.see("Worklist")
+        await s.user.open(f"/viewer/{study_id}")
+        await s.see("Slice 6 / 10")
+        for path in files[10:]:  # the rest arrives while the viewer is open
+            s.ctx.ingestor.ingest(path.read_bytes(), source="test", actor=Actor.system("test"))
+        await s.see(f"Slice 6 / {len(files)}")  # same image, more slices, no reload
 
     run(tmp_path, body)
 
