@@ -568,8 +568,10 @@ def review_finding(
     decision: str,
     actor: Actor,
 ) -> ReportOut:
-    """Accept a finding of a draft (``review_state`` accepted) or reject it (removed from the
-    content; the earlier versions keep it). A new version, audited ``report.review``."""
+    """Accept a finding of a draft (``review_state`` accepted) or reject it (moved out of the
+    findings into ``rejected_findings`` with who rejected it and when, so the report's history
+    still shows it); ``finding_id`` :data:`IMPRESSION` accepts a flagged impression as it
+    stands. A new version, audited ``report.review``."""
     if decision not in ("accepted", "rejected"):
         raise InvalidInput("decision must be 'accepted' or 'rejected'")
     error: AppError | None = None
