@@ -7,13 +7,21 @@ patient, study, series and instance rows and the audit row in ONE transaction. O
 durable does :meth:`Ingestor.ingest` return ``stored``, which is when a caller may acknowledge.
 
 Why "stored" means durable, with the fewest syncs: (1) the file is created under its final name,
-written, fsynced and its directory fsynced (:meth:`ObjectStore.create`) before the index
-transaction begins, so the file's bytes and its name are on disk; (2) the transaction then
-commits in SQLite's WAL with ``synchronous=FULL``, which fsyncs the WAL before COMMIT returns;
-(3) only then does :meth:`Ingestor.ingest` return. A crash before (2) completes leaves at most
-a file that no row points to, which start-up recovery sets aside; a crash after it loses
-nothing. Never is a row durable without its file. Write transactions of concurrent ingests take
-a process lock first, so they queue on it instead of sleeping in SQLite's busy handler.
+written, fsynced and its directory fsynced (:meth:`ObjectStore.create`, on a helper thread)
+before the transaction that indexes it commits; (2) that transaction commits in SQLite's WAL
+with ``synchronous=FULL``, which fsyncs the WAL before COMMIT returns; (3) only then does
+:meth:`Ingestor.ingest` return. A crash before (2) completes leaves at most a file that no row
+points to, which start-up recovery sets aside; a crash after it loses nothing. Never is a row
+durable without its file.
+
+Group commit: instances arriving at once on parallel associations share the WAL fsync. Each
+caller prepares its instance (scan, hash, file write started) and queues it; whichever caller
+next holds the write lock takes every queued instance and indexes them all in ONE transaction,
+each inside its own savepoint (an instance refused while indexing is rolled back alone), waits
+for each one's file before COMMIT, commits once and then hands every caller its own outcome.
+A caller returns only after the commit that holds its row has returned (or with its own
+error), so (1) to (3) hold for each instance; only the number of fsyncs changes. Callers queue
+on a process lock instead of sleeping in SQLite's busy handler.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import json
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,27 @@ class IngestResult:
     study_id: str | None = None
     patient_id: str | None = None
     quarantine_id: str | None = None
+    commit: int | None = None  # number of the index commit that made it durable (stored)
+
+
+@dataclass
+class _Pending:
+    """One instance waiting for a group commit; ``done`` is set (under the write lock) by the
+    caller that committed it, with its ``result`` or ``error`` and the commit's number."""
+
+    info: InstanceInfo
+    key: str
+    data: bytes
+    sha256: str
+    source: str
+    origin: str | None
+    actor: Actor
+    existing: Any
+    writing: Future[bool] | None
+    done: bool = False
+    result: IngestResult | None = None
+    error: BaseException | None = None
+    commit: int = 0
 
 
 class Quarantine:
@@ -149,6 +178,9 @@ class Ingestor:
         self.quarantine = quarantine
         self.overwrite = overwrite
         self._write_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._commits = 0
         # threads start on first use; they only write and fsync files
         self._files = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-write")
 
@@ -193,14 +225,9 @@ class Ingestor:
             # waits for the file.
             writing = self._files.submit(self.store.create, key, data) if not existing else None
             sha256 = hashlib.sha256(data).hexdigest()
+            job = _Pending(info, key, data, sha256, source, origin, actor, existing, writing)
             try:
-                with self._write_lock, transaction(db):
-                    result = self._index(
-                        db, info, key, len(data), sha256, source, origin, actor, existing
-                    )
-                    created = writing.result() if writing is not None else False
-                    if not created:  # a replacement, or a name taken by an unindexed file
-                        self.store.put(key, data)
+                result = self._group_commit(db, job)
             except Rejected as exc:
                 _settle(writing)
                 self.store.delete(key, missing_ok=True)
@@ -213,6 +240,73 @@ class Ingestor:
             if existing is not None and existing[1] != key:
                 self.store.delete(existing[1], missing_ok=True)
             return result
+
+    @property
+    def commits(self) -> int:
+        """Index transactions committed by :meth:`ingest` so far (each holds one or more
+        instances); the number of the commit that stored an instance is in its result."""
+        return self._commits
+
+    def pending(self) -> int:
+        """Instances prepared and waiting for the next group commit."""
+        with self._queue_lock:
+            return len(self._queue)
+
+    def _group_commit(self, db: sqlite_utils.Database, job: _Pending) -> IngestResult:
+        """Queue ``job``; return once a commit holding its row has returned (see the module
+        docstring), or raise the error that kept it out of that commit."""
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._write_lock:
+            # A caller that took this job committed it while holding this lock, so the job is
+            # either done or still queued (and then this caller commits it, with the others).
+            if not job.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(db, batch)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _commit_batch(self, db: sqlite_utils.Database, batch: list[_Pending]) -> None:
+        """Index every job of ``batch`` in one transaction, a savepoint each; called with the
+        write lock held. Every job ends ``done``, with a result or an error."""
+        try:
+            with transaction(db):
+                for job in batch:
+                    db.execute("SAVEPOINT ingest_one")
+                    try:
+                        job.result = self._index(
+                            db,
+                            job.info,
+                            job.key,
+                            len(job.data),
+                            job.sha256,
+                            job.source,
+                            job.origin,
+                            job.actor,
+                            job.existing,
+                        )
+                        created = job.writing.result() if job.writing is not None else False
+                        if not created:  # a replacement, or a name taken by an unindexed file
+                            self.store.put(job.key, job.data)
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO ingest_one")
+                        job.result, job.error = None, exc
+                    db.execute("RELEASE ingest_one")
+            self._commits += 1
+            for job in batch:
+                job.commit = self._commits
+                if job.result is not None:
+                    job.result = replace(job.result, commit=self._commits)
+        except BaseException as exc:
+            for job in batch:
+                if job.error is None:
+                    job.result, job.error = None, exc
+        finally:
+            for job in batch:
+                job.done = True
 
     def _quarantine(
         self,

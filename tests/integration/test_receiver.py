@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,6 +313,7 @@ def _send_raw(
     files: list[Path],
     acked: list[str] | None = None,
     stop: threading.Event | None = None,
+    on_ack: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """pynetdicom as a bit-preserving sender: each file's dataset bytes go out unchanged (a
     context per SOP class and exact transfer syntax); returns the status of each instance."""
@@ -345,6 +346,8 @@ def _send_raw(
             statuses[metas[path][2]] = int(code)
             if acked is not None and int(code) == 0:
                 acked.append(metas[path][2])
+            if on_ack is not None and int(code) == 0:
+                on_ack(metas[path][2])
     finally:
         if assoc.is_established:
             assoc.release()
@@ -749,6 +752,47 @@ def test_calling_ae_not_allowed_is_refused_and_audited(
     ]
 
 
+def test_acks_on_parallel_associations_never_precede_their_own_commit(
+    tmp_path: Path, corpus: dict[str, list[Instance]], raw_sending: None
+) -> None:
+    """Two associations send at once (their instances share group commits); at the moment
+    each Success arrives, this process (another one than the receiver) must already see that
+    instance's committed row and its whole file."""
+    appliance = Appliance(tmp_path)
+    halves = [corpus["mr_siemens_t1_sag_brain_35sl"], corpus["ct_ge_head_tilt18_varspacing"]]
+    early: list[str] = []
+    checked: list[str] = []
+
+    def check(sop_uid: str) -> None:
+        with appliance.db() as conn:
+            row = conn.execute(
+                "SELECT storage_key, sha256 FROM instances WHERE sop_instance_uid = ?", (sop_uid,)
+            ).fetchone()
+        if row is None:
+            early.append(sop_uid)
+            return
+        data = (appliance.data_dir / "objects" / row[0]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != row[1]:
+            early.append(sop_uid)
+        checked.append(sop_uid)
+
+    with appliance.serve():
+        senders = [
+            threading.Thread(
+                target=_send_raw,
+                args=(appliance.dicom_port, [i.path for i in half]),
+                kwargs={"on_ack": check},
+            )
+            for half in halves
+        ]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(300)
+    assert early == []
+    assert sorted(checked) == sorted(i.sop_uid for half in halves for i in half)
+
+
 # -- 7: nothing acknowledged is lost, whenever the power goes -------------------------------
 
 CRASH_ROUNDS = 5
@@ -771,21 +815,25 @@ def test_acknowledged_instances_survive_sigkill(
         with appliance.serve() as served:
             acked: list[str] = []
             stop = threading.Event()
-            sender = threading.Thread(
-                target=_send_raw, args=(appliance.dicom_port, files, acked, stop)
-            )
+            # two associations at once (their instances share group commits), halves of it
+            senders = [
+                threading.Thread(target=_send_raw, args=(appliance.dicom_port, part, acked, stop))
+                for part in (files[0::2], files[1::2])
+            ]
             # kill once a random number of instances were acknowledged in this round (a
             # duplicate is acknowledged too), plus a random pause: wherever that falls
             kill_after = rng.randrange(1, len(files))
             pause = rng.uniform(0.0, 0.05)
-            sender.start()
-            while len(acked) < kill_after and sender.is_alive():
+            for sender in senders:
+                sender.start()
+            while len(acked) < kill_after and any(s.is_alive() for s in senders):
                 time.sleep(0.001)
             time.sleep(pause)
             _kill_group(served)
             stop.set()
-            sender.join(60)
-            assert not sender.is_alive()
+            for sender in senders:
+                sender.join(60)
+                assert not sender.is_alive()
             acknowledged.extend(acked)
     assert acknowledged
 

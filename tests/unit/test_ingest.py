@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +393,74 @@ def test_an_unindexed_file_in_the_way_is_replaced_atomically(
     assert ctx.store.path(key).read_bytes() == source.read_bytes()
     stored_sha = db.execute("SELECT sha256 FROM instances").fetchone()[0]
     assert stored_sha == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def test_parallel_instances_share_one_commit_and_no_caller_returns_before_it(
+    ctx: AppContext, settings: Settings
+) -> None:
+    """Group commit: two instances that arrive while another commit holds the write lock are
+    indexed in one transaction, and neither caller (the receiver acknowledges when it
+    returns) gets its result before that commit: a second connection sees no row until then."""
+    files = instance_files("mr_siemens_t1_sag_brain_35sl")[:2]
+    ingestor = ctx.ingestor
+    results: dict[Path, Any] = {}
+
+    def send(path: Path) -> None:
+        result = ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+        # what a peer could see at the moment of its acknowledgement
+        with sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True) as other:
+            visible = other.execute(
+                "SELECT COUNT(*) FROM instances WHERE id = ?", (result.instance_id,)
+            ).fetchone()[0]
+        results[path] = (result, visible)
+
+    before = ingestor.commits
+    threads = [threading.Thread(target=send, args=(f,)) for f in files]
+    with ingestor._write_lock:  # stands for a commit of other instances in progress
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while ingestor.pending() < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ingestor.pending() == 2
+        assert results == {}  # prepared, files written, but nobody acknowledged yet
+        with sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True) as other:
+            assert other.execute("SELECT COUNT(*) FROM instances").fetchone()[0] == 0
+    for thread in threads:
+        thread.join(30)
+    assert ingestor.commits == before + 1  # one WAL commit for both
+    assert {r.outcome for r, _ in results.values()} == {Outcome.STORED}
+    assert {r.commit for r, _ in results.values()} == {before + 1}
+    assert [v for _, v in results.values()] == [1, 1]  # each row durable when its caller returns
+
+
+def test_a_refused_instance_in_a_group_commit_leaves_the_others_stored(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    """One instance refused while indexing (its study belongs to another patient) is rolled
+    back alone: the others of the same commit are stored, the refused one quarantined."""
+    files = instance_files("mr_siemens_t1_sag_brain_35sl")[:4]
+    ctx.ingestor.ingest(files[0].read_bytes(), source="usb", actor=ACTOR)  # the study exists
+    # the middle one claims that study for another patient: refused, whatever its place
+    payloads = [files[1].read_bytes(), _variant(files[2], PatientID="SOMEONE-ELSE"),
+                files[3].read_bytes()]  # fmt: skip
+    outcomes: list[Any] = [None] * 3
+
+    def send(index: int) -> None:
+        outcomes[index] = ctx.ingestor.ingest(payloads[index], source="usb", actor=ACTOR)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+    with ctx.ingestor._write_lock:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while ctx.ingestor.pending() < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ctx.ingestor.pending() == 3
+    for thread in threads:
+        thread.join(30)
+    assert [o.outcome for o in outcomes] == [Outcome.STORED, Outcome.QUARANTINED, Outcome.STORED]
+    assert outcomes[0].commit == outcomes[2].commit
+    assert _count(db, "instances") == 3  # the one stored before, and the two good ones
+    assert _count(db, "quarantine") == 1
+    assert len(list(ctx.store.root.rglob("*.dcm"))) == 3  # no file left for the refused one
