@@ -690,7 +690,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="LIST",
         help="appliance DICOM front ends to run, comma-separated (default: native,pynetdicom)",
     )
+    parser.add_argument(
+        "--associations",
+        default=",".join(map(str, ASSOCIATIONS)),
+        metavar="LIST",
+        help=f"association counts to measure, comma-separated, from {ASSOCIATIONS}",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.associations = [int(n) for n in args.associations.split(",") if n.strip()]
+    except ValueError:
+        parser.error("--associations takes numbers")
+    if not args.associations or set(args.associations) - set(ASSOCIATIONS):
+        parser.error(f"--associations takes numbers from {ASSOCIATIONS}")
     args.frontends = [f.strip() for f in args.frontends.split(",") if f.strip()]
     if not args.frontends or set(args.frontends) - {"native", "pynetdicom"}:
         parser.error("--frontends takes native and/or pynetdicom")
@@ -753,12 +765,12 @@ def run(args: argparse.Namespace) -> int:
         cells = {
             (peer, n): Measurement(peer, n)
             for peer in ("orthanc", *(a.name for a in appliances))
-            for n in ASSOCIATIONS
+            for n in args.associations
         }
         appliance_missing: str | None = None
         print("\n== runs")
         for rep in range(args.repeat):
-            for n in ASSOCIATIONS:
+            for n in args.associations:
                 for peer in (orthanc, *appliances):
                     if peer is not orthanc and appliance_missing is not None:
                         continue
@@ -778,7 +790,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         if appliance_missing is not None:
             print(NOT_AVAILABLE)
-        for n in ASSOCIATIONS:
+        for n in args.associations:
             for appliance in appliances:
                 value = ratio(cells[(appliance.name, n)], cells[("orthanc", n)], data.count)
                 print(f"ratio {appliance.name}/orthanc, {n} association(s): {value}")

@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratio litestream/plain: p50 {p50:.2f}, p95 {p95:.2f}")
     print("\nfile upload throughput")
     print(
-        f"  {'appliance (crypt + cryptcheck, queue)':<38} {size / 1e6 / ours_s:7.1f} MB/s"
+        f"  {'appliance (crypt + verified, queue)':<38} {size / 1e6 / ours_s:7.1f} MB/s"
         f"   ({ours_s:.1f} s)"
     )
     print(f"  {'plain rclone copy':<38} {size / 1e6 / plain_s:7.1f} MB/s   ({plain_s:.1f} s)")

@@ -26,6 +26,8 @@ FILES = "files"
 # Exit codes (rclone docs, "Exit code"): 3 directory not found, 4 file not found,
 # 5 temporary error, 6 less serious error, 7 fatal error.
 EXIT_DIR_NOT_FOUND = 3
+# Uploads in flight at once in one batch (encryption runs on the box, one stream each)
+UPLOAD_TRANSFERS = 8
 COMMON_FLAGS = (
     "--ask-password=false",
     "--contimeout",
@@ -152,6 +154,28 @@ def _last_line(stderr: str) -> str:
     return short_error(stderr, 400) or "no output"
 
 
+_HASH_OK = re.compile(r"^(?:md5|sha1|sha256|crc32|whirlpool|quickxor|dropbox) = [0-9a-fA-F]+ OK$")
+
+
+def confirmed_uploads(log_file: Path) -> set[str]:
+    """Paths with a "<hash> = <hex> OK" line in an rclone JSON log (see ``copy_confirmed``)."""
+    confirmed: set[str] = set()
+    if not log_file.exists():
+        return confirmed
+    with log_file.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if " OK" not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            path = entry.get("object") if isinstance(entry, dict) else None
+            if isinstance(path, str) and _HASH_OK.match(str(entry.get("msg", ""))):
+                confirmed.add(path)
+    return confirmed
+
+
 @dataclass
 class Rclone:
     """Runs rclone with the generated config of one data dir."""
@@ -225,6 +249,34 @@ class Rclone:
             "--checkers",
             "8",
         )
+
+    def copy_confirmed(self, source: Path, list_file: Path, dest: str, log_file: Path) -> set[str]:
+        """Copy the files named in ``list_file`` (relative to ``source``) to ``dest`` with
+        ``UPLOAD_TRANSFERS`` uploads at once, and return those whose upload rclone confirmed by
+        hash: through crypt, the MD5 of the encrypted stream it sent against the one the
+        bucket reports for the stored object (a mismatch deletes the object and fails the
+        file); without crypt, the local file's hash against the stored object's. Files rclone
+        skipped as already there, or stored without a hash to compare (large multipart
+        uploads), are not in the set: :meth:`verify` must check those. The JSON debug log
+        (``log_file``, appended to) is where rclone says "<hash> = <hex> OK" per file."""
+        self.run(
+            "copy",
+            str(source),
+            dest,
+            "--files-from",
+            str(list_file),
+            "--no-traverse",
+            "--transfers",
+            str(UPLOAD_TRANSFERS),
+            "--checkers",
+            str(UPLOAD_TRANSFERS * 2),
+            "--use-json-log",
+            "--log-level",
+            "DEBUG",
+            "--log-file",
+            str(log_file),
+        )
+        return confirmed_uploads(log_file)
 
     def verify(self, source: Path, list_file: Path, combined: Path) -> None:
         """Compare the listed local files with their remote copies (size and hash):

@@ -1,10 +1,15 @@
 """The object worker: drains ``sync_queue`` into the bucket with rclone, in batches.
 
 One batch: claim rows, write their keys to a ``--files-from`` list, ``rclone copy`` the data
-dir's listed files to the ``files`` remote (retried with tenacity's exponential back-off), then
-verify every file remotely (``rclone cryptcheck`` through crypt: size and hash of the encrypted
-copy against the local file; ``rclone check`` without encryption). Only a file reported
-identical becomes ``done``. When the bucket goes away during a batch its rows go back to
+dir's listed files to the ``files`` remote in one rclone process, several uploads at once
+(retried with tenacity's exponential back-off). Verification: rclone hashes each upload as it
+sends it (through crypt, the encrypted bytes) and compares that with the hash the bucket
+reports for the stored object, failing the file on a mismatch; a file whose log says so is
+verified without a second pass. Every other file of the batch (one rclone skipped as already
+there, or stored without a comparable hash) is verified remotely as before (``rclone
+cryptcheck`` through crypt: size and hash of the encrypted copy against the local file;
+``rclone check`` without encryption). Only a file verified one way or the other becomes
+``done``. When the bucket goes away during a batch its rows go back to
 ``pending`` uncounted; other failures make them ``failed`` with the error, to be retried after a
 growing pause. Nothing is ever dropped.
 """
@@ -93,12 +98,18 @@ class Uploader:
         scratch = layout.scratch_dir(self.settings)
         list_file = scratch / f"batch-{threading.get_ident()}.txt"
         combined = scratch / f"check-{threading.get_ident()}.txt"
+        copy_log = scratch / f"copy-{threading.get_ident()}.log"
         list_file.write_text("".join(f"{i.object_key}\n" for i in present), encoding="utf-8")
         combined.unlink(missing_ok=True)
+        copy_log.unlink(missing_ok=True)
         try:
-            self._copy(list_file)
-            self.rclone.verify(self.settings.data_dir, list_file, combined)
-            outcome = _parse_combined(combined)
+            confirmed = self._copy(list_file, copy_log)
+            outcome = {i.object_key: "=" for i in present if i.object_key in confirmed}
+            rest = [i for i in present if i.object_key not in confirmed]
+            if rest:
+                list_file.write_text("".join(f"{i.object_key}\n" for i in rest), "utf-8")
+                self.rclone.verify(self.settings.data_dir, list_file, combined)
+                outcome.update(_parse_combined(combined))
         except RcloneError as exc:
             if not self.reachable():
                 sync_queue.release(db, present)
@@ -113,6 +124,7 @@ class Uploader:
         finally:
             list_file.unlink(missing_ok=True)
             combined.unlink(missing_ok=True)
+            copy_log.unlink(missing_ok=True)
         good = [i for i in present if outcome.get(i.object_key) == "="]
         bad = [i for i in present if outcome.get(i.object_key) != "="]
         marked = sync_queue.mark_done(db, good)
@@ -129,7 +141,8 @@ class Uploader:
         log.info("sync_batch_done", files=marked, failed=len(bad))
         return True
 
-    def _copy(self, list_file: Path) -> None:
+    def _copy(self, list_file: Path, log_file: Path) -> set[str]:
+        """Upload the batch; the keys whose upload rclone confirmed by hash (any attempt)."""
         base = max(self.settings.sync_interval_s / 2, 0.2)
         for attempt in Retrying(
             stop=stop_after_attempt(COPY_ATTEMPTS),
@@ -142,7 +155,10 @@ class Uploader:
                     self.stop.is_set() or not self.reachable()
                 ):
                     raise RcloneError("copy", -1, "stopped or bucket unreachable")
-                self.rclone.copy_files(self.settings.data_dir, list_file, f"{FILES}:")
+                return self.rclone.copy_confirmed(
+                    self.settings.data_dir, list_file, f"{FILES}:", log_file
+                )
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _settle_missing(
         self, db: sqlite_utils.Database, item: QueueItem, report: DrainReport
