@@ -52,6 +52,11 @@ bench-ai *ARGS:
 bench-sync *ARGS:
     {{venv}}/python bench/sync.py {{ARGS}}
 
+# Scale benchmark: API (20 clients) and C-FIND/C-STORE with a 100,000-instance index against an
+# empty one (--instances/--studies for a quicker run); not a test.
+bench-scale *ARGS:
+    {{venv}}/python bench/scale.py {{ARGS}}
+
 # Install the Debian packages a purpose needs (run | test | e2e | bench | node) when any is missing.
 apt group:
     {{venv}}/python -m provisioning.packages ensure {{group}}

@@ -19,7 +19,9 @@ The engine comes from the settings (``RADIANT_AI_*``, ``.env``) like the applian
 says so and exits 0.
 
 Usage: ``.venv/bin/python bench/ai.py [--engine transformers --model-dir DIR | --engine openai
---endpoint URL] [--repeat N] [--max-new-tokens N]`` (``just bench-ai``).
+--endpoint URL] [--repeat N] [--max-new-tokens N]`` (``just bench-ai``). ``--random-weights
+[--tiny]``: no engine, MedGemma 1.5 4B's shape with random weights on a GPU (time to first
+token, decode rate, peak GPU memory; transformers and vLLM), see ``bench/ai_random.py``.
 
 Image preparation is the appliance's own (``ai/imaging.py``; the radiograph read by
 ``appliance/analysis/radiograph.py``), so "prepare s" is what an analysis job spends on it; the CT
@@ -258,6 +260,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ct", type=Path, help="a CT series folder instead of the default")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (default 3)")
     parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="no engine: MedGemma 1.5 4B's shape with random bf16 weights on CUDA "
+        "(transformers, and vLLM when installed); exits 0 without a GPU",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="with --random-weights: a tiny configuration (runs on CPU; checks the mechanics)",
+    )
     return parser.parse_args(argv)
 
 
@@ -272,6 +285,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.random_weights:
+        from bench import ai_random
+
+        logs.configure("warning")
+        tokens = min(args.max_new_tokens, 8 if args.tiny else 256)
+        return ai_random.run(lambda: build_cases(args.ct), tiny=args.tiny, new_tokens=tokens)
     try:
         settings = settings_from(args)
     except ConfigError as exc:

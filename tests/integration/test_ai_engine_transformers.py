@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import string
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +32,11 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tokenizers import AddedToken  # noqa: E402
 from transformers import (  # noqa: E402
     Gemma3Config,
     Gemma3ForConditionalGeneration,
     Gemma3Processor,
     Gemma3TextConfig,
-    GemmaTokenizer,
     GenerationConfig,
     SiglipVisionConfig,
 )
@@ -60,6 +57,7 @@ from ai.engines import (  # noqa: E402
 from ai.engines.transformers_engine import TransformersEngine, inspect_checkpoint  # noqa: E402
 from ai.parsing import parse_answer  # noqa: E402
 from ai.prompts import build_comparison, build_primary  # noqa: E402
+from tests.ai_checkpoint import GEMMA3_CHAT_TEMPLATE, offline_tokenizer  # noqa: E402
 from tests.ai_server import ct_slice_jpegs  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -70,81 +68,10 @@ TOKENS_PER_IMAGE = 4
 SLICES = 4
 MAX_NEW_TOKENS = 12
 
-SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-# Gemma 3's control tokens. The thinking markers are registered as special on purpose: that is
-# the case in which skip_special_tokens=True would silently delete them.
-CONTROL = [
-    "<start_of_turn>",
-    "<end_of_turn>",
-    "<start_of_image>",
-    "<end_of_image>",
-    "<image_soft_token>",
-    "<unused94>",
-    "<unused95>",
-]
-
-# Gemma 3's chat template (system text prefixed to the first user turn; images as
-# <start_of_image>, which the processor expands to the image's soft tokens).
-GEMMA3_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{%- if messages[0]['role'] == 'system' -%}"
-    "{%- if messages[0]['content'] is string -%}"
-    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
-    "{%- else -%}"
-    "{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}"
-    "{%- endif -%}"
-    "{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    '{%- set first_user_prefix = "" -%}'
-    "{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{%- endif -%}"
-    "{%- if (message['role'] == 'assistant') -%}{%- set role = 'model' -%}"
-    "{%- else -%}{%- set role = message['role'] -%}{%- endif -%}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
-    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
-    "{%- elif message['content'] is iterable -%}"
-    "{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'image' -%}{{ '<start_of_image>' }}"
-    "{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- else -%}{{ raise_exception('Invalid content type') }}"
-    "{%- endif -%}"
-    "{{ '<end_of_turn>\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
-)
-
-
-def _tokenizer() -> Any:
-    vocab: dict[str, int] = {}
-    for token in SPECIAL + CONTROL:
-        vocab[token] = len(vocab)
-    for byte in range(256):
-        vocab[f"<0x{byte:02X}>"] = len(vocab)
-    for char in ["\u2581", "\n", *(c for c in string.printable if not c.isspace())]:
-        vocab.setdefault(char, len(vocab))
-    tokenizer = GemmaTokenizer(
-        vocab=vocab,
-        merges=[],
-        boi_token="<start_of_image>",
-        eoi_token="<end_of_image>",
-        image_token="<image_soft_token>",
-    )
-    tokenizer.add_tokens(
-        [AddedToken(token, special=True, normalized=False) for token in CONTROL],
-        special_tokens=True,
-    )
-    return tokenizer
-
 
 def build_tiny_checkpoint(directory: Path) -> dict[str, Any]:
     """Save a tiny random MedGemma-shaped checkpoint (model, processor, template) there."""
-    tokenizer = _tokenizer()
+    tokenizer = offline_tokenizer()
     processor = Gemma3Processor(
         image_processor=Gemma3ImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
         tokenizer=tokenizer,
