@@ -110,7 +110,10 @@ async def _http_load(port: int, clients: int, requests: int, seed: int) -> dict[
         )
         login.raise_for_status()
         client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-        first = (await client.get("/api/studies", params={"limit": 500})).json()
+        listing = await client.get("/api/studies", params={"limit": 500})
+        if listing.status_code != 200:
+            raise RuntimeError(f"GET /api/studies: {listing.status_code} {listing.text[:300]}")
+        first = listing.json()
         study_ids = [s["id"] for s in first["items"]] or [""]
         total = max(1, int(first["total"]))
         series_ids: list[str] = []

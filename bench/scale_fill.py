@@ -116,7 +116,7 @@ def fill(
                 patient_id=f"BENCH{patient:06d}",
                 patient_family=LAST_NAMES[patient % len(LAST_NAMES)].upper(),
                 patient_given=FIRST_NAMES[(patient // len(LAST_NAMES)) % len(FIRST_NAMES)],
-                birth_date=f"{1930 + patient % 80}0{1 + patient % 9}1{patient % 9}",
+                birth_date=f"{1930 + patient % 80}-0{1 + patient % 9}-1{patient % 9}",
                 study_date=(today - timedelta(days=rng.randrange(3650))).strftime("%Y%m%d"),
                 accession_number=f"A{study:08d}",
                 study_description=f"Bench study {study}",
