@@ -58,6 +58,7 @@ class SyncManager:
             self.rclone,
             reachable=self._still_reachable,
             stop=self._stop,
+            release_db=ctx.pool.release,
         )
 
     @property

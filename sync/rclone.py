@@ -27,7 +27,7 @@ FILES = "files"
 # 5 temporary error, 6 less serious error, 7 fatal error.
 EXIT_DIR_NOT_FOUND = 3
 # Uploads in flight at once in one batch (encryption runs on the box, one stream each)
-UPLOAD_TRANSFERS = 8
+UPLOAD_TRANSFERS = 4
 COMMON_FLAGS = (
     "--ask-password=false",
     "--contimeout",
@@ -265,7 +265,6 @@ class Rclone:
             dest,
             "--files-from",
             str(list_file),
-            "--no-traverse",
             "--transfers",
             str(UPLOAD_TRANSFERS),
             "--checkers",

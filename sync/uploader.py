@@ -34,6 +34,7 @@ from sync.rclone import FILES, Rclone, RcloneError
 
 log = get_logger("radiant.sync.uploader")
 BATCH_FILES = 500
+BATCHES_IN_FLIGHT = 2  # rclone processes uploading at once
 BATCH_BYTES = 1 << 30
 COPY_ATTEMPTS = 3
 
@@ -60,30 +61,67 @@ class Uploader:
         *,
         reachable: Callable[[], bool],
         stop: threading.Event | None = None,
+        release_db: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        # closes the calling thread's connection of ``db`` (the extra drain workers' ones)
+        self.release_db = release_db or (lambda: None)
         self.rclone = rclone
         self.reachable = reachable
         self.stop = stop or threading.Event()
 
     def drain(self, *, budget_s: float = 300.0) -> DrainReport:
-        """Upload batches until the queue has nothing due, the budget is spent or stop is set."""
-        report = DrainReport()
+        """Upload batches until the queue has nothing due, the budget is spent or stop is set:
+        ``BATCHES_IN_FLIGHT`` batches at once (each claims its own rows), so that one rclone
+        process starting or listing overlaps another one uploading."""
         deadline = time.monotonic() + budget_s
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            items = sync_queue.claim(
-                self.db(),
-                limit=BATCH_FILES,
-                max_bytes=BATCH_BYTES,
-                retry_base_s=self.settings.sync_interval_s,
+        gone = threading.Event()  # the bucket went away: every worker stops after its batch
+        reports = [DrainReport() for _ in range(BATCHES_IN_FLIGHT)]
+        workers = [
+            threading.Thread(
+                target=self._drain_worker,
+                args=(report, deadline, gone),
+                name=f"sync-upload-{n}",
+                daemon=True,
             )
-            if not items:
-                break
-            report.batches += 1
-            if not self._batch(items, report):
-                break  # the bucket went away: wait for the next round
-        return report
+            for n, report in enumerate(reports[1:], start=1)
+        ]
+        for worker in workers:
+            worker.start()
+        self._drain_worker(reports[0], deadline, gone)
+        for worker in workers:
+            worker.join()
+        total = DrainReport()
+        for report in reports:
+            total.uploaded += report.uploaded
+            total.uploaded_bytes += report.uploaded_bytes
+            total.failed += report.failed
+            total.forgotten += report.forgotten
+            total.released += report.released
+            total.batches += report.batches
+            total.errors += report.errors
+        return total
+
+    def _drain_worker(self, report: DrainReport, deadline: float, gone: threading.Event) -> None:
+        """One worker of :meth:`drain`; it closes its thread's connection when it is not the
+        caller's thread."""
+        try:
+            while not (self.stop.is_set() or gone.is_set()) and time.monotonic() < deadline:
+                items = sync_queue.claim(
+                    self.db(),
+                    limit=BATCH_FILES,
+                    max_bytes=BATCH_BYTES,
+                    retry_base_s=self.settings.sync_interval_s,
+                )
+                if not items:
+                    break
+                report.batches += 1
+                if not self._batch(items, report):
+                    gone.set()  # wait for the next round
+        finally:
+            if threading.current_thread().name.startswith("sync-upload-"):
+                self.release_db()
 
     def _batch(self, items: list[QueueItem], report: DrainReport) -> bool:
         db = self.db()

@@ -238,3 +238,23 @@ def test_litestream_times_with_nanoseconds_parse() -> None:
     moment = litestream.parse_time("2026-11-25T01:40:15.392631224Z")
     assert moment is not None and moment.microsecond == 392631 and moment.tzinfo is not None
     assert litestream.parse_time("garbage") is None
+
+
+def test_only_files_rclone_confirmed_by_hash_count_as_verified(tmp_path: Path) -> None:
+    """``rclone copy --use-json-log -vv`` lines: a "<hash> = <hex> OK" line confirms its file;
+    a skipped file, a size-only line or an error does not (those go to cryptcheck)."""
+    log = tmp_path / "copy.log"
+    lines = [
+        {"level": "debug", "msg": "size = 526228 OK", "object": "objects/a.dcm"},
+        {"level": "debug", "msg": "md5 = aaee187984fdc760ce82ca9adac28e77 OK",
+         "object": "objects/a.dcm"},
+        {"level": "info", "msg": "Copied (new)", "object": "objects/a.dcm"},
+        {"level": "debug", "msg": "size = 10 OK", "object": "objects/b.dcm"},
+        {"level": "debug", "msg": "Unchanged skipping", "object": "objects/b.dcm"},
+        {"level": "error", "msg": "corrupted on transfer: md5 encrypted hashes differ",
+         "object": "objects/c.dcm"},
+        {"level": "debug", "msg": "md5 = OK", "object": "objects/d.dcm"},
+    ]  # fmt: skip
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json OK\n")
+    assert rclone.confirmed_uploads(log) == {"objects/a.dcm"}
+    assert rclone.confirmed_uploads(tmp_path / "absent.log") == set()
