@@ -226,6 +226,10 @@ def _single(key: Key, value: str) -> tuple[str, list[Any]]:
             f"EXISTS (SELECT 1 FROM series ms WHERE ms.study_id = st.id AND {inner})",  # noqa: S608
             params,
         )
+    if key.keyword == "PatientID" and "*" not in value and "?" not in value:
+        # the stored MRN itself, so that the index on patients.mrn answers instead of a scan of
+        # every study (same matches: a non-empty value never equals the masked placeholder)
+        return f"(p.mrn = ? AND p.mrn NOT LIKE '{NO_PATIENT_ID_PREFIX}%')", [value]
     return _text(key.sql, value, case_insensitive=key.kind is Kind.NAME)
 
 
