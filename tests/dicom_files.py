@@ -18,3 +18,17 @@ def instance_files(set_name: str) -> list[Path]:
         if head[128:132] == b"DICM":
             found.append(path)
     return found
+
+
+# Folders of tests/data that are not sets of valid real-world DICOM studies: refused input,
+# text corpora, fuzzing seeds and replayed crash inputs.
+NOT_SETS = frozenset({"malformed", "hedging", "fuzz", "regressions"})
+
+
+def dicom_sets() -> list[str]:
+    """The names of the real DICOM sets of tests/data (folders holding instance files)."""
+    return sorted(
+        p.name
+        for p in DATA.iterdir()
+        if p.is_dir() and p.name not in NOT_SETS and instance_files(p.name)
+    )

@@ -40,12 +40,13 @@ from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from appliance.dicom.receiver import _SenderTakesEveryMessage
+from tests.dicom_files import dicom_sets
 from tests.servers import RADIANT, Served, clean_env, free_port, running
 
 pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-SETS = sorted(p.name for p in DATA.iterdir() if p.is_dir() and p.name != "malformed")
+SETS = dicom_sets()
 UNCOMPRESSED = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
 AE_TITLE = "RADIANT"
 # dcmtk's default calling AE titles, as peers on 127.0.0.1 (their port is never used)

@@ -41,11 +41,11 @@ from pydicom.encaps import parse_fragments
 
 from appliance.volumes import reconstruct as rc
 from appliance.volumes.nifti import to_nifti_image
-from tests.dicom_files import DATA, instance_files
+from tests.dicom_files import dicom_sets, instance_files
 
 pytestmark = pytest.mark.integration
 
-SETS = sorted(p.name for p in DATA.iterdir() if p.is_dir() and p.name != "malformed")
+SETS = dicom_sets()
 CORNER_TOLERANCE_MM = 0.01
 JPEG_LS = {"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
 
