@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     http_host: str = "127.0.0.1"
     http_port: Port = 8000
+    # HTTPS (appliance/tls.py): the site's certificate and key (PEM), else the box's own one.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_extra_names: str = ""
+    allow_plaintext_http: bool = False
     dicom_host: str = "0.0.0.0"  # noqa: S104 (the receiver serves the clinic's network)
     dicom_port: Port = 11112
     dicom_ae_title: str = "RADIANT"
@@ -222,6 +227,18 @@ class Settings(BaseSettings):
     @classmethod
     def _page_size(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("tls_cert", "tls_key", mode="before")
+    @classmethod
+    def _tls_blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("tls_key")
+    @classmethod
+    def _tls_pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if (value is None) != (info.data.get("tls_cert") is None):
+            raise ValueError(f"set both {ENV_PREFIX}TLS_CERT and {ENV_PREFIX}TLS_KEY, or neither")
+        return value
 
     @field_validator("report_font_path", mode="before")
     @classmethod
