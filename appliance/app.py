@@ -7,13 +7,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 
-from appliance import __version__, logs, problems
+from appliance import __version__, logs, problems, tls
 from appliance.analysis import service as analysis
 from appliance.analysis.routes import router as analysis_router
 from appliance.audit.routes import router as audit_router
 from appliance.auth.access import Public, check_guarded
 from appliance.auth.routes import router as auth_router
-from appliance.config import Settings, ensure_secret_key, load_settings, prepare_data_dir
+from appliance.config import (
+    ConfigError,
+    Settings,
+    ensure_secret_key,
+    load_settings,
+    prepare_data_dir,
+)
 from appliance.context import AppContext
 from appliance.db.connection import ConnectionPool
 from appliance.db.migrate import apply_migrations
@@ -33,6 +39,7 @@ from appliance.studies.upload import discard_partial_uploads
 from appliance.system.routes import router as system_router
 from appliance.volumes import service as volumes
 from appliance.volumes.routes import router as volumes_router
+from appliance.web_security import SecurityHeaders
 from provisioning.agent import FleetAgent, receiver_state
 from sync.manager import SyncManager
 from sync.routes import router as sync_router
@@ -49,6 +56,14 @@ def prepare(settings: Settings) -> AppContext:
     if applied:
         log.info("migrations_applied", versions=applied)
     return AppContext.build(settings, pool, secret)
+
+
+def _tls_active(settings: Settings) -> bool:
+    """Whether ``radiant serve`` listens with TLS under these settings."""
+    try:
+        return tls.http_certificate(settings) is not None
+    except (ConfigError, tls.CertificateError):
+        return False
 
 
 def create_app(
@@ -119,7 +134,8 @@ def create_app(
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.db_pool = ctx.pool
-    app.state.secret_key = ctx.secret_key
+    app.state.jwt_key = ctx.keys.jwt
+    app.state.tls_active = _tls_active(settings)
     problems.install(app)
 
     for router in (
@@ -151,5 +167,9 @@ def create_app(
     if with_ui:
         from ui.mount import mount
 
-        mount(app, settings, ctx.secret_key)
+        mount(app, settings, ctx.keys.session)
+    # Added last, so it wraps everything, the screen's session cookie included.
+    app.add_middleware(
+        SecurityHeaders, csp=settings.http_csp, hsts_max_age_s=settings.hsts_max_age_s
+    )
     return app

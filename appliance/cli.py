@@ -56,9 +56,9 @@ def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API and screen with granian (one worker: NiceGUI keeps state in process)."""
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
 
-    from appliance import logs
+    from appliance import logs, tls
     from appliance.app import prepare
 
     overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
@@ -66,16 +66,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     ctx = prepare(settings)  # fail here, with one line, rather than inside the worker
     ctx.pool.close_all()
+    certificate = tls.http_certificate(settings)  # refuses plain HTTP beyond loopback
+    scheme = "https" if certificate else "http"
     # The worker builds the app from the environment: pass the effective values down.
     os.environ["RADIANT_HTTP_HOST"] = settings.http_host
     os.environ["RADIANT_HTTP_PORT"] = str(settings.http_port)
     os.environ["RADIANT_DATA_DIR"] = str(settings.data_dir.resolve())
     logs.get_logger("radiant.cli").info(
         "serving",
-        url=f"http://{settings.http_host}:{settings.http_port}",
+        url=f"{scheme}://{settings.http_host}:{settings.http_port}",
         data_dir=str(settings.data_dir.resolve()),
         mode=settings.mode.value,
+        tls_fingerprint=tls.fingerprint_sha256(certificate[0]) if certificate else None,
     )
+    if tls.plaintext_exposed(settings, certificate is not None):
+        logs.get_logger("radiant.cli").warning(
+            "plaintext_http", detail="RADIANT_ALLOW_PLAINTEXT_HTTP: passwords cross the network"
+        )
     Granian(
         "appliance.app:create_app",
         factory=True,
@@ -86,7 +93,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_access=False,
         log_dictconfig=logs.granian_config(),
         websockets=True,
+        ssl_cert=certificate[0].resolve() if certificate else None,
+        ssl_key=certificate[1].resolve() if certificate else None,
+        ssl_protocol_min=SSLProtocols.tls12,
     ).serve()
+    return EXIT_OK
+
+
+def _print_certificate(cert: Path) -> None:
+    from cryptography import x509
+
+    from appliance import tls
+
+    loaded = tls.load_certificate(cert)
+    try:
+        names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        alt = ", ".join(str(n.value) for n in names)
+    except x509.ExtensionNotFound:
+        alt = ""
+    print(f"certificate: {cert}")
+    print(f"sha256 fingerprint: {tls.fingerprint_sha256(cert)}")
+    print(f"valid until: {loaded.not_valid_after_utc.isoformat()}")
+    print(f"names: {alt}")
+
+
+def cmd_tls_show(args: argparse.Namespace) -> int:
+    """The certificate the screen, API and DICOM TLS serve (made when the box has none)."""
+    from appliance import tls
+    from appliance.config import prepare_data_dir
+
+    settings = _settings(args)
+    prepare_data_dir(settings)
+    cert, _ = tls.ensure_box_certificate(settings)
+    _print_certificate(cert)
+    print(f"source: {'site (RADIANT_TLS_CERT)' if tls.site_supplied(settings) else 'box'}")
+    return EXIT_OK
+
+
+def cmd_tls_renew(args: argparse.Namespace) -> int:
+    """A new key pair and certificate for the box (audited); restart to serve it."""
+    from appliance import tls
+    from appliance.audit import service as audit
+
+    settings, db = _open(args)
+    try:
+        cert, _ = tls.write_box_certificate(settings)
+    except tls.CertificateError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    fingerprint = tls.fingerprint_sha256(cert)
+    audit.record(
+        db,
+        _cli_actor(),
+        "tls.renew",
+        object_type="certificate",
+        object_id=fingerprint,
+    )
+    _print_certificate(cert)
+    print("restart the appliance to serve it; clients that pin the old fingerprint need the new")
     return EXIT_OK
 
 
@@ -322,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="check the audit hash chain")
     data_dir_option(verify)
     verify.set_defaults(func=cmd_audit_verify)
+
+    tls_parser = sub.add_parser("tls", help="the box's TLS certificate").add_subparsers(
+        dest="tls_command", required=True, metavar="ACTION"
+    )
+    tls_show = tls_parser.add_parser(
+        "show", help="print the certificate's SHA-256 fingerprint and names (made when missing)"
+    )
+    data_dir_option(tls_show)
+    tls_show.set_defaults(func=cmd_tls_show)
+    tls_renew = tls_parser.add_parser("renew", help="make a new key and certificate for the box")
+    data_dir_option(tls_renew)
+    tls_renew.set_defaults(func=cmd_tls_renew)
 
     media = sub.add_parser("import", help="import DICOM from a USB stick, CD or folder")
     media.add_argument("path", type=Path, metavar="PATH", help="where the media is mounted")

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     tls_extra_names: str = ""
     allow_plaintext_http: bool = False
+    hsts_max_age_s: Annotated[int, Field(ge=0, le=2 * 31_536_000)] = 31_536_000
+    http_csp: str = ""
+    # Screen sessions (ui/session.py): absolute and idle limits.
+    session_max_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
+    session_idle_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
     dicom_host: str = "0.0.0.0"  # noqa: S104 (the receiver serves the clinic's network)
     dicom_port: Port = 11112
     dicom_ae_title: str = "RADIANT"
@@ -270,9 +275,7 @@ class Settings(BaseSettings):
     def _ai_key_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         key_field = info.field_name.removesuffix("_file") if info.field_name else ""
         if value is not None and info.data.get(key_field) is not None:
-            raise ValueError(
-                f"set either {ENV_PREFIX}{key_field.upper()} or this file, not both"
-            )
+            raise ValueError(f"set either {ENV_PREFIX}{key_field.upper()} or this file, not both")
         return value
 
     @field_validator(

@@ -48,14 +48,47 @@ def box_paths(settings: Settings) -> tuple[Path, Path]:
 
 
 def site_supplied(settings: Settings) -> bool:
-    """True when the site configured its own certificate and key."""
-    return settings.tls_cert is not None and settings.tls_key is not None
+    """True when the site configured its own certificate and key (not the box's files)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return False
+    return settings.tls_cert.resolve() != box_paths(settings)[0].resolve()
+
+
+def http_certificate(settings: Settings) -> tuple[Path, Path] | None:
+    """What ``radiant serve`` listens with: a certificate and key (HTTPS) or None (HTTP).
+
+    - ``RADIANT_TLS_CERT``/``RADIANT_TLS_KEY`` set: HTTPS with them, on any address.
+    - A loopback address otherwise: plain HTTP (only this machine can connect).
+    - Any other address: HTTPS with the box's certificate when first boot (or
+      ``radiant tls renew``) made one; else plain HTTP only with
+      ``RADIANT_ALLOW_PLAINTEXT_HTTP=true``; else ConfigError: the box refuses to start.
+    """
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return ensure_box_certificate(settings)
+    if is_loopback(settings.http_host):
+        return None
+    paths = certificate_paths(settings)
+    if paths is not None:
+        check_pair(*paths)
+        return paths
+    if settings.allow_plaintext_http:
+        return None
+    raise ConfigError(
+        f"configuration error: RADIANT_HTTP_HOST: {settings.http_host} is not a loopback "
+        "address and no TLS certificate is configured: run `radiant tls renew` (the box's own "
+        "certificate), set RADIANT_TLS_CERT and RADIANT_TLS_KEY (the site's), or set "
+        "RADIANT_ALLOW_PLAINTEXT_HTTP=true to send passwords in clear"
+    )
+
+
+def plaintext_exposed(settings: Settings, tls_active: bool) -> bool:
+    """True when the screen and API answer plain HTTP beyond this machine (the red banner)."""
+    return not tls_active and not is_loopback(settings.http_host)
 
 
 def certificate_paths(settings: Settings) -> tuple[Path, Path] | None:
     """The certificate and key the box serves with, None when there is none yet."""
-    if site_supplied(settings):
-        assert settings.tls_cert is not None and settings.tls_key is not None
+    if settings.tls_cert is not None and settings.tls_key is not None:
         return settings.tls_cert, settings.tls_key
     cert, key = box_paths(settings)
     return (cert, key) if cert.is_file() and key.is_file() else None
@@ -66,8 +99,7 @@ def ensure_box_certificate(settings: Settings) -> tuple[Path, Path]:
 
     A site's files are checked (readable, key matches); ConfigError names the variable.
     """
-    if site_supplied(settings):
-        assert settings.tls_cert is not None and settings.tls_key is not None
+    if settings.tls_cert is not None and settings.tls_key is not None:
         try:
             check_pair(settings.tls_cert, settings.tls_key)
         except CertificateError as exc:

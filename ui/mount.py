@@ -59,7 +59,12 @@ def mount(app: FastAPI, settings: Settings, secret: str, ctx: AppContext | None 
         title="RadiantAI",
         dark=True,
         storage_secret=secret,
-        session_middleware_kwargs={"same_site": "strict"},
+        # The cookie only names the browser's server-side storage; ui/session.py enforces the
+        # idle and absolute limits there. Secure and HttpOnly: appliance/web_security.py.
+        session_middleware_kwargs={
+            "same_site": "strict",
+            "max_age": int(settings.session_max_hours * 3600),
+        },
         show_welcome_message=False,
         reconnect_timeout=10.0,
     )

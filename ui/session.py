@@ -1,6 +1,8 @@
 """Screen sessions: sign-in through the appliance's auth service (same lockout and audit as
-the API), kept in ``app.storage.user`` with a sliding expiry; every page and every action
-re-reads the account and checks the role again."""
+the API), kept server-side in ``app.storage.user`` (the browser's cookie only names that
+storage). A session ends after ``RADIANT_SESSION_IDLE_MINUTES`` without activity and after
+``RADIANT_SESSION_MAX_HOURS`` whatever happens; signing out removes it from the server. Every
+page and every action re-reads the account and checks the role again."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ui import i18n, runtime
 
 USER_ID = "uid"
 EXPIRES = "expires"
+STARTED = "started"
 EXPIRED = "expired"
 
 ADMIN = frozenset({Role.ADMIN})
@@ -37,8 +40,9 @@ class SessionUser:
 
     @property
     def actor(self) -> Actor:
-        return Actor(name=self.username, role=self.role.value, user_id=self.user_id,
-                      client=self.client)
+        return Actor(
+            name=self.username, role=self.role.value, user_id=self.user_id, client=self.client
+        )
 
     def may(self, roles: frozenset[Role]) -> bool:
         return self.role in roles
@@ -65,8 +69,12 @@ def client_address() -> str | None:
     return request.client.host if request is not None and request.client else None
 
 
-def _lifetime_s() -> float:
-    return float(runtime.get().settings.access_token_minutes * 60)
+def _idle_s() -> float:
+    return float(runtime.get().settings.session_idle_minutes * 60)
+
+
+def _max_s() -> float:
+    return float(runtime.get().settings.session_max_hours * 3600)
 
 
 def sign_in(username: str, password: str, client: str | None) -> SessionUser:
@@ -91,7 +99,8 @@ def start(user: SessionUser) -> None:
     """Open the screen session for ``user`` (in the page's context)."""
     storage = app.storage.user
     storage[USER_ID] = user.user_id
-    storage[EXPIRES] = time.time() + _lifetime_s()
+    storage[STARTED] = time.time()
+    storage[EXPIRES] = time.time() + _idle_s()
     storage.pop(EXPIRED, None)
     remembered = app.storage.general.get(f"lang:{user.user_id}")
     if remembered in i18n.languages():
@@ -100,8 +109,8 @@ def start(user: SessionUser) -> None:
 
 def end() -> None:
     storage = app.storage.user
-    storage.pop(USER_ID, None)
-    storage.pop(EXPIRES, None)
+    for key in (USER_ID, EXPIRES, STARTED):
+        storage.pop(key, None)
 
 
 def set_language(code: str) -> None:
@@ -121,7 +130,8 @@ def current() -> SessionUser | None:
     user_id = storage.get(USER_ID)
     if not user_id:
         return None
-    if float(storage.get(EXPIRES, 0)) < time.time():
+    now = time.time()
+    if float(storage.get(EXPIRES, 0)) < now or float(storage.get(STARTED, 0)) + _max_s() < now:
         end()
         storage[EXPIRED] = True
         return None
@@ -129,7 +139,7 @@ def current() -> SessionUser | None:
     if user is None or not user.active:
         end()
         return None
-    storage[EXPIRES] = time.time() + _lifetime_s()
+    storage[EXPIRES] = now + _idle_s()
     return SessionUser(user.id, user.username, user.full_name, user.role, client_address())
 
 

@@ -42,7 +42,7 @@ class Allow:
     ) -> Actor:
         if not token:
             raise Unauthorized("sign in first: this needs a bearer access token")
-        secret = cast(str, request.app.state.secret_key)
+        secret = cast(str, request.app.state.jwt_key)
         user = service.user_from_token(db, token, secret)
         if user.role not in self.roles:
             raise Forbidden(

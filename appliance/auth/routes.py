@@ -40,7 +40,7 @@ def token(
         ),
     )
     access, lifetime = service.issue_token(
-        user, request.app.state.secret_key, settings.access_token_minutes
+        user, request.app.state.jwt_key, settings.access_token_minutes
     )
     return Token(access_token=access, expires_in=lifetime)
 

@@ -85,7 +85,7 @@ def _audited(
 def device(ctx: AppContext) -> sr.Device:
     """This appliance as SR device observer (UID derived from its secret key, stable)."""
     return sr.Device(
-        uid=generate_uid(entropy_srcs=["radiant-device-observer", ctx.secret_key]),
+        uid=generate_uid(entropy_srcs=["radiant-device-observer", ctx.keys.uid_entropy]),
         site=ctx.settings.site_name,
     )
 

@@ -143,7 +143,7 @@ def test_bad_tokens_are_refused(
         "iat": now,
         "exp": now + timedelta(minutes=5),
     }
-    secret = app.state.secret_key
+    secret = app.state.jwt_key
     token = {
         "expired": lambda: jwt.encode({**claims, "exp": now - timedelta(seconds=5)}, secret),
         "wrong-key": lambda: jwt.encode(claims, "another-secret-of-sufficient-length-000"),
@@ -169,7 +169,7 @@ def test_token_lifetime_follows_the_setting(tmp_path: Path) -> None:
     with TestClient(app) as client:
         body = _token(client, "short", PASSWORD).json()
     assert body["expires_in"] == 300
-    claims = jwt.decode(body["access_token"], app.state.secret_key, algorithms=["HS256"])
+    claims = jwt.decode(body["access_token"], app.state.jwt_key, algorithms=["HS256"])
     assert claims["exp"] - claims["iat"] == 300
     assert claims["role"] == "viewer" and claims["name"] == "short"
 
