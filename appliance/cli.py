@@ -186,6 +186,21 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    """Lift an account's sign-in locks from every address (audited ``user.unlock``)."""
+    from appliance.auth import service
+    from appliance.errors import AppError
+
+    _, db = _open(args)
+    try:
+        pairs = service.unlock(db, args.username, _cli_actor(), client=args.address)
+    except AppError as exc:
+        raise CliError(exc.detail) from None
+    where = f"; address {args.address} unblocked" if args.address else ""
+    print(f"unlocked {args.username}: {pairs} locked address(es) cleared{where}")
+    return EXIT_OK
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from appliance.audit import service
 
@@ -378,6 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--full-name")
     data_dir_option(create)
     create.set_defaults(func=cmd_user_create)
+
+    unlock = user.add_parser(
+        "unlock", help="lift an account's sign-in locks (from every address)"
+    )
+    unlock.add_argument("--username", required=True)
+    unlock.add_argument(
+        "--address", help="also lift the block of this client address (all accounts)"
+    )
+    data_dir_option(unlock)
+    unlock.set_defaults(func=cmd_user_unlock)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit_command", required=True, metavar="ACTION"

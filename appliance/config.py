@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
     login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
     login_lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    login_client_delay_after: Annotated[int, Field(ge=1, le=1000)] = 10
+    login_client_max_failures: Annotated[int, Field(ge=2, le=10_000)] = 30
+    login_client_window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    login_client_block_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     db_busy_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
     log_level: str = "info"
     dicom_overwrite: bool = False

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from appliance import __version__
+from appliance import __version__, tls
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.config import ENV_PREFIX, Mode, Settings
@@ -354,6 +354,7 @@ class FleetAgent:
             },
             "retention_days": settings.retention_days,
             "public_key": ident.public_key,
+            "tls": tls_state(settings),
         }
         return signing.sign(body, device.ensure_device_key(settings))
 
@@ -361,6 +362,18 @@ class FleetAgent:
         document = self.status_document(db)
         self.bucket.put_json(document["device_id"], STATUS_DOC, document)
         return document
+
+
+def tls_state(settings: Settings) -> dict[str, Any]:
+    """The certificate part of status.json, so hospital IT can pin it."""
+    paths = tls.certificate_paths(settings)
+    if paths is None:
+        return {"fingerprint_sha256": None, "not_after": None, "source": None}
+    return {
+        "fingerprint_sha256": tls.fingerprint_sha256(paths[0]),
+        "not_after": tls.not_after(paths[0]).isoformat(),
+        "source": "site" if tls.site_supplied(settings) else "box",
+    }
 
 
 def receiver_state(status: ReceiverStatus) -> dict[str, Any]:

@@ -164,6 +164,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
         f"mode: {result.mode.value}"
     )
     print(f"device public key: {result.public_key}")
+    if result.tls_fingerprint:
+        print(f"TLS certificate sha256 fingerprint: {result.tls_fingerprint}")
     if result.remote:
         where = "registered in the bucket" if result.registered else "not registered yet"
         print(f"remote: {result.remote}, {where}")
@@ -174,6 +176,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_device_show(args: argparse.Namespace) -> int:
+    from appliance import tls
     from appliance.config import prepare_data_dir
     from provisioning import device, service, signing
 
@@ -181,6 +184,8 @@ def cmd_device_show(args: argparse.Namespace) -> int:
     prepare_data_dir(settings)
     ident = device.identity(settings)
     fleet_key = device.pinned_fleet_key(settings)
+    paths = tls.certificate_paths(settings)
+    tls_fingerprint = tls.fingerprint_sha256(paths[0]) if paths else None
     if args.json:
         print(
             json.dumps(
@@ -190,6 +195,7 @@ def cmd_device_show(args: argparse.Namespace) -> int:
                     "fingerprint": ident.fingerprint,
                     "provisioned": service.is_provisioned(settings),
                     "fleet_key": signing.fingerprint(fleet_key) if fleet_key else None,
+                    "tls_fingerprint": tls_fingerprint,
                 },
                 indent=2,
             )
@@ -200,6 +206,7 @@ def cmd_device_show(args: argparse.Namespace) -> int:
     print(f"fingerprint: {ident.fingerprint}")
     print(f"provisioned: {'yes' if service.is_provisioned(settings) else 'no'}")
     print(f"fleet key: {signing.fingerprint(fleet_key) if fleet_key else 'none pinned'}")
+    print(f"TLS certificate sha256 fingerprint: {tls_fingerprint or 'none yet'}")
     return EXIT_OK
 
 

@@ -98,4 +98,5 @@ class ProvisionResult(BaseModel):
     remote: str
     fleet_key_fingerprint: str | None
     registered: bool  # device.json written to the bucket
+    tls_fingerprint: str | None = None  # SHA-256 of the certificate the box serves
     warnings: list[str]

@@ -21,12 +21,12 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from appliance import __version__
+from appliance import __version__, tls
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
 from appliance.auth.models import Role, UserCreate, check_password, check_username
-from appliance.config import ENV_PREFIX, Mode, Settings
+from appliance.config import ENV_PREFIX, ConfigError, Mode, Settings
 from appliance.db.connection import transaction
 from appliance.db.rows import now_iso
 from appliance.errors import AppError
@@ -306,8 +306,12 @@ def provision(
         if warning:
             warnings.append(warning)
 
-    # Everything is valid: identity first (idempotent), then the writes.
+    # Everything is valid: identity and TLS certificate first (idempotent), then the writes.
     ident = device.identity(settings)
+    try:
+        cert_path, _ = tls.ensure_box_certificate(checked.settings)
+    except (ConfigError, tls.CertificateError) as exc:
+        raise ProvisionError("tls_cert", str(exc).removeprefix("configuration error: ")) from None
     header = (
         f"Written by `radiant provision` on {now_iso()} (RadiantAI {__version__}).\n"
         "Read at start-up below the environment; 0600: it holds the bucket's credentials.\n"
@@ -352,6 +356,7 @@ def provision(
         fleet_key_fingerprint=marker["fleet_key"],
         registered=registered,
         warnings=warnings,
+        tls_fingerprint=tls.fingerprint_sha256(cert_path),
     )
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from nicegui import app, context
 
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
+from appliance.auth import throttle
 from appliance.auth.models import Role
 from appliance.errors import Locked, Unauthorized
 from ui import i18n, runtime
@@ -82,14 +82,15 @@ def sign_in(username: str, password: str, client: str | None) -> SessionUser:
     if not username.strip() or not password:
         raise SignInFailed("signin.empty")
     rt = runtime.get()
-    policy = auth.LoginPolicy(
-        max_failures=rt.settings.login_max_failures,
-        lockout=timedelta(minutes=rt.settings.login_lockout_minutes),
-    )
+    policy = throttle.policy(rt.settings)
     try:
         user = auth.authenticate(rt.db(), username.strip(), password, client=client, policy=policy)
     except Locked as exc:
         raise SignInFailed("signin.locked", minutes=exc.retry_after // 60 + 1) from None
+    except auth.WrongCredentials as exc:
+        if exc.attempts_left == 1:
+            raise SignInFailed("signin.last_attempt") from None
+        raise SignInFailed("signin.wrong") from None
     except Unauthorized:
         raise SignInFailed("signin.wrong") from None
     return SessionUser(user.id, user.username, user.full_name, user.role, client)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 import sqlite_utils
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from appliance.audit.models import Actor
-from appliance.auth import service
+from appliance.auth import service, throttle
 from appliance.auth.access import Allow, Public
 from appliance.auth.models import Role, Token, UserCreate, UserOut
 from appliance.config import Settings
@@ -34,10 +33,7 @@ def token(
         form.password,
         client=client_address(request),
         request_id=request_id(request),
-        policy=service.LoginPolicy(
-            max_failures=settings.login_max_failures,
-            lockout=timedelta(minutes=settings.login_lockout_minutes),
-        ),
+        policy=throttle.policy(settings),
     )
     access, lifetime = service.issue_token(
         user, request.app.state.jwt_key, settings.access_token_minutes

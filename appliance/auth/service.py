@@ -8,7 +8,6 @@ takes effect at once.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,9 @@ from pwdlib import PasswordHash
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
+from appliance.auth import throttle
 from appliance.auth.models import Role, UserCreate, UserOut
+from appliance.auth.throttle import LoginPolicy as LoginPolicy
 from appliance.db.connection import transaction
 from appliance.db.rows import fetch_one, iso, new_id, now_iso, utc_now
 from appliance.errors import Conflict, Locked, NotFound, Unauthorized
@@ -27,12 +28,6 @@ ALGORITHM = "HS256"
 _hasher = PasswordHash.recommended()
 # Verified against when the username is unknown, so timing does not reveal which names exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-@dataclass(frozen=True)
-class LoginPolicy:
-    max_failures: int = 5
-    lockout: timedelta = timedelta(minutes=15)
 
 
 def _user_out(row: dict[str, Any]) -> UserOut:
@@ -128,6 +123,16 @@ def set_active(db: sqlite_utils.Database, user_id: str, active: bool, actor: Act
     return _user_out(updated)
 
 
+class WrongCredentials(Unauthorized):
+    """A refused password; ``attempts_left`` before this address's lock on the account."""
+
+    def __init__(self, attempts_left: int) -> None:
+        super().__init__("incorrect username or password")
+        self.attempts_left = attempts_left
+        if attempts_left == 1:
+            self.extra = {"attempts_left": 1}
+
+
 def authenticate(
     db: sqlite_utils.Database,
     username: str,
@@ -137,13 +142,15 @@ def authenticate(
     request_id: str | None = None,
     policy: LoginPolicy | None = None,
 ) -> UserOut:
-    """Check a password; failures are counted, locked accounts refused, all of it audited.
+    """Check a password under the throttling rules of :mod:`appliance.auth.throttle`.
 
-    Raises Unauthorized (bad credentials) or Locked (too many failures; retry later). The
-    failure count and the audit rows are committed before the error is raised.
+    Raises :class:`WrongCredentials` (bad credentials, with the attempts left) or Locked (the
+    address, or this account from this address, must wait). Counts and audit rows are committed
+    before the error is raised.
     """
     policy = policy or LoginPolicy()
     name = username[:64]
+    address = throttle.client_key(client)
     error: Exception | None = None
     with transaction(db):
         row = fetch_one(db, "SELECT * FROM users WHERE username = ?", (name,))
@@ -154,64 +161,65 @@ def authenticate(
             client=client,
             request_id=request_id,
         )
+        target = {"object_type": "user", "object_id": row["id"]} if row else {}
         now = utc_now()
-        if row is None:
-            _hasher.verify(password, _DUMMY_HASH)
-            audit.record(
-                db, actor, "auth.login", outcome="failure", detail={"reason": "unknown user"}
-            )
-            error = Unauthorized("incorrect username or password")
-        elif row["locked_until"] and row["locked_until"] > iso(now):
-            remaining = _seconds_until(row["locked_until"], now)
+        refusal = throttle.check(db, name, address, now)
+        if refusal is not None:
             audit.record(
                 db,
                 actor,
                 "auth.login",
-                object_type="user",
-                object_id=row["id"],
                 outcome="failure",
-                detail={"reason": "locked"},
+                detail={"reason": refusal.reason},
+                **target,
             )
+            wait = refusal.retry_after // 60 + 1
             error = Locked(
-                f"too many failed sign-in attempts; try again in {remaining // 60 + 1} minutes "
-                "or ask an administrator",
-                retry_after=remaining,
+                "too many failed sign-in attempts from this address; try again in "
+                f"{wait} minutes or ask an administrator"
+                if refusal.reason != "too fast"
+                else f"too many failed sign-in attempts; wait {refusal.retry_after} seconds",
+                retry_after=refusal.retry_after,
             )
-        elif not _hasher.verify(password, row["password_hash"]) or not row["active"]:
-            failures = int(row["failed_logins"]) + 1
-            locked_until = None
-            if failures >= policy.max_failures:
-                locked_until = iso(now + policy.lockout)
-                failures = 0
-            db.execute(
-                "UPDATE users SET failed_logins = ?, locked_until = ?, updated_at = ? WHERE id = ?",
-                (failures, locked_until, iso(now), row["id"]),
+        elif row is None or not _hasher.verify(password, row["password_hash"]) or not row["active"]:
+            if row is None:
+                _hasher.verify(password, _DUMMY_HASH)
+            outcome = throttle.record_failure(db, name, address, now, policy)
+            reason = (
+                "unknown user"
+                if row is None
+                else "bad password"
+                if row["active"]
+                else "disabled account"
             )
-            reason = "bad password" if row["active"] else "disabled account"
             audit.record(
-                db,
-                actor,
-                "auth.login",
-                object_type="user",
-                object_id=row["id"],
-                outcome="failure",
-                detail={"reason": reason},
+                db, actor, "auth.login", outcome="failure", detail={"reason": reason}, **target
             )
-            if locked_until:
+            if outcome.locked_until:
                 audit.record(
                     db,
                     actor,
                     "auth.lockout",
-                    object_type="user",
-                    object_id=row["id"],
                     detail={
-                        "until": locked_until,
+                        "until": outcome.locked_until,
                         "minutes": int(policy.lockout.total_seconds() // 60),
+                        "scope": "account from this address",
                     },
+                    **target,
                 )
-            error = Unauthorized("incorrect username or password")
+            if outcome.client_blocked_until:
+                audit.record(
+                    db,
+                    actor,
+                    "auth.throttle",
+                    object_type="client",
+                    object_id=address,
+                    detail={"until": outcome.client_blocked_until},
+                )
+            error = WrongCredentials(outcome.attempts_left)
         else:
             _, new_hash = _hasher.verify_and_update(password, row["password_hash"])
+            throttle.record_success(db, name, address)
             db.execute(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?,"
                 " password_hash = COALESCE(?, password_hash), updated_at = ? WHERE id = ?",
@@ -223,6 +231,32 @@ def authenticate(
         raise error
     assert row is not None
     return _user_out(row)
+
+
+def unlock(
+    db: sqlite_utils.Database, username: str, actor: Actor, *, client: str | None = None
+) -> int:
+    """Lift the sign-in locks of ``username`` from every address (and the block of ``client``
+    when given); audited ``user.unlock``. NotFound for an unknown account."""
+    with transaction(db):
+        row = fetch_one(db, "SELECT id, username FROM users WHERE username = ?", (username,))
+        if row is None:
+            raise NotFound(f"user {username!r} not found")
+        pairs = throttle.unlock_account(db, row["username"])
+        db.execute(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = ? WHERE id = ?",
+            (now_iso(), row["id"]),
+        )
+        unblocked = throttle.unblock_client(db, client) if client else False
+        audit.record(
+            db,
+            actor,
+            "user.unlock",
+            object_type="user",
+            object_id=row["id"],
+            detail={"locked_pairs": pairs, "client_unblocked": client if unblocked else None},
+        )
+    return pairs
 
 
 def _seconds_until(moment: str, now: datetime) -> int:

@@ -81,10 +81,10 @@ def test_lockout_after_five_failures(
     assert '"reason":"locked"' in actions[-1][2]
     # fifteen minutes later (the lock's end moved into the past) the right password works again
     past = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    db.execute("UPDATE users SET locked_until = ? WHERE username = 'tech1'", (past,))
+    db.execute("UPDATE login_failures SET locked_until = ? WHERE username = 'tech1'", (past,))
     assert _token(client, "tech1", PASSWORD).status_code == 200
-    failures = db.execute("SELECT failed_logins FROM users WHERE username = 'tech1'").fetchone()
-    assert failures[0] == 0
+    left = db.execute("SELECT COUNT(*) FROM login_failures WHERE username = 'tech1'").fetchone()
+    assert left[0] == 0
 
 
 def test_success_resets_the_failure_count(
