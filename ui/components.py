@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from appliance import tls
 from appliance.auth.models import Role
 from appliance.errors import AppError
 from sync import mode as sync_mode
@@ -67,6 +68,21 @@ def theme() -> None:
     ui.dark_mode(True)
     ui.add_css(THEME_CSS)
     ui.query("body").classes("radiant")
+    plaintext_banner()
+
+
+def plaintext_banner() -> None:
+    """A red banner on every page while the screen answers plain HTTP beyond this machine
+    (``RADIANT_ALLOW_PLAINTEXT_HTTP=true``): passwords and sessions cross the network in clear."""
+    rt = runtime.get()
+    if not tls.plaintext_exposed(rt.settings, bool(rt.state("tls_active"))):
+        return
+    with ui.footer().classes("bg-red-9 text-white q-px-md q-py-sm"):
+        with ui.row().classes("w-full items-center no-wrap gap-2"):
+            ui.icon("lock_open").classes("text-h6")
+            ui.label(i18n.t("security.plaintext_banner")).classes("text-body1").props(
+                "data-testid=plaintext-banner"
+            ).mark("plaintext-banner")
 
 
 def ai_banner() -> None:

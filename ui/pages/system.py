@@ -9,12 +9,15 @@ from typing import Any
 
 from nicegui import ui
 
+from appliance import tls
 from appliance.analysis import service as analysis_service
 from appliance.audit import service as audit
 from appliance.audit.models import AuditPage
 from appliance.auth import service as auth
+from appliance.auth import throttle
 from appliance.auth.models import Role, UserCreate, UserOut
-from appliance.config import Mode
+from appliance.config import Mode, Settings
+from appliance.db.rows import utc_now
 from appliance.dicom.receiver import ReceiverStatus
 from sync import mode as sync_mode
 from sync import status as sync_status
@@ -46,6 +49,10 @@ class Facts:
     receiver: ReceiverStatus | None
     addresses: list[str]
     users: list[UserOut]
+    tls_active: bool
+    tls_fingerprint: str | None
+    locked: list[throttle.LockedPair]
+    blocked: list[tuple[str, str]]
 
 
 def _facts() -> Facts:
@@ -68,7 +75,16 @@ def _facts() -> Facts:
         receiver=receiver.status() if receiver is not None else None,
         addresses=addresses(rt.settings.dicom_host),
         users=auth.list_users(db),
+        tls_active=bool(rt.state("tls_active")),
+        tls_fingerprint=_fingerprint(rt.settings),
+        locked=throttle.locked(db, utc_now()),
+        blocked=throttle.blocked_clients(db, utc_now()),
     )
+
+
+def _fingerprint(settings: Settings) -> str | None:
+    paths = tls.certificate_paths(settings)
+    return tls.fingerprint_sha256(paths[0]) if paths else None
 
 
 def _switch(mode: Mode, user: session.SessionUser) -> Mode:
@@ -229,8 +245,53 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
                         quarantined=receiver.quarantined,
                     )
                 ).classes("text-body2")
+    _security(facts, reload)
     _users(user, facts.users, reload)
     _audit_viewer()
+
+
+def _security(facts: Facts, reload: Any) -> None:
+    """HTTPS state and certificate fingerprint (to pin), locked sign-ins with their unlock."""
+    with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
+        ui.label(i18n.t("system.security")).classes("text-h6")
+        state = "system.https_on" if facts.tls_active else "system.https_off"
+        ui.label(i18n.t(state)).classes("radiant-ok" if facts.tls_active else "radiant-error")
+        ui.label(i18n.t("system.tls_fingerprint", value=facts.tls_fingerprint or "-")).classes(
+            "text-body2"
+        ).style("overflow-wrap: anywhere").props("data-testid=tls-fingerprint").mark(
+            "tls-fingerprint"
+        )
+        if not facts.locked and not facts.blocked:
+            ui.label(i18n.t("system.no_locks")).classes("text-body2 radiant-muted")
+        for pair in facts.locked:
+            with ui.row().classes("w-full items-center gap-3").props("data-testid=locked-row"):
+                ui.label(
+                    i18n.t("system.locked_pair", user=pair.username, address=pair.client)
+                ).classes("text-body1")
+                ui.space()
+
+                async def unlock(name: str = pair.username) -> None:
+                    current = session.require(session.ADMIN)
+                    if current is None:
+                        components.refuse()
+                        return
+                    try:
+                        await runtime.off_loop(
+                            lambda: auth.unlock(runtime.get().db(), name, current.actor)
+                        )
+                    except Exception as exc:
+                        components.notify_error(exc)
+                        return
+                    ui.notify(i18n.t("system.unlocked", user=name), type="positive")
+                    await reload()
+
+                ui.button(i18n.t("system.unlock"), icon="lock_open", on_click=unlock).props(
+                    "no-caps outline data-testid=unlock"
+                )
+        for address, until in facts.blocked:
+            ui.label(i18n.t("system.blocked_address", address=address, until=until)).classes(
+                "text-body1 radiant-error"
+            )
 
 
 def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None:
