@@ -41,6 +41,7 @@ from appliance.volumes import service as volumes
 from appliance.volumes.routes import router as volumes_router
 from appliance.web_security import SecurityHeaders
 from provisioning.agent import FleetAgent, receiver_state
+from provisioning.audit_checkpoints import Checkpointer
 from sync.manager import SyncManager
 from sync.routes import router as sync_router
 
@@ -110,6 +111,8 @@ def create_app(
         )
         fleet_agent.start()  # only on a provisioned box with a remote; talks only when online
         app.state.fleet = fleet_agent
+        checkpointer = Checkpointer(settings, ctx.pool, settings.audit_checkpoint_rows)
+        checkpointer.start()
         log.info("started", version=__version__, mode=settings.mode.value)
         try:
             yield
@@ -121,6 +124,7 @@ def create_app(
             jobs.stop()
             fleet_agent.stop()
             sync_manager.stop()
+            checkpointer.stop()  # the shutdown checkpoint, after the last writer stopped
             ctx.pool.close_all()
             log.info("stopped")
 

@@ -202,14 +202,24 @@ def cmd_user_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from appliance.audit import service
+    """The hash chain on its own and against the signed checkpoints outside the database."""
+    from provisioning import audit_checkpoints
 
-    _, db = _open(args)
-    report = service.verify(db)
+    settings, db = _open(args)
+    report = audit_checkpoints.verify(settings, db)
     if report.ok:
-        print(f"audit chain intact: {report.rows} rows")
+        unsigned = report.rows - report.signed_through
+        print(
+            f"audit chain intact: {report.rows} rows; {report.checkpoints} signed checkpoints "
+            f"cover rows 1-{report.signed_through}"
+            + (f" ({unsigned} newer rows not yet signed)" if unsigned else "")
+        )
         return EXIT_OK
-    print(f"audit chain broken at row {report.first_bad_id}: {report.reason}", file=sys.stderr)
+    print(
+        f"audit chain broken at row {report.first_bad_id}: {report.reason}"
+        f" (signed checkpoints hold through row {report.signed_through})",
+        file=sys.stderr,
+    )
     return EXIT_FAILED
 
 
@@ -394,9 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_option(create)
     create.set_defaults(func=cmd_user_create)
 
-    unlock = user.add_parser(
-        "unlock", help="lift an account's sign-in locks (from every address)"
-    )
+    unlock = user.add_parser("unlock", help="lift an account's sign-in locks (from every address)")
     unlock.add_argument("--username", required=True)
     unlock.add_argument(
         "--address", help="also lift the block of this client address (all accounts)"

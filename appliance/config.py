@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     login_client_max_failures: Annotated[int, Field(ge=2, le=10_000)] = 30
     login_client_window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     login_client_block_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    audit_checkpoint_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     db_busy_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
     log_level: str = "info"
     dicom_overwrite: bool = False

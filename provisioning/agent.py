@@ -30,7 +30,7 @@ from appliance.context import AppContext
 from appliance.db.connection import transaction
 from appliance.db.rows import now_iso
 from appliance.logs import get_logger
-from provisioning import desired, device, envfile, signing
+from provisioning import audit_checkpoints, desired, device, envfile, signing
 from provisioning.bucket import DESIRED_DOC, STATUS_DOC, DocumentError, FleetBucket, for_box
 from provisioning.service import is_provisioned, read_marker, register
 from sync import status as sync_status
@@ -361,6 +361,9 @@ class FleetAgent:
     def publish(self, db: sqlite_utils.Database) -> dict[str, Any]:
         document = self.status_document(db)
         self.bucket.put_json(document["device_id"], STATUS_DOC, document)
+        checkpoint = audit_checkpoints.latest(self.settings)
+        if checkpoint:  # beside the status: a copy the box alone cannot rewrite later
+            self.bucket.put_json(document["device_id"], audit_checkpoints.BUCKET_DOC, checkpoint)
         return document
 
 

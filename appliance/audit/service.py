@@ -10,7 +10,7 @@ Rows carry ids only, never PHI values.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import sqlite_utils
@@ -147,6 +147,27 @@ def verify(db: sqlite_utils.Database) -> ChainReport:
             ok=False, rows=count, first_bad_id=1, reason="the chain head record is missing"
         )
     return ChainReport(ok=True, rows=count)
+
+
+def head(db: sqlite_utils.Database) -> tuple[int, str] | None:
+    """The newest row's id and stored hash, None for an empty log."""
+    last = db.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    return (int(last[0]), str(last[1])) if last else None
+
+
+def row_digests(
+    db: sqlite_utils.Database, first_id: int, last_id: int
+) -> Iterator[tuple[int, str, str, str]]:
+    """For each row ``first_id..last_id`` in id order: id, the hash recomputed from its
+    content, the stored hash and the stored ``prev_hash``."""
+    cursor = db.execute(
+        f"SELECT {', '.join(_FIELDS)}, hash FROM audit_log"  # noqa: S608
+        " WHERE id BETWEEN ? AND ? ORDER BY id",
+        (first_id, last_id),
+    )
+    for values in cursor:
+        row = dict(zip((*_FIELDS, "hash"), values, strict=True))
+        yield int(row["id"]), _digest(row), str(row["hash"]), str(row["prev_hash"])
 
 
 def page(
