@@ -77,12 +77,11 @@ def plaintext_banner() -> None:
     rt = runtime.get()
     if not tls.plaintext_exposed(rt.settings, bool(rt.state("tls_active"))):
         return
-    with ui.footer().classes("bg-red-9 text-white q-px-md q-py-sm"):
-        with ui.row().classes("w-full items-center no-wrap gap-2"):
-            ui.icon("lock_open").classes("text-h6")
-            ui.label(i18n.t("security.plaintext_banner")).classes("text-body1").props(
-                "data-testid=plaintext-banner"
-            ).mark("plaintext-banner")
+    with ui.row().classes("w-full items-center no-wrap gap-2 bg-red-9 text-white q-px-md q-py-sm"):
+        ui.icon("lock_open").classes("text-h6")
+        ui.label(i18n.t("security.plaintext_banner")).classes("text-body1").props(
+            "data-testid=plaintext-banner"
+        ).mark("plaintext-banner")
 
 
 def ai_banner() -> None:

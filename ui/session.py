@@ -90,6 +90,9 @@ def sign_in(username: str, password: str, client: str | None) -> SessionUser:
     except auth.WrongCredentials as exc:
         if exc.attempts_left == 1:
             raise SignInFailed("signin.last_attempt") from None
+        if exc.attempts_left == 0:  # this failure locked the account from this address
+            minutes = rt.settings.login_lockout_minutes
+            raise SignInFailed("signin.locked", minutes=minutes) from None
         raise SignInFailed("signin.wrong") from None
     except Unauthorized:
         raise SignInFailed("signin.wrong") from None

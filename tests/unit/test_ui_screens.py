@@ -171,12 +171,13 @@ def test_wrong_password_says_so_and_is_audited(tmp_path: Path) -> None:
 def test_lockout_message_after_repeated_failures(tmp_path: Path) -> None:
     async def body(s: Screen) -> None:
         name = s.add_user(Role.TECHNICIAN)
-        for _ in range(2):
-            await s.sign_in(name, "not the password")
-            await s.see("Incorrect username or password.")
-        await s.sign_in(name)  # the right password, but the account is locked now
+        await s.sign_in(name, "not the password")
+        await s.see("One attempt left")  # the warning before the last attempt
+        await s.sign_in(name, "not the password")
+        await s.see("sign-in is locked here")
+        await s.sign_in(name)  # the right password, but the account is locked from here now
         await s.see(marker="signin-message")
-        await s.see("this account is locked")
+        await s.see("sign-in is locked here")
         assert audit_actions(s.db, "auth.lockout")
 
     run(tmp_path, body, login_max_failures=2)
