@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,7 +33,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_http(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout: float = 60.0,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
     """Poll ``url`` until it answers; fail early with the server's output if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -40,7 +46,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0)
             out = process.stdout.read().decode(errors="replace") if process.stdout else ""
             raise AssertionError(f"server exited with {process.returncode}:\n{out[-4000:]}")
         try:
-            httpx.get(url, timeout=2.0)
+            httpx.get(url, timeout=2.0, verify=verify)
             return
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -54,7 +60,13 @@ class Served:
 
 
 @contextmanager
-def running(args: list[str], env: Mapping[str, str], cwd: Path, ready_url: str) -> Iterator[Served]:
+def running(
+    args: list[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    ready_url: str,
+    verify: ssl.SSLContext | bool = True,
+) -> Iterator[Served]:
     """Run ``args`` in its own process group until the block ends (SIGTERM, then SIGKILL)."""
     process = subprocess.Popen(
         args,
@@ -66,7 +78,7 @@ def running(args: list[str], env: Mapping[str, str], cwd: Path, ready_url: str) 
     )
     served = Served(process)
     try:
-        wait_http(ready_url, process)
+        wait_http(ready_url, process, verify=verify)
         yield served
     finally:
         if process.poll() is None:
