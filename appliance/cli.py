@@ -118,13 +118,20 @@ def _print_certificate(cert: Path) -> None:
 
 
 def cmd_tls_show(args: argparse.Namespace) -> int:
-    """The certificate the screen, API and DICOM TLS serve (made when the box has none)."""
+    """The certificate the screen, API and DICOM TLS serve; with ``ensure`` (first boot,
+    containers) the box's own is made when none is configured or made yet."""
     from appliance import tls
     from appliance.config import prepare_data_dir
 
     settings = _settings(args)
     prepare_data_dir(settings)
-    cert, _ = tls.ensure_box_certificate(settings)
+    if args.tls_command == "ensure":
+        cert, _ = tls.ensure_box_certificate(settings)
+    else:
+        paths = tls.certificate_paths(settings)
+        if paths is None:
+            raise CliError("no certificate yet: `radiant tls ensure` makes the box's own")
+        cert = paths[0]
     _print_certificate(cert)
     print(f"source: {'site (RADIANT_TLS_CERT)' if tls.site_supplied(settings) else 'box'}")
     return EXIT_OK
@@ -423,10 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="tls_command", required=True, metavar="ACTION"
     )
     tls_show = tls_parser.add_parser(
-        "show", help="print the certificate's SHA-256 fingerprint and names (made when missing)"
+        "show", help="print the served certificate's SHA-256 fingerprint, names and validity"
     )
     data_dir_option(tls_show)
     tls_show.set_defaults(func=cmd_tls_show)
+    tls_ensure = tls_parser.add_parser(
+        "ensure", help="make the box's certificate unless one exists or the site's is set; show it"
+    )
+    data_dir_option(tls_ensure)
+    tls_ensure.set_defaults(func=cmd_tls_show)
     tls_renew = tls_parser.add_parser("renew", help="make a new key and certificate for the box")
     data_dir_option(tls_renew)
     tls_renew.set_defaults(func=cmd_tls_renew)

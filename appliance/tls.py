@@ -99,7 +99,8 @@ def ensure_box_certificate(settings: Settings) -> tuple[Path, Path]:
 
     A site's files are checked (readable, key matches); ConfigError names the variable.
     """
-    if settings.tls_cert is not None and settings.tls_key is not None:
+    if site_supplied(settings):
+        assert settings.tls_cert is not None and settings.tls_key is not None
         try:
             check_pair(settings.tls_cert, settings.tls_key)
         except CertificateError as exc:
@@ -107,9 +108,9 @@ def ensure_box_certificate(settings: Settings) -> tuple[Path, Path]:
                 f"configuration error: RADIANT_TLS_CERT/RADIANT_TLS_KEY: {exc}"
             ) from None
         return settings.tls_cert, settings.tls_key
-    paths = certificate_paths(settings)
-    if paths is not None:
-        return paths
+    cert, key = box_paths(settings)
+    if cert.is_file() and key.is_file():
+        return cert, key
     return write_box_certificate(settings)
 
 

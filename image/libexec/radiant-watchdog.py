@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -42,21 +43,29 @@ def _active_for_s(binary: str, unit: str) -> float | None:
 
 
 def health_url() -> str:
-    """``http://<host>:<port>/healthz`` from the appliance's settings (0.0.0.0 -> 127.0.0.1)."""
-    from appliance.config import load_settings
+    """``http(s)://<host>:<port>/healthz`` from the appliance's settings (0.0.0.0 ->
+    127.0.0.1; https when the appliance serves TLS under them)."""
+    from appliance import tls
+    from appliance.config import ConfigError, load_settings
 
     settings = load_settings()
+    try:
+        scheme = "https" if tls.http_certificate(settings) else "http"
+    except (ConfigError, tls.CertificateError):
+        scheme = "http"  # the appliance refuses to start: the probe reports it down
     host = settings.http_host
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.http_port}/healthz"
+    return f"{scheme}://{host}:{settings.http_port}/healthz"
 
 
 def probe(url: str, timeout: float) -> str | None:
     """None when healthy, else why not."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http only)
+        # A liveness probe of this machine's own server: the certificate is not what it checks.
+        context = ssl._create_unverified_context() if url.startswith("https:") else None  # noqa: S323
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
             body = json.loads(response.read(65536) or b"{}")
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code}"

@@ -30,16 +30,33 @@ MIN_TARGET_PX = 48.0
 _SHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
-def launch(playwright: Playwright) -> Browser:
-    """Headless Debian Chromium; a fresh temporary profile per launch (Playwright's default)."""
+# Reports every Content-Security-Policy violation of every document to the test (the binding is
+# exposed by the page fixture), from before the page's own scripts run.
+CSP_LISTENER_JS = r"""
+document.addEventListener('securitypolicyviolation', (e) => {
+  const report = `${e.effectiveDirective} blocked ${e.blockedURI || 'inline'}`
+    + ` at ${e.sourceFile || document.location.pathname}:${e.lineNumber}`
+    + ` (${(e.sample || '').slice(0, 80)})`;
+  if (window.__radiantCspViolation) window.__radiantCspViolation(report);
+});
+"""
+
+
+def launch(playwright: Playwright, spki_pins: list[str] | None = None) -> Browser:
+    """Headless Debian Chromium; a fresh temporary profile per launch (Playwright's default).
+
+    ``spki_pins``: base64 SHA-256 of public keys whose certificates Chromium accepts although
+    no system authority signed them (how a self-signed box certificate is trusted; every other
+    certificate error still fails the page)."""
     if not CHROMIUM.exists():
         raise RuntimeError(
             f"{CHROMIUM} is missing: install Debian's chromium with "
             "`.venv/bin/python -m provisioning.packages ensure e2e` (./just test does this)"
         )
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-    )
+    args = list(CHROMIUM_ARGS)
+    if spki_pins:
+        args.append(f"--ignore-certificate-errors-spki-list={','.join(spki_pins)}")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
 
 
 def ensure_viewport(page: Page) -> None:

@@ -6,10 +6,13 @@
   role, password)``, ``.insert_media(folder, label)``, ``.radiant(*args)``, ``.log()``. The box is
   provisioned (``radiant provision``: site, English, offline, administrator ``.setup_admin``) so
   ``/`` leads to sign-in. A test module may set ``APPLIANCE_ENV = {"RADIANT_...": ...}`` to add or
-  override settings, and ``APPLIANCE_PROVISIONED = False`` for a box on its first-boot screen.
+  override settings, ``APPLIANCE_PROVISIONED = False`` for a box on its first-boot screen, and
+  ``APPLIANCE_TLS = True`` to serve HTTPS with the box certificate (the browser then trusts that
+  certificate alone, pinned by its public key; certificate errors are never ignored).
 - ``page`` (function): a page of a fresh browser context, 1280x800, in one headless Chromium per
   module; ``base_url`` is the appliance's when the test also uses ``appliance_server``.
 - ``console_errors``: the page's console errors and uncaught exceptions so far (a live list).
+- ``csp_violations``: every ``securitypolicyviolation`` event of the page's documents so far.
 - ``shot(page, name)``: saves ``name.png`` (1280x800) into ``output_dir``: a per-test folder under
   ``tmp_path``, or ``$RADIANT_SCREENSHOT_DIR`` when set (``just screenshots``).
 - ``assert_touch_targets(page)``, ``no_horizontal_scroll(page)``: the checks of
@@ -46,6 +49,7 @@ class PageState:
     tmp_path: Path
     console: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    csp: list[str] = field(default_factory=list)
 
 
 _PAGE_STATE = pytest.StashKey[PageState]()
@@ -92,6 +96,7 @@ def appliance_server(
         root,
         getattr(request.module, "APPLIANCE_ENV", None),
         provisioned=getattr(request.module, "APPLIANCE_PROVISIONED", True),
+        tls=getattr(request.module, "APPLIANCE_TLS", False),
     )
     try:
         yield server
@@ -100,18 +105,43 @@ def appliance_server(
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
+def playwright(request: pytest.FixtureRequest) -> Iterator[Playwright]:
     # Module scope, not session: the sync API must not be alive while other (asyncio) test
-    # modules run.
-    with sync_playwright() as pw:
+    # modules run. For an HTTPS appliance, Playwright's own HTTP client (page.request, in its
+    # Node.js driver) trusts the box certificate through NODE_EXTRA_CA_CERTS, read when the
+    # driver starts.
+    extra_ca = None
+    if getattr(request.module, "APPLIANCE_TLS", False):
+        server: ApplianceServer = request.getfixturevalue("appliance_server")
+        extra_ca = str(server.certificate)
+    saved = os.environ.get("NODE_EXTRA_CA_CERTS")
+    if extra_ca:
+        os.environ["NODE_EXTRA_CA_CERTS"] = extra_ca
+    try:
+        manager = sync_playwright()
+        pw = manager.start()
+    finally:
+        if extra_ca:
+            if saved is None:
+                os.environ.pop("NODE_EXTRA_CA_CERTS", None)
+            else:
+                os.environ["NODE_EXTRA_CA_CERTS"] = saved
+    try:
         yield pw
+    finally:
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """One Chromium per test module; each test gets its own context (cookies, storage)."""
+def browser(request: pytest.FixtureRequest, playwright: Playwright) -> Iterator[Browser]:
+    """One Chromium per test module; each test gets its own context (cookies, storage). For an
+    HTTPS appliance it trusts the box certificate's public key (and nothing else extra)."""
+    pins: list[str] = []
+    if getattr(request.module, "APPLIANCE_TLS", False):
+        server: ApplianceServer = request.getfixturevalue("appliance_server")
+        pins.append(server.spki_pin())
     try:
-        instance = chromium.launch(playwright)
+        instance = chromium.launch(playwright, spki_pins=pins)
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
@@ -153,6 +183,12 @@ def page(request: pytest.FixtureRequest, browser: Browser, tmp_path: Path) -> It
         state.console.append(line)
         state.errors.append(line)
 
+    def on_csp(source: object, report: str) -> None:
+        state.csp.append(report)
+        state.console.append(f"csp violation: {report}")
+
+    context.expose_binding("__radiantCspViolation", on_csp)
+    context.add_init_script(chromium.CSP_LISTENER_JS)
     new_page.on("console", on_console)
     new_page.on("pageerror", on_page_error)
     request.node.stash[_PAGE_STATE] = state
@@ -167,6 +203,13 @@ def console_errors(request: pytest.FixtureRequest, page: Page) -> list[str]:
     """Console errors and uncaught exceptions of ``page`` (grows while the test runs)."""
     state: PageState = request.node.stash[_PAGE_STATE]
     return state.errors
+
+
+@pytest.fixture
+def csp_violations(request: pytest.FixtureRequest, page: Page) -> list[str]:
+    """Content-Security-Policy violations of ``page`` (grows while the test runs)."""
+    state: PageState = request.node.stash[_PAGE_STATE]
+    return state.csp
 
 
 @pytest.fixture

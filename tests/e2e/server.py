@@ -5,9 +5,12 @@ fill up and stall the server during a long test), shown when a test fails."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.ai_server import AIServer
 from tests.servers import RADIANT, clean_env, free_port
@@ -49,6 +54,8 @@ class ApplianceServer:
     env: dict[str, str]
     #: The administrator ``radiant provision`` created (None on an unprovisioned box).
     setup_admin: tuple[str, str] | None = None
+    #: The box certificate the server serves HTTPS with (None: plain HTTP on loopback).
+    certificate: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def add_user(self, username: str, role: str, password: str) -> None:
@@ -100,6 +107,22 @@ class ApplianceServer:
         (self.media_root / label).rename(gone)
         shutil.rmtree(gone)
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client must trust to reach the server (the box certificate only)."""
+        if self.certificate is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.certificate))
+
+    def spki_pin(self) -> str:
+        """base64 SHA-256 of the certificate's SubjectPublicKeyInfo (Chromium's pin form)."""
+        assert self.certificate is not None
+        cert = x509.load_pem_x509_certificate(self.certificate.read_bytes())
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
     def log(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
         try:
@@ -140,13 +163,19 @@ def appliance_env(
 
 
 def start_appliance(
-    root: Path, extra_env: Mapping[str, str] | None = None, *, provisioned: bool = True
+    root: Path,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    provisioned: bool = True,
+    tls: bool = False,
 ) -> ApplianceServer:
     """Start ``radiant serve`` with everything under ``root``; returns once /healthz answers.
 
     ``provisioned``: first run ``radiant provision`` (site, language en, the fixture's DICOM
     port and AE title, offline, administrator SETUP_ADMIN) as a box leaves the factory set-up;
-    False leaves the box on its first-boot screen.
+    False leaves the box on its first-boot screen. ``tls``: serve HTTPS with the box's own
+    certificate (made by provisioning, or by ``radiant tls renew``), configured through
+    ``RADIANT_TLS_CERT``/``RADIANT_TLS_KEY``.
 
     The caller must call :func:`stop_appliance` (also when this raises, nothing is left
     running: a server that does not come up is stopped here)."""
@@ -157,9 +186,17 @@ def start_appliance(
     port = free_port()
     dicom_port = free_port()
     ai = AIServer().start()
-    env = appliance_env(data_dir, dicom_port, ai, media_root, extra_env or {})
+    tls_env = (
+        {
+            "RADIANT_TLS_CERT": str(data_dir / "tls" / "box.crt"),
+            "RADIANT_TLS_KEY": str(data_dir / "tls" / "box.key"),
+        }
+        if tls
+        else {}
+    )
+    env = appliance_env(data_dir, dicom_port, ai, media_root, {**tls_env, **(extra_env or {})})
     server = ApplianceServer(
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         data_dir=data_dir,
         dicom_port=dicom_port,
         ae_title=env["RADIANT_DICOM_AE_TITLE"],
@@ -194,6 +231,10 @@ def start_appliance(
             ai.stop()
             raise
         server.setup_admin = (SETUP_ADMIN, SETUP_PASSWORD)
+    if tls:
+        if not provisioned:
+            server.radiant("tls", "renew")
+        server.certificate = data_dir / "tls" / "box.crt"
     with log_path.open("wb") as log:
         # cwd=root: no .env of the developer's checkout is read.
         server.process = subprocess.Popen(
@@ -222,7 +263,8 @@ def _wait_ready(server: ApplianceServer) -> None:
                 f"its log ({server.log_path}):\n{server.log_tail()}"
             )
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=2.0).status_code == 200:
+            answer = httpx.get(f"{server.url}/healthz", timeout=2.0, verify=server.verify)
+            if answer.status_code == 200:
                 return
         except httpx.HTTPError:
             pass

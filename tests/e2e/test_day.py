@@ -2,7 +2,10 @@
 DICOMDIR set from a USB stick, receives a head CT over the network, scrolls it in the viewer,
 runs an analysis against the OpenAI-protocol test server and hands the draft over; a radiologist
 edits, signs and exports the PDF; an administrator switches the box online. A screenshot per
-screen (``just screenshots`` collects them) and the touch-target check on each."""
+screen (``just screenshots`` collects them) and the touch-target check on each.
+
+The appliance serves HTTPS with its own certificate, which the browser trusts by its public key
+alone; no screen of the day may trigger a Content-Security-Policy violation."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
@@ -20,6 +23,7 @@ from tests.e2e.browser import wait_for_nicegui
 from tests.e2e.server import ApplianceServer
 
 pytestmark = pytest.mark.e2e
+APPLIANCE_TLS = True
 DATA = Path(__file__).resolve().parents[1] / "data"
 DICOMDIR_SET = DATA / "dicomdir_pcir_3patients_prior_current"
 CT_HEAD = DATA / "ct_ge_head_tilt18_varspacing"
@@ -87,8 +91,11 @@ def test_day(
     assert_touch_targets: Callable[[Page], int],
     no_horizontal_scroll: Callable[[Page], None],
     console_errors: list[str],
+    csp_violations: list[str],
+    browser: Browser,
 ) -> None:
     server = appliance_server
+    assert server.url.startswith("https://")
     server.add_user("tech", "technician", PASSWORD)
     server.add_user("doctor", "radiologist", PASSWORD)
     server.add_user("boss", "admin", PASSWORD)
@@ -108,7 +115,8 @@ def test_day(
     field(page, "password").fill("not the password")
     page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("signin-message")).to_have_text(
-        "Incorrect username or password.", timeout=30_000)
+        "Incorrect username or password.", timeout=30_000
+    )
     sign_in(page, "tech")
     expect(page.get_by_test_id("nav-system")).to_have_count(0)  # not for technicians
 
@@ -119,7 +127,8 @@ def test_day(
     server.insert_media(DICOMDIR_SET, "USB_STICK")
     page.get_by_test_id("import-medium").click(timeout=30_000)  # appears by itself
     expect(page.get_by_test_id("import-index")).to_have_text(
-        "2 patients · 6 studies · 13 series", timeout=LONG_MS)
+        "2 patients · 6 studies · 13 series", timeout=LONG_MS
+    )
     expect(page.get_by_test_id("import-counts")).to_contain_text("Imported 31")
     check("03-import")
 
@@ -173,7 +182,8 @@ def test_day(
     open_screen(page, f"/analysis/{study_id}")
     page.get_by_test_id("run-analysis").click()
     expect(page.get_by_test_id("analysis-message")).to_have_text(
-        "Enter the clinical indication first.")
+        "Enter the clinical indication first."
+    )
     field(page, "indication").fill("Headache for two weeks; exclude a mass.")
     page.get_by_test_id("run-analysis").click()
     findings = page.get_by_test_id("finding")
@@ -203,10 +213,26 @@ def test_day(
     expect(page.get_by_text("Read only: a radiologist")).to_be_visible(timeout=30_000)
     expect(page.get_by_test_id("report-finalize")).to_have_count(0)
     page.get_by_test_id("hand-over").click()
-    expect(page.get_by_test_id("handed-over")).to_contain_text("Handed over by tech",
-                                                                timeout=30_000)
+    expect(page.get_by_test_id("handed-over")).to_contain_text(
+        "Handed over by tech", timeout=30_000
+    )
     check("06-report")
+    # The session cookie: Secure, HttpOnly, SameSite=Strict. Signing out ends the session on
+    # the server: the same cookie replayed afterwards opens nothing.
+    cookies = page.context.cookies()
+    session_cookie = next(c for c in cookies if c["name"] == "session")
+    assert session_cookie["secure"] and session_cookie["httpOnly"]
+    assert session_cookie["sameSite"] == "Strict"
     sign_out(page)
+    replay = browser.new_context(base_url=server.url, viewport=page.viewport_size)
+    try:
+        replay.add_cookies(cookies)
+        replayed = replay.new_page()
+        replayed.goto("/")
+        wait_for_nicegui(replayed)
+        expect(replayed.get_by_test_id("sign-in")).to_be_visible(timeout=30_000)
+    finally:
+        replay.close()
 
     # -- radiologist: edit, sign, export --------------------------------------------------------
     sign_in(page, "doctor")
@@ -219,7 +245,8 @@ def test_day(
     page.get_by_test_id("report-finalize").click()
     page.get_by_test_id("confirm-sign").click()
     expect(page.get_by_test_id("confirm-message")).to_have_text(
-        "Confirm that you reviewed every AI finding before signing.")
+        "Confirm that you reviewed every AI finding before signing."
+    )
     page.get_by_test_id("confirm-reviewed").click()
     page.get_by_test_id("confirm-sign").click()
     expect(page.get_by_text("VERIFIED", exact=True)).to_be_visible(timeout=30_000)
@@ -245,5 +272,9 @@ def test_day(
     page.get_by_test_id("switch-mode").click(timeout=30_000)
     expect(page.get_by_test_id("status-mode")).to_have_text("Mode: online", timeout=30_000)
     expect(page.get_by_test_id("system-mode")).to_have_text("Mode: online")
+    expect(page.get_by_test_id("tls-fingerprint")).to_contain_text(
+        server.radiant("tls", "show").split("sha256 fingerprint: ")[1].split()[0]
+    )
     check("08-system")
     assert console_errors == []
+    assert csp_violations == []

@@ -4,7 +4,9 @@ well formed (services, volumes, health checks)."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from appliance.cli import build_parser
+
+SERVE_CMD = '["sh", "-c", "radiant tls ensure && exec radiant serve"]'
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "image"
@@ -91,7 +97,7 @@ def test_dockerfiles_install_what_a_checkout_installs(dockerfile: Path) -> None:
     # The appliance is started the way `./just run` starts it.
     assert _justfile_command("run") == "{{venv}}/radiant serve {{ARGS}}"
     cmd = [args for op, args in _instructions(dockerfile) if op == "CMD"][-1]
-    assert cmd == '["radiant", "serve"]'
+    assert cmd == SERVE_CMD
     # The x86 image installs the project's own local-ai extra (transformers + torch).
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
@@ -110,8 +116,13 @@ def test_dockerfiles_keep_data_in_the_volume_and_probe_healthz(dockerfile: Path)
     assert "RADIANT_DATA_DIR=/var/lib/radiant/data" in envs
     assert ("VOLUME", '["/var/lib/radiant"]') in instructions
     health = [args for op, args in instructions if op == "HEALTHCHECK"]
-    assert health and all("http://127.0.0.1:8000/healthz" in h for h in health)
-    assert instructions[-1] == ("CMD", '["radiant", "serve"]')
+    assert health and all("https://127.0.0.1:8000/healthz" in h for h in health)
+    assert instructions[-1] == ("CMD", SERVE_CMD)
+    # The command really makes the certificate and serves: both are real radiant commands.
+    script = json.loads(SERVE_CMD)[2]
+    for part in script.split("&&"):
+        argv = shlex.split(part.strip().removeprefix("exec "))
+        assert argv[0] == "radiant" and callable(build_parser().parse_args(argv[1:]).func)
 
 
 def _compose() -> dict[str, Any]:
@@ -141,7 +152,7 @@ def test_compose_file_is_well_formed() -> None:
         r"\$\{RADIANT_DOCKERFILE:-([^}]*)\}", r"\1", appliance["build"]["dockerfile"]
     )
     assert (IMAGE / appliance["build"]["context"] / dockerfile).is_file()
-    assert "/healthz" in appliance["healthcheck"]["test"][-1]
+    assert "https://127.0.0.1:8000/healthz" in appliance["healthcheck"]["test"][-1]
     # The model servers are optional (profiles), the appliance is not.
     assert "profiles" not in appliance
     assert services["llama-cpp"]["profiles"] == ["llama-cpp"]

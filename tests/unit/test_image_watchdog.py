@@ -5,6 +5,7 @@ process probing a real HTTP server on 127.0.0.1, with a stand-in ``systemctl`` t
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from appliance import tls
+from appliance.config import Settings
 from tests.servers import clean_env, free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "image" / "libexec" / "radiant-watchdog.py"
@@ -36,9 +39,13 @@ class _Health(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def health_server() -> Iterator[tuple[int, dict[str, Any]]]:
+def health_server(
+    context: ssl.SSLContext | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
     answer: dict[str, Any] = {"code": 200, "status": "ok"}
     server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Health,), {"answer": answer}))
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -68,8 +75,15 @@ def systemctl(tmp_path: Path) -> tuple[Path, Path, Path]:
     return script, log, active
 
 
-def _probe(systemctl: Path, state: Path, data_dir: Path, port: int, *extra: str) -> int:
-    env = clean_env(RADIANT_DATA_DIR=str(data_dir), RADIANT_HTTP_PORT=str(port))
+def _probe(
+    systemctl: Path,
+    state: Path,
+    data_dir: Path,
+    port: int,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> int:
+    env = clean_env(RADIANT_DATA_DIR=str(data_dir), RADIANT_HTTP_PORT=str(port), **(env or {}))
     args = [sys.executable, str(SCRIPT), "--systemctl", str(systemctl), "--state", str(state)]
     return subprocess.run(
         [*args, "--timeout", "5", *extra], env=env, cwd=data_dir.parent, check=False, timeout=60
@@ -96,6 +110,23 @@ def test_three_failures_in_a_row_restart_the_unit_and_success_resets(
     restarts = [line for line in log.read_text().splitlines() if line.startswith("restart")]
     assert restarts == ["restart radiant.service"]
     assert state.read_text().strip() == "0"
+
+
+def test_probes_over_https_when_the_appliance_serves_tls(
+    tmp_path: Path, systemctl: tuple[Path, Path, Path]
+) -> None:
+    binary, log, _ = systemctl
+    data_dir = tmp_path / "data"
+    settings = Settings(data_dir=data_dir)
+    cert, key = tls.write_box_certificate(settings)
+    state = tmp_path / "failures"
+    extra_env = {"RADIANT_TLS_CERT": str(cert), "RADIANT_TLS_KEY": str(key)}
+    with health_server(tls.server_context(cert, key)) as (port, _):
+        assert _probe(binary, state, data_dir, port, env=extra_env) == 0
+        # The same port probed as plain HTTP (no TLS configured) fails: the probe really
+        # went through TLS above.
+        assert _probe(binary, state, data_dir, port) == 1
+    assert "restart" not in log.read_text()
 
 
 def test_a_dead_port_counts_as_a_failure(
