@@ -280,7 +280,9 @@ class Settings(BaseSettings):
     def _ai_key_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         key_field = info.field_name.removesuffix("_file") if info.field_name else ""
         if value is not None and info.data.get(key_field) is not None:
-            raise ValueError(f"set either {ENV_PREFIX}{key_field.upper()} or this file, not both")
+            raise ValueError(
+                f"set either {ENV_PREFIX}{key_field.upper()} or this file, not both"
+            )
         return value
 
     @field_validator(

@@ -227,11 +227,8 @@ def header(user: session.SessionUser, active: str) -> None:
                 button.props(f"data-testid=nav-{key.split('.')[1]}")
             ui.space()
             ui.label(
-                i18n.t(
-                    "header.user",
-                    name=user.full_name or user.username,
-                    role=i18n.t(f"role.{user.role.value}"),
-                )
+                i18n.t("header.user", name=user.full_name or user.username,
+                       role=i18n.t(f"role.{user.role.value}"))
             ).classes("text-body1 radiant-muted")
             language_menu()
             ui.button(i18n.t("action.sign_out"), icon="logout", on_click=sign_out).props(

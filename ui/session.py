@@ -40,9 +40,8 @@ class SessionUser:
 
     @property
     def actor(self) -> Actor:
-        return Actor(
-            name=self.username, role=self.role.value, user_id=self.user_id, client=self.client
-        )
+        return Actor(name=self.username, role=self.role.value, user_id=self.user_id,
+                      client=self.client)
 
     def may(self, roles: frozenset[Role]) -> bool:
         return self.role in roles

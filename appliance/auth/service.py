@@ -93,7 +93,9 @@ def list_users(db: sqlite_utils.Database) -> list[UserOut]:
     return [_user_out(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
 
 
-def set_active(db: sqlite_utils.Database, user_id: str, active: bool, actor: Actor) -> UserOut:
+def set_active(
+    db: sqlite_utils.Database, user_id: str, active: bool, actor: Actor
+) -> UserOut:
     """Enable or disable an account (audited ``user.enable`` / ``user.disable``).
 
     Refused (Conflict) for one's own account and for the last active administrator.

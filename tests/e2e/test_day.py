@@ -115,8 +115,7 @@ def test_day(
     field(page, "password").fill("not the password")
     page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("signin-message")).to_have_text(
-        "Incorrect username or password.", timeout=30_000
-    )
+        "Incorrect username or password.", timeout=30_000)
     sign_in(page, "tech")
     expect(page.get_by_test_id("nav-system")).to_have_count(0)  # not for technicians
 
@@ -127,8 +126,7 @@ def test_day(
     server.insert_media(DICOMDIR_SET, "USB_STICK")
     page.get_by_test_id("import-medium").click(timeout=30_000)  # appears by itself
     expect(page.get_by_test_id("import-index")).to_have_text(
-        "2 patients · 6 studies · 13 series", timeout=LONG_MS
-    )
+        "2 patients · 6 studies · 13 series", timeout=LONG_MS)
     expect(page.get_by_test_id("import-counts")).to_contain_text("Imported 31")
     check("03-import")
 
@@ -182,8 +180,7 @@ def test_day(
     open_screen(page, f"/analysis/{study_id}")
     page.get_by_test_id("run-analysis").click()
     expect(page.get_by_test_id("analysis-message")).to_have_text(
-        "Enter the clinical indication first."
-    )
+        "Enter the clinical indication first.")
     field(page, "indication").fill("Headache for two weeks; exclude a mass.")
     page.get_by_test_id("run-analysis").click()
     findings = page.get_by_test_id("finding")
@@ -213,9 +210,8 @@ def test_day(
     expect(page.get_by_text("Read only: a radiologist")).to_be_visible(timeout=30_000)
     expect(page.get_by_test_id("report-finalize")).to_have_count(0)
     page.get_by_test_id("hand-over").click()
-    expect(page.get_by_test_id("handed-over")).to_contain_text(
-        "Handed over by tech", timeout=30_000
-    )
+    expect(page.get_by_test_id("handed-over")).to_contain_text("Handed over by tech",
+                                                                timeout=30_000)
     check("06-report")
     # The session cookie: Secure, HttpOnly, SameSite=Strict. Signing out ends the session on
     # the server: the same cookie replayed afterwards opens nothing.
@@ -245,8 +241,7 @@ def test_day(
     page.get_by_test_id("report-finalize").click()
     page.get_by_test_id("confirm-sign").click()
     expect(page.get_by_test_id("confirm-message")).to_have_text(
-        "Confirm that you reviewed every AI finding before signing."
-    )
+        "Confirm that you reviewed every AI finding before signing.")
     page.get_by_test_id("confirm-reviewed").click()
     page.get_by_test_id("confirm-sign").click()
     expect(page.get_by_text("VERIFIED", exact=True)).to_be_visible(timeout=30_000)
@@ -278,3 +273,14 @@ def test_day(
     check("08-system")
     assert console_errors == []
     assert csp_violations == []
+    # The listener is live: an image from elsewhere is blocked by the policy and reported.
+    page.evaluate(
+        "() => { const i = new Image(); i.src = 'https://192.0.2.1/x.png';"
+        " document.body.appendChild(i); }"
+    )
+    page.wait_for_timeout(500)
+    for _ in range(20):
+        if csp_violations:
+            break
+        page.wait_for_timeout(250)
+    assert len(csp_violations) == 1 and csp_violations[0].startswith("img-src blocked https://")

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from appliance import tls
 from appliance.app import prepare
 from appliance.cli import main
 from appliance.config import Mode, load_settings
 from appliance.db.connection import open_database
-from provisioning import signing
+from provisioning import audit_checkpoints, signing
 from provisioning.agent import FleetAgent
 from provisioning.bucket import DESIRED_DOC, FleetBucket
 from sync.mode import effective_mode
@@ -140,6 +141,18 @@ def test_enroll_publish_steer_and_refuse(
         poll("the replay reported", lambda: rejected(agent, "replayed"))
         published = fleet.get_json(device_id, "status.json")
         assert published is not None
+        # The certificate fingerprint, for hospital IT to pin; the signed audit checkpoint
+        # beside the status (written here by hand: the box checkpoints every N rows).
+        assert published["tls"]["fingerprint_sha256"] == tls.fingerprint_sha256(
+            data / "tls" / "box.crt"
+        )
+        checkpoint = audit_checkpoints.write(settings, ctx.pool.get(), "rows")
+        assert checkpoint is not None
+        poll(
+            "the audit checkpoint beside the status",
+            lambda: (fleet.get_json(device_id, audit_checkpoints.BUCKET_DOC) or {}).get("row_id")
+            == checkpoint["row_id"],
+        )
         poll(
             "the rejection in status.json",
             lambda: (fleet.get_json(device_id, "status.json") or {})

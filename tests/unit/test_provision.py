@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from appliance import tls
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
 from appliance.cli import main
@@ -64,6 +65,10 @@ def test_provision_writes_settings_admin_and_marker(
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
     ident = device.identity(settings)
     assert ident.device_id in out and ident.public_key in out
+    # First boot made the box's TLS certificate and printed its fingerprint.
+    cert = data / "tls" / "box.crt"
+    assert stat.S_IMODE((data / "tls" / "box.key").stat().st_mode) == 0o600
+    assert f"TLS certificate sha256 fingerprint: {tls.fingerprint_sha256(cert)}" in out
     db = open_database(settings.db_path)
     try:
         user = auth.authenticate(db, "chief", PASSWORD, client="test")
@@ -268,6 +273,7 @@ def test_device_show_prints_id_and_public_key(
     assert ident.device_id in out and ident.public_key in out
     assert stat.S_IMODE((data / "device_key.pem").stat().st_mode) == 0o600
     assert (data / "device_id").read_text().strip() == ident.device_id  # sync's id file
+    assert "TLS certificate sha256 fingerprint: none yet" in out
 
 
 def test_audit_actor_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

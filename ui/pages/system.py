@@ -131,13 +131,11 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
         with ui.card().classes("radiant-card col q-pa-md gap-2"):
             ui.label(i18n.t("system.mode")).classes("text-h6")
             ui.label(i18n.t("status.mode", mode=i18n.t(f"mode.{facts.mode.value}"))).classes(
-                "text-h5"
-            ).props("data-testid=system-mode").mark("system-mode")
+                "text-h5").props("data-testid=system-mode").mark("system-mode")
             ui.label(i18n.t(f"system.mode_effect.{facts.mode.value}")).classes("text-body1")
             other = Mode.ONLINE if facts.mode == Mode.OFFLINE else Mode.OFFLINE
             ui.label(i18n.t(f"system.mode_switch_effect.{other.value}")).classes(
-                "text-body2 radiant-muted"
-            )
+                "text-body2 radiant-muted")
 
             async def switch() -> None:
                 current = session.require(session.ADMIN)
@@ -149,61 +147,41 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
                 except Exception as exc:
                     components.notify_error(exc)
                     return
-                ui.notify(
-                    i18n.t("system.mode_changed", mode=i18n.t(f"mode.{other.value}")),
-                    type="positive",
-                )
+                ui.notify(i18n.t("system.mode_changed", mode=i18n.t(f"mode.{other.value}")),
+                          type="positive")
                 ui.navigate.reload()
 
-            ui.button(
-                i18n.t(f"system.go_{other.value}"),
-                icon="cloud" if other == Mode.ONLINE else "cloud_off",
-                on_click=switch,
-            ).props("no-caps size=lg color=primary data-testid=switch-mode").mark("switch-mode")
+            ui.button(i18n.t(f"system.go_{other.value}"),
+                      icon="cloud" if other == Mode.ONLINE else "cloud_off",
+                      on_click=switch).props(
+                "no-caps size=lg color=primary data-testid=switch-mode").mark("switch-mode")
         with ui.card().classes("radiant-card col q-pa-md gap-1"):
             ui.label(i18n.t("system.sync")).classes("text-h6")
             found = facts.sync
             if found is None:
                 ui.label(i18n.t("system.sync_error", error=facts.sync_error or "-")).classes(
-                    "radiant-error"
-                )
+                    "radiant-error")
             elif not found.configured:
                 ui.label(i18n.t("status.sync_off")).classes("text-body1")
             else:
                 lag = found.database.lag_s
-                ui.label(
-                    i18n.t("system.sync_lag", lag="-" if lag is None else f"{lag:.0f}")
-                ).classes("text-body1")
+                ui.label(i18n.t("system.sync_lag",
+                                lag="-" if lag is None else f"{lag:.0f}")).classes("text-body1")
                 objects = found.objects
-                ui.label(
-                    i18n.t(
-                        "system.sync_files",
-                        pending=objects.pending,
-                        failed=objects.failed,
-                        done=objects.done,
-                    )
-                ).classes("text-body1")
-                ui.label(i18n.t("system.sync_reach", state=found.reachability or "-")).classes(
-                    "text-body1"
-                )
+                ui.label(i18n.t("system.sync_files", pending=objects.pending,
+                                failed=objects.failed, done=objects.done)).classes("text-body1")
+                ui.label(i18n.t("system.sync_reach",
+                                state=found.reachability or "-")).classes("text-body1")
                 if found.last_error:
                     ui.label(i18n.t("system.sync_last_error", error=found.last_error)).classes(
-                        "radiant-error"
-                    )
+                        "radiant-error")
         with ui.card().classes("radiant-card col q-pa-md gap-1"):
             ui.label(i18n.t("system.ai")).classes("text-h6")
             engine = facts.engine
             name = str(engine.get("name") or "none")
             ui.label(i18n.t("system.ai_engine", engine=name)).classes("text-body1")
-            for key in (
-                "model",
-                "endpoint",
-                "route",
-                "device",
-                "memory",
-                "online_model",
-                "online_endpoint",
-            ):
+            for key in ("model", "endpoint", "route", "device", "memory", "online_model",
+                        "online_endpoint"):
                 if engine.get(key):
                     ui.label(f"{key}: {engine[key]}").classes("text-body2 radiant-muted")
             if name == "none":
@@ -212,14 +190,10 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
         with ui.card().classes("radiant-card col q-pa-md gap-1"):
             ui.label(i18n.t("system.disk")).classes("text-h6")
             used = facts.disk_total - facts.disk_free
-            ui.label(
-                i18n.t("system.disk_line", free=_gb(facts.disk_free), total=_gb(facts.disk_total))
-            ).classes("text-body1")
-            ui.linear_progress(
-                value=used / facts.disk_total if facts.disk_total else 0,
-                show_value=False,
-                size="20px",
-            ).props("rounded color=orange-6")
+            ui.label(i18n.t("system.disk_line", free=_gb(facts.disk_free),
+                            total=_gb(facts.disk_total))).classes("text-body1")
+            ui.linear_progress(value=used / facts.disk_total if facts.disk_total else 0,
+                               show_value=False, size="20px").props("rounded color=orange-6")
         with ui.card().classes("radiant-card col q-pa-md gap-1"):
             ui.label(i18n.t("system.receiver")).classes("text-h6")
             receiver = facts.receiver
@@ -229,22 +203,15 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
                 ui.label(i18n.t("import.ae_title", value=receiver.ae_title)).classes("text-body1")
                 ui.label(i18n.t("import.port", value=receiver.port)).classes("text-body1")
                 ui.label(i18n.t("import.ip", value=", ".join(facts.addresses))).classes(
-                    "text-body1"
-                )
+                    "text-body1")
                 if receiver.listening:
                     ui.label(i18n.t("import.listening")).classes("radiant-ok")
                 else:
-                    ui.label(i18n.t("import.not_listening", reason=receiver.error or "-")).classes(
-                        "radiant-error"
-                    )
-                ui.label(
-                    i18n.t(
-                        "system.receiver_counts",
-                        stored=receiver.stored,
-                        duplicates=receiver.duplicates,
-                        quarantined=receiver.quarantined,
-                    )
-                ).classes("text-body2")
+                    ui.label(i18n.t("import.not_listening",
+                                    reason=receiver.error or "-")).classes("radiant-error")
+                ui.label(i18n.t("system.receiver_counts", stored=receiver.stored,
+                                duplicates=receiver.duplicates,
+                                quarantined=receiver.quarantined)).classes("text-body2")
     _security(facts, reload)
     _users(user, facts.users, reload)
     _audit_viewer()
@@ -302,8 +269,7 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
                 ui.label(account.username).classes("text-body1 text-weight-bold")
                 ui.label(i18n.t(f"role.{account.role.value}")).classes("text-body1")
                 ui.label(i18n.t("system.active" if account.active else "system.disabled")).classes(
-                    "radiant-ok" if account.active else "radiant-error"
-                )
+                    "radiant-ok" if account.active else "radiant-error")
                 ui.space()
 
                 async def toggle(target: UserOut = account) -> None:
@@ -312,35 +278,24 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
                         components.refuse()
                         return
                     try:
-                        await runtime.off_loop(
-                            lambda: auth.set_active(
-                                runtime.get().db(), target.id, not target.active, current.actor
-                            )
-                        )
+                        await runtime.off_loop(lambda: auth.set_active(
+                            runtime.get().db(), target.id, not target.active, current.actor))
                     except Exception as exc:
                         components.notify_error(exc)
                         return
                     await reload()
 
-                ui.button(
-                    i18n.t("system.disable" if account.active else "system.enable"), on_click=toggle
-                ).props("no-caps outline")
+                ui.button(i18n.t("system.disable" if account.active else "system.enable"),
+                          on_click=toggle).props("no-caps outline")
         ui.label(i18n.t("system.new_user")).classes("text-subtitle1 text-weight-bold")
         with ui.row().classes("w-full items-center gap-2"):
             username = ui.input(i18n.t("signin.username")).props("outlined").classes("w-48")
             full_name = ui.input(i18n.t("system.full_name")).props("outlined").classes("w-56")
-            password = (
-                ui.input(i18n.t("signin.password"), password=True).props("outlined").classes("w-56")
-            )
-            role = (
-                ui.select(
-                    {r.value: i18n.t(f"role.{r.value}") for r in Role},
-                    value=Role.TECHNICIAN.value,
-                    label=i18n.t("system.role"),
-                )
-                .props("outlined")
-                .classes("w-48")
-            )
+            password = ui.input(i18n.t("signin.password"), password=True).props(
+                "outlined").classes("w-56")
+            role = ui.select({r.value: i18n.t(f"role.{r.value}") for r in Role},
+                             value=Role.TECHNICIAN.value, label=i18n.t("system.role")).props(
+                "outlined").classes("w-48")
         message = ui.label().classes("radiant-error").props("role=alert")
 
         async def create() -> None:
@@ -350,21 +305,17 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
                 return
             message.set_text("")
             try:
-                data = UserCreate(
-                    username=str(username.value or ""),
-                    password=str(password.value or ""),
-                    role=Role(role.value),
-                    full_name=str(full_name.value or "") or None,
-                )
+                data = UserCreate(username=str(username.value or ""),
+                                  password=str(password.value or ""), role=Role(role.value),
+                                  full_name=str(full_name.value or "") or None)
             except ValueError as exc:
                 errors: list[Any] = getattr(exc, "errors", list)()
                 field = str(errors[0]["loc"][0]) if errors else "username"
                 message.set_text(i18n.t(f"system.invalid_{field}"))
                 return
             try:
-                await runtime.off_loop(
-                    lambda: auth.create_user(runtime.get().db(), data, current.actor)
-                )
+                await runtime.off_loop(lambda: auth.create_user(runtime.get().db(), data,
+                                                                current.actor))
             except Exception as exc:
                 components.notify_error(exc)
                 return
@@ -372,8 +323,7 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
             await reload()
 
         ui.button(i18n.t("system.create_user"), icon="person_add", on_click=create).props(
-            "no-caps size=lg color=primary data-testid=create-user"
-        )
+            "no-caps size=lg color=primary data-testid=create-user")
 
 
 def _audit_viewer() -> None:
@@ -381,57 +331,41 @@ def _audit_viewer() -> None:
     with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
         ui.label(i18n.t("system.audit")).classes("text-h6")
         with ui.row().classes("items-center gap-2"):
-            action = (
-                ui.input(i18n.t("system.audit_filter")).props("outlined clearable").classes("w-72")
-            )
+            action = ui.input(i18n.t("system.audit_filter")).props("outlined clearable").classes(
+                "w-72")
             older = ui.button(i18n.t("system.older"), icon="chevron_left").props("no-caps outline")
-            newer = ui.button(i18n.t("system.newer"), icon="chevron_right").props("no-caps outline")
+            newer = ui.button(i18n.t("system.newer"), icon="chevron_right").props(
+                "no-caps outline")
             info = ui.label().classes("radiant-muted")
         columns = [
             {"name": "ts", "label": i18n.t("audit.time"), "field": "ts", "align": "left"},
             {"name": "actor", "label": i18n.t("audit.actor"), "field": "actor", "align": "left"},
-            {"name": "action", "label": i18n.t("audit.action"), "field": "action", "align": "left"},
-            {"name": "object", "label": i18n.t("audit.object"), "field": "object", "align": "left"},
-            {
-                "name": "outcome",
-                "label": i18n.t("audit.outcome"),
-                "field": "outcome",
-                "align": "left",
-            },
+            {"name": "action", "label": i18n.t("audit.action"), "field": "action",
+             "align": "left"},
+            {"name": "object", "label": i18n.t("audit.object"), "field": "object",
+             "align": "left"},
+            {"name": "outcome", "label": i18n.t("audit.outcome"), "field": "outcome",
+             "align": "left"},
         ]
-        table = (
-            ui.table(columns=columns, rows=[], row_key="id")
-            .classes("w-full")
-            .props("dense dark flat hide-pagination :rows-per-page-options=[0]")
-        )
+        table = ui.table(columns=columns, rows=[], row_key="id").classes("w-full").props(
+            "dense dark flat hide-pagination :rows-per-page-options=[0]")
 
     async def show() -> None:
         if session.require(session.ADMIN) is None:
             components.refuse()
             return
-        found = await runtime.off_loop(
-            lambda: _audit_page(state["offset"], str(action.value or ""))
-        )
+        found = await runtime.off_loop(lambda: _audit_page(state["offset"],
+                                                           str(action.value or "")))
         table.rows = [
-            {
-                "id": e.id,
-                "ts": e.ts[:19].replace("T", " "),
-                "actor": e.actor,
-                "action": e.action,
-                "object": f"{e.object_type or ''} {e.object_id or ''}".strip(),
-                "outcome": e.outcome,
-            }
+            {"id": e.id, "ts": e.ts[:19].replace("T", " "), "actor": e.actor,
+             "action": e.action,
+             "object": f"{e.object_type or ''} {e.object_id or ''}".strip(),
+             "outcome": e.outcome}
             for e in found.items
         ]
         table.update()
-        info.set_text(
-            i18n.t(
-                "system.audit_range",
-                first=found.offset + 1 if found.items else 0,
-                last=found.offset + len(found.items),
-                total=found.total,
-            )
-        )
+        info.set_text(i18n.t("system.audit_range", first=found.offset + 1 if found.items else 0,
+                             last=found.offset + len(found.items), total=found.total))
 
     async def page(delta: int) -> None:
         state["offset"] = max(0, state["offset"] + delta)
