@@ -181,6 +181,15 @@ def verify(settings: Settings, db: sqlite_utils.Database) -> Verdict:
         if problem is not None:
             break
         good, covered = number, end
+    if problem is None and not found and chain.rows > settings.audit_checkpoint_rows:
+        # The running appliance signs every N rows: a long log with no checkpoint at all
+        # means the file was removed (or the appliance never ran since these rows were added).
+        problem = (
+            1,
+            f"no signed checkpoint although the log has {chain.rows} rows "
+            f"(more than RADIANT_AUDIT_CHECKPOINT_ROWS={settings.audit_checkpoint_rows}): "
+            f"{checkpoints_path(settings)} was removed, or the appliance has not run since",
+        )
     if (
         not chain.ok
         and chain.first_bad_id is not None

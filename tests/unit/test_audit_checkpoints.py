@@ -136,6 +136,17 @@ def test_damaged_checkpoint_and_deleted_rows_are_caught(
     assert not verdict.ok and verdict.first_bad_id == 18 and "gone" in str(verdict.reason)
 
 
+def test_a_removed_checkpoint_file_is_caught(
+    box: sqlite_utils.Database, settings: Settings, tmp_path: Path
+) -> None:
+    checkpoints.checkpoints_path(settings).unlink()
+    assert checkpoints.verify(settings, box).ok  # 25 rows: fewer than one checkpoint's worth
+    small = settings.model_copy(update={"audit_checkpoint_rows": 10})
+    verdict = checkpoints.verify(small, box)
+    assert not verdict.ok and verdict.first_bad_id == 1
+    assert "no signed checkpoint although the log has 25 rows" in str(verdict.reason)
+
+
 def test_checkpointer_signs_every_n_rows_and_at_shutdown(settings: Settings) -> None:
     ctx = prepare(settings)
     db = ctx.pool.get()
