@@ -125,7 +125,10 @@ def test_role_change_invalidates_tokens(
     assert response.status_code == 401 and "role changed" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("kind", ["expired", "wrong-key", "garbage", "no-sub", "wrong-alg"])
+@pytest.mark.parametrize(
+    "kind",
+    ["expired", "wrong-key", "box-secret", "session-key", "garbage", "no-sub", "wrong-alg"],
+)
 def test_bad_tokens_are_refused(
     kind: str,
     client: TestClient,
@@ -147,6 +150,9 @@ def test_bad_tokens_are_refused(
     token = {
         "expired": lambda: jwt.encode({**claims, "exp": now - timedelta(seconds=5)}, secret),
         "wrong-key": lambda: jwt.encode(claims, "another-secret-of-sufficient-length-000"),
+        # Neither the box secret itself nor the screen's cookie key signs API tokens (HKDF).
+        "box-secret": lambda: jwt.encode(claims, app.state.ctx.secret_key),
+        "session-key": lambda: jwt.encode(claims, app.state.ctx.keys.session),
         "garbage": lambda: "not.a.token",
         "no-sub": lambda: jwt.encode({k: v for k, v in claims.items() if k != "sub"}, secret),
         "wrong-alg": lambda: jwt.encode(claims, None, algorithm="none"),
