@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_extra_names: str = ""
+    # auto: HTTPS beyond loopback, plain HTTP on a loopback address; on: HTTPS always; off: never
+    http_tls: Literal["auto", "on", "off"] = "auto"
     allow_plaintext_http: bool = False
     hsts_max_age_s: Annotated[int, Field(ge=0, le=2 * 31_536_000)] = 31_536_000
     http_csp: str = ""
@@ -98,10 +100,8 @@ class Settings(BaseSettings):
     dicom_max_pending_per_ip: Annotated[int, Field(ge=1, le=10_000)] = 10
     # Largest data set one C-STORE may carry (MiB); larger is answered 0xA700, audited
     dicom_max_object_mb: Annotated[int, Field(ge=1, le=1 << 20)] = 4096
-    # DICOM TLS (PS3.15 Annex B): a second listener with the box certificate
+    # DICOM TLS (PS3.15 Annex B): a second listener with the certificate of tls_cert/tls_key
     dicom_tls_port: Port | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
     # client certificates on the DICOM TLS port: none, peers (Q/R needs one), all (required)
     dicom_tls_client_ca: Path | None = None
     dicom_tls_verify_clients: Literal["none", "peers", "all"] = "none"
@@ -237,11 +237,6 @@ class Settings(BaseSettings):
     @classmethod
     def _page_size(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("tls_cert", "tls_key", mode="before")
-    @classmethod
-    def _tls_blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("tls_key")
     @classmethod

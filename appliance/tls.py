@@ -57,25 +57,30 @@ def site_supplied(settings: Settings) -> bool:
 def http_certificate(settings: Settings) -> tuple[Path, Path] | None:
     """What ``radiant serve`` listens with: a certificate and key (HTTPS) or None (HTTP).
 
-    - ``RADIANT_TLS_CERT``/``RADIANT_TLS_KEY`` set: HTTPS with them, on any address.
-    - A loopback address otherwise: plain HTTP (only this machine can connect).
-    - Any other address: HTTPS with the box's certificate when first boot (or
-      ``radiant tls renew``) made one; else plain HTTP only with
-      ``RADIANT_ALLOW_PLAINTEXT_HTTP=true``; else ConfigError: the box refuses to start.
+    ``RADIANT_HTTP_TLS``:
+
+    - ``auto`` (default): plain HTTP on a loopback address (only this machine can connect);
+      on any other address HTTPS with the site's certificate (``RADIANT_TLS_CERT``/``KEY``)
+      or the box's own one made by first boot or ``radiant tls ensure``/``renew``;
+    - ``on``: HTTPS on any address (the box's certificate is made when there is none);
+    - ``off``: plain HTTP.
+
+    Plain HTTP on a non-loopback address needs ``RADIANT_ALLOW_PLAINTEXT_HTTP=true``; without
+    it ConfigError: the box refuses to start.
     """
-    if settings.tls_cert is not None and settings.tls_key is not None:
+    if settings.http_tls == "on":
         return ensure_box_certificate(settings)
     if is_loopback(settings.http_host):
         return None
-    paths = certificate_paths(settings)
-    if paths is not None:
-        check_pair(*paths)
-        return paths
+    if settings.http_tls == "auto":
+        paths = certificate_paths(settings)
+        if paths is not None:
+            return ensure_box_certificate(settings)  # checks that the key matches
     if settings.allow_plaintext_http:
         return None
     raise ConfigError(
         f"configuration error: RADIANT_HTTP_HOST: {settings.http_host} is not a loopback "
-        "address and no TLS certificate is configured: run `radiant tls renew` (the box's own "
+        "address and no TLS certificate is configured: run `radiant tls ensure` (the box's own "
         "certificate), set RADIANT_TLS_CERT and RADIANT_TLS_KEY (the site's), or set "
         "RADIANT_ALLOW_PLAINTEXT_HTTP=true to send passwords in clear"
     )

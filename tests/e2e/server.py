@@ -174,8 +174,7 @@ def start_appliance(
     ``provisioned``: first run ``radiant provision`` (site, language en, the fixture's DICOM
     port and AE title, offline, administrator SETUP_ADMIN) as a box leaves the factory set-up;
     False leaves the box on its first-boot screen. ``tls``: serve HTTPS with the box's own
-    certificate (made by provisioning, or by ``radiant tls renew``), configured through
-    ``RADIANT_TLS_CERT``/``RADIANT_TLS_KEY``.
+    certificate (made by provisioning, or by ``radiant tls renew``), with ``RADIANT_HTTP_TLS=on``.
 
     The caller must call :func:`stop_appliance` (also when this raises, nothing is left
     running: a server that does not come up is stopped here)."""
@@ -188,8 +187,7 @@ def start_appliance(
     ai = AIServer().start()
     tls_env = (
         {
-            "RADIANT_TLS_CERT": str(data_dir / "tls" / "box.crt"),
-            "RADIANT_TLS_KEY": str(data_dir / "tls" / "box.key"),
+            "RADIANT_HTTP_TLS": "on",  # also on 127.0.0.1 (auto serves loopback in plain HTTP)
         }
         if tls
         else {}

@@ -120,7 +120,11 @@ def test_probes_over_https_when_the_appliance_serves_tls(
     settings = Settings(data_dir=data_dir)
     cert, key = tls.write_box_certificate(settings)
     state = tmp_path / "failures"
-    extra_env = {"RADIANT_TLS_CERT": str(cert), "RADIANT_TLS_KEY": str(key)}
+    extra_env = {
+        "RADIANT_TLS_CERT": str(cert),
+        "RADIANT_TLS_KEY": str(key),
+        "RADIANT_HTTP_TLS": "on",
+    }
     with health_server(tls.server_context(cert, key)) as (port, _):
         assert _probe(binary, state, data_dir, port, env=extra_env) == 0
         # The same port probed as plain HTTP (no TLS configured) fails: the probe really

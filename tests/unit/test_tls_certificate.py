@@ -125,3 +125,23 @@ def test_cert_without_key_is_a_configuration_error(tmp_path: Path) -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert tls.is_loopback(host) is loopback
+
+
+def test_what_serve_listens_with(tmp_path: Path) -> None:
+    loopback = _settings(tmp_path)
+    assert tls.http_certificate(loopback) is None  # auto: plain HTTP on 127.0.0.1
+    lan = _settings(tmp_path, http_host="0.0.0.0")
+    with pytest.raises(ConfigError, match="RADIANT_ALLOW_PLAINTEXT_HTTP=true"):
+        tls.http_certificate(lan)  # no certificate: refused
+    allowed = _settings(tmp_path, http_host="0.0.0.0", allow_plaintext_http=True)
+    assert tls.http_certificate(allowed) is None
+    assert tls.plaintext_exposed(allowed, tls_active=False)
+    assert not tls.plaintext_exposed(loopback, tls_active=False)
+    forced = _settings(tmp_path, http_tls="on")
+    made = tls.http_certificate(forced)  # on: HTTPS on loopback too, certificate made
+    assert made == tls.box_paths(forced)
+    assert tls.http_certificate(lan) == made  # the box certificate now exists: HTTPS
+    assert tls.http_certificate(allowed) == made  # a certificate wins over the permission
+    off = _settings(tmp_path, http_host="0.0.0.0", http_tls="off")
+    with pytest.raises(ConfigError):
+        tls.http_certificate(off)
