@@ -68,6 +68,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from appliance import tls as box_certificate
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.config import Settings, valid_ae_title
@@ -419,10 +420,12 @@ class Receiver:
         native = settings.dicom_frontend == "native"
         context = None
         if settings.dicom_tls_port is not None:
+            # the site's certificate (RADIANT_TLS_CERT/KEY) or else the box's own (appliance.tls)
+            pair = box_certificate.certificate_paths(settings)
             try:
                 context = tls.server_context(
-                    settings.tls_cert,
-                    settings.tls_key,
+                    pair[0] if pair else None,
+                    pair[1] if pair else None,
                     client_ca=settings.dicom_tls_client_ca,
                     verify_clients=settings.dicom_tls_verify_clients,
                 )

@@ -29,7 +29,9 @@ def server_context(
 ) -> ssl.SSLContext:
     """An SSLContext for accepting DICOM TLS connections."""
     if cert is None or key is None:
-        raise TLSConfigError("RADIANT_TLS_CERT and RADIANT_TLS_KEY must name the box certificate")
+        raise TLSConfigError(
+            "no certificate: set RADIANT_TLS_CERT and RADIANT_TLS_KEY or run `radiant tls ensure`"
+        )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

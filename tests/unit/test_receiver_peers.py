@@ -188,3 +188,37 @@ def test_a_flood_of_refusals_is_audited_in_summary(receiver: tuple[Receiver, App
     assert [summariser.repeated(("a",)) for _ in range(3)] == [0, None, None]
     time.sleep(0.3)
     assert summariser.repeated(("a",)) == 2  # the next row says how many were left out
+
+
+def test_dicom_tls_serves_the_box_certificate_without_site_files(tmp_path: Path) -> None:
+    """Without RADIANT_TLS_CERT/KEY the TLS port serves the box's own certificate (the one the
+    screen serves and whose fingerprint hospital IT pins), not nothing."""
+    from appliance import tls as box_certificate
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        dicom_host="127.0.0.1",
+        dicom_port=free_port(),
+        dicom_tls_port=free_port(),
+    )
+    ctx = prepare(settings)
+    cert, _key = box_certificate.ensure_box_certificate(settings)
+    server = Receiver(ctx)
+    server.start()
+    try:
+        assert server.status().error is None, server.status().error
+        tls_port = settings.dicom_tls_port
+        assert tls_port is not None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        context.check_hostname = False  # the box certificate names the host, not 127.0.0.1
+        assoc = _ae("ECHOSCU", Verification).associate(
+            "127.0.0.1", tls_port, ae_title="RADIANT", tls_args=(context, None)
+        )
+        assert assoc.is_established
+        try:
+            assert assoc.send_c_echo().Status == 0x0000
+        finally:
+            assoc.release()
+    finally:
+        server.stop()
+        ctx.pool.close_all()
