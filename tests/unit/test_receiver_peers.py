@@ -210,9 +210,8 @@ def test_dicom_tls_serves_the_box_certificate_without_site_files(tmp_path: Path)
         tls_port = settings.dicom_tls_port
         assert tls_port is not None
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
-        context.check_hostname = False  # the box certificate names the host, not 127.0.0.1
         assoc = _ae("ECHOSCU", Verification).associate(
-            "127.0.0.1", tls_port, ae_title="RADIANT", tls_args=(context, None)
+            "127.0.0.1", tls_port, ae_title="RADIANT", tls_args=(context, "localhost")
         )
         assert assoc.is_established
         try:
