@@ -26,6 +26,8 @@ from appliance.db.migrate import apply_migrations
 from appliance.dicom.media import MediaWatcher
 from appliance.dicom.receiver import Receiver
 from appliance.dicom.recovery import recover
+from appliance.dicomweb.routes import router as dicomweb_router
+from appliance.dicomweb.routes import uri_router as wado_uri_router
 from appliance.errors import NotFound
 from appliance.export.routes import router as export_router
 from appliance.integrations.pacs import PacsRetrier
@@ -154,6 +156,8 @@ def create_app(
         export_router,
         sync_router,
         audit_router,
+        dicomweb_router,
+        wado_uri_router,
     ):
         app.include_router(router)
 

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     dicom_tls_verify_clients: Literal["none", "peers", "all"] = "none"
     media_roots: str = "/media,/run/media,/mnt"
     upload_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 2048
+    # DICOMweb (appliance/dicomweb): a user's reads of one series within this window are one
+    # audited view, however many frames a viewer fetches
+    dicomweb_audit_window_s: Annotated[float, Field(ge=1, le=86_400)] = 600.0
     auto_volumes: bool = True
     # Reports and exports (appliance/export, appliance/integrations/pacs.py).
     report_page_size: Literal["A4", "LETTER"] = "A4"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nicegui import app, context
+from starlette.requests import Request
 
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
@@ -144,6 +145,22 @@ def current() -> SessionUser | None:
         return None
     storage[EXPIRES] = now + _idle_s()
     return SessionUser(user.id, user.username, user.full_name, user.role, client_address())
+
+
+def request_user_id(request: Request) -> str | None:
+    """The user id of the unexpired screen session ``request`` carries, for API routes that
+    accept the screen's cookie (installed as ``app.state.session_user``). It does not slide the
+    expiry: only the screen's own pages do."""
+    if "session" not in request.scope:
+        return None
+    try:
+        storage = app.storage.user
+    except (AssertionError, RuntimeError, KeyError):
+        return None
+    user_id = storage.get(USER_ID)
+    if not user_id or float(storage.get(EXPIRES, 0)) < time.time():
+        return None
+    return str(user_id)
 
 
 def require(roles: frozenset[Role]) -> SessionUser | None:

@@ -7,7 +7,7 @@ the list, and yields the caller as an audit :class:`~appliance.audit.models.Acto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, cast
 
 import sqlite_utils
@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from appliance.audit.models import Actor
 from appliance.auth import service
-from appliance.auth.models import ALL_ROLES, Role
+from appliance.auth.models import ALL_ROLES, Role, UserOut
 from appliance.dependencies import client_address, get_db, request_id
 from appliance.errors import Forbidden, Unauthorized
 
@@ -40,10 +40,7 @@ class Allow:
         token: Annotated[str | None, Depends(bearer)],
         db: Annotated[sqlite_utils.Database, Depends(get_db)],
     ) -> Actor:
-        if not token:
-            raise Unauthorized("sign in first: this needs a bearer access token")
-        secret = cast(str, request.app.state.jwt_key)
-        user = service.user_from_token(db, token, secret)
+        user = self._user(request, token, db)
         if user.role not in self.roles:
             raise Forbidden(
                 f"the {user.role.value} role may not do this; allowed: "
@@ -58,6 +55,41 @@ class Allow:
         )
         request.state.actor = actor
         return actor
+
+    def _user(
+        self, request: Request, token: str | None, db: sqlite_utils.Database
+    ) -> UserOut:
+        if not token:
+            raise Unauthorized("sign in first: this needs a bearer access token")
+        secret = cast(str, request.app.state.jwt_key)
+        return service.user_from_token(db, token, secret)
+
+
+SessionResolver = Callable[[Request], str | None]
+"""Returns the user id of the screen session a request carries (or None); the screen layer
+installs one on ``app.state.session_user`` so the API never imports the UI."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class AllowWithSession(Allow):
+    """Like :class:`Allow`, and a screen session cookie is accepted instead of a bearer token
+    for reads (GET/HEAD only: a write with only a cookie is refused, so a cross-site form can
+    never store anything even if a browser ignored SameSite)."""
+
+    def _user(
+        self, request: Request, token: str | None, db: sqlite_utils.Database
+    ) -> UserOut:
+        if token:
+            return super()._user(request, token, db)
+        resolver = cast(SessionResolver | None, getattr(request.app.state, "session_user", None))
+        if resolver is not None and request.method in SAFE_METHODS:
+            user_id = resolver(request)
+            if user_id:
+                user = service.get_user(db, user_id)
+                if user is not None and user.active:
+                    return user
+        raise Unauthorized("sign in first: this needs a bearer access token or a screen session")
 
 
 class Public:

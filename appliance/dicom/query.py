@@ -279,10 +279,22 @@ def _sql(query: Query, columns: list[str]) -> tuple[str, list[Any]]:
     return sql, list(query.params)
 
 
-def find(db: sqlite_utils.Database, query: Query, *, retrieve_ae: str) -> Iterator[Dataset]:
-    """One C-FIND response Identifier per match, holding the requested keys (PS3.4 C.4.1.2)."""
+def find(
+    db: sqlite_utils.Database,
+    query: Query,
+    *,
+    retrieve_ae: str,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Iterator[Dataset]:
+    """One C-FIND response Identifier per match, holding the requested keys (PS3.4 C.4.1.2);
+    ``limit``/``offset`` page through the matches in their stable order (QIDO-RS,
+    PS3.18 8.3.4.4)."""
     keys = list(dict.fromkeys(query.returned))
     sql, params = _sql(query, [k.sql for k in keys])
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else limit, offset]
     for row in db.execute(sql, params):
         ds = Dataset()
         ds.QueryRetrieveLevel = query.level.name

@@ -564,3 +564,16 @@ def ingest_uploaded(
     )
     record_upload(ingestor.pool.get(), actor, report)
     return report
+
+
+def series_by_uid(db: sqlite_utils.Database, series_uids: list[str]) -> dict[str, tuple[str, str]]:
+    """Our (series id, study id) of each indexed Series Instance UID (ids only, no patient
+    data: callers audit the read they serve)."""
+    if not series_uids:
+        return {}
+    marks = ", ".join("?" for _ in series_uids)
+    rows = db.execute(
+        f"SELECT series_uid, id, study_id FROM series WHERE series_uid IN ({marks})",  # noqa: S608
+        series_uids,
+    ).fetchall()
+    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}

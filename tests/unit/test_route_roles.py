@@ -23,6 +23,7 @@ WRITERS = frozenset({"admin", "radiologist", "technician"})
 ADMIN = frozenset({"admin"})
 RADIOLOGIST = frozenset({"radiologist"})
 
+_I = "/dicom-web/studies/{study}/series/{series}/instances/{sop}"
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): PUBLIC,
     ("POST", "/api/auth/token"): PUBLIC,
@@ -69,6 +70,28 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/sync/status"): ADMIN,
     ("GET", "/api/audit"): ADMIN,
     ("GET", "/api/audit/verify"): ADMIN,
+    ("GET", "/dicom-web/studies"): ALL,
+    ("GET", "/dicom-web/series"): ALL,
+    ("GET", "/dicom-web/instances"): ALL,
+    ("GET", "/dicom-web/studies/{study}/series"): ALL,
+    ("GET", "/dicom-web/studies/{study}/instances"): ALL,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances"): ALL,
+    ("GET", "/dicom-web/studies/{study}"): ALL,
+    ("GET", "/dicom-web/studies/{study}/series/{series}"): ALL,
+    ("GET", _I): ALL,
+    ("GET", "/dicom-web/studies/{study}/metadata"): ALL,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/metadata"): ALL,
+    ("GET", _I + "/metadata"): ALL,
+    ("GET", _I + "/frames/{frame_list}"): ALL,
+    ("GET", _I + "/bulk/{tag}"): ALL,
+    ("GET", _I + "/rendered"): ALL,
+    ("GET", _I + "/frames/{frame}/rendered"): ALL,
+    ("GET", "/dicom-web/studies/{study}/thumbnail"): ALL,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/thumbnail"): ALL,
+    ("GET", _I + "/thumbnail"): ALL,
+    ("POST", "/dicom-web/studies"): WRITERS,
+    ("POST", "/dicom-web/studies/{study}"): WRITERS,
+    ("GET", "/wado"): ALL,
 }
 
 

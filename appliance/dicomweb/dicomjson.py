@@ -1,0 +1,72 @@
+"""The DICOM JSON model (PS3.18 F.2) with BulkDataURIs (F.2.6) for large binary values.
+
+Values are written by pydicom's encoder; binary values above :data:`BULK_THRESHOLD` bytes and
+every Pixel Data element become a ``BulkDataURI`` under the instance's URL as the client
+reached it (``.../bulk/{tag}``). A nested element is addressed by its tag alone: the bulk route
+takes the first element with that tag, depth first, which is the one the metadata named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+BULK_THRESHOLD = 1024
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+AVAILABLE_TRANSFER_SYNTAX = "00083002"
+RETRIEVE_URL = "00081190"
+INSTANCE_AVAILABILITY = "00080056"
+
+
+def instance_url(base: str, study: str, series: str | None = None, sop: str | None = None) -> str:
+    """``{base}/studies/{study}[/series/{series}[/instances/{sop}]]`` (PS3.18 10.4.1)."""
+    url = f"{base}/studies/{study}"
+    if series:
+        url += f"/series/{series}"
+        if sop:
+            url += f"/instances/{sop}"
+    return url
+
+
+def metadata(ds: Dataset, instance: str, transfer_syntax: str) -> dict[str, Any]:
+    """One instance's metadata: every element, large binary values by BulkDataURI, plus
+    Available Transfer Syntax UID (0008,3002) saying how the frames are stored."""
+
+    def bulk(elem: DataElement) -> str:
+        return f"{instance}/bulk/{int(elem.tag):08X}"
+
+    for tag in PIXEL_TAGS & set(ds.keys()):
+        ds[tag].value  # noqa: B018 (loads a deferred value so the encoder sees its length)
+    out = ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=bulk)
+    for tag in PIXEL_TAGS:
+        key = f"{tag:08X}"
+        if key in out and "InlineBinary" in out[key]:
+            out[key] = {"vr": out[key]["vr"], "BulkDataURI": f"{instance}/bulk/{key}"}
+    out[AVAILABLE_TRANSFER_SYNTAX] = {"vr": "UI", "Value": [transfer_syntax]}
+    return dict(sorted(out.items()))
+
+
+def result(ds: Dataset, retrieve_url: str) -> dict[str, Any]:
+    """A QIDO-RS match: the identifier's elements, Retrieve URL (0008,1190) and Instance
+    Availability (0008,0056), without the C-FIND-only Query/Retrieve Level."""
+    if "QueryRetrieveLevel" in ds:
+        del ds.QueryRetrieveLevel
+    out = ds.to_json_dict()
+    out[RETRIEVE_URL] = {"vr": "UR", "Value": [retrieve_url]}
+    out[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
+    return dict(sorted(out.items()))
+
+
+def find_element(ds: Dataset, tag: int) -> DataElement | None:
+    """The first element with ``tag``, depth first (the order the metadata encoder walks)."""
+    for elem in ds:
+        if int(elem.tag) == tag:
+            return elem
+        if elem.VR == "SQ":
+            for item in elem.value:
+                found = find_element(item, tag)
+                if found is not None:
+                    return found
+    return None
