@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
+from tests import orthanc_dicomweb
 from tests.dicomweb_server import Appliance, appliance, token
 
 pytestmark = pytest.mark.integration
@@ -339,3 +340,22 @@ def test_series_views_are_audited_once_not_per_frame(
         ).fetchall()
     assert len(rows) == 1
     assert json.loads(rows[0][0])["resource"] == "metadata"
+
+
+def test_orthanc_retrieves_a_study_through_its_dicomweb_client(
+    box: Appliance, stored: dict[str, bytes], tmp_path: Path
+) -> None:
+    if why := orthanc_dicomweb.missing():
+        pytest.skip(why)
+    servers = {"box": {"Url": f"{box.dicomweb}/", "HttpHeaders": box.headers}}
+    study = _uids(MATRIX[0])[0]
+    with orthanc_dicomweb.orthanc(tmp_path / "orthanc", servers) as peer:
+        answer = httpx.post(
+            f"{peer.base}/dicom-web/servers/box/retrieve",
+            json={"Resources": [{"Study": study}]},
+            timeout=120,
+        )
+        assert answer.status_code == 200, answer.text
+        ids = httpx.get(f"{peer.base}/instances").json()
+        got = sorted(httpx.get(f"{peer.base}/instances/{i}/file").content for i in ids)
+    assert got == sorted(p.read_bytes() for p in MATRIX)
