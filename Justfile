@@ -12,7 +12,7 @@ run *ARGS: (apt "run")
     {{venv}}/radiant serve {{ARGS}}
 
 # Run the whole test suite (unit, integration, e2e) and the linters.
-test *ARGS: (apt "run") (apt "test") (apt "e2e") azurite lint
+test *ARGS: (apt "run") (apt "test") (apt "e2e") azurite ohif lint
     {{venv}}/python -m pytest {{ARGS}}
 
 # Regenerate the README's screenshots (docs/screenshots, 1280x800) with the e2e day test.
@@ -27,6 +27,20 @@ azurite:
     @command -v npm >/dev/null || {{venv}}/python -m provisioning.packages ensure node
     @test "$(node -p 'require("./.cache/azurite/node_modules/azurite/package.json").version' 2>/dev/null)" = "{{azurite_version}}" \
         || npm install --no-audit --no-fund --silent --prefix .cache/azurite azurite@{{azurite_version}}
+
+ohif_version := "3.13.2"
+
+# The OHIF viewer (@ohif/app, MIT; its prebuilt dist/ only: the package's own dependencies are
+# build-time ones) into .cache/ohif/<version>/dist, once per version; served at /ohif/.
+ohif:
+    @command -v npm >/dev/null || {{venv}}/python -m provisioning.packages ensure node
+    @test -f .cache/ohif/{{ohif_version}}/dist/index.html || ( \
+        mkdir -p .cache/ohif/{{ohif_version}}.part && cd .cache/ohif/{{ohif_version}}.part \
+        && npm pack --silent @ohif/app@{{ohif_version}} >/dev/null \
+        && tar -xzf ohif-app-{{ohif_version}}.tgz && rm ohif-app-{{ohif_version}}.tgz \
+        && test "$(node -p 'require("./package/package.json").version')" = "{{ohif_version}}" \
+        && cd .. && rm -rf {{ohif_version}} && mv {{ohif_version}}.part/package {{ohif_version}} \
+        && rm -rf {{ohif_version}}.part )
 
 # ruff and mypy over the project's packages.
 lint:

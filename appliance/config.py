@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     # DICOMweb (appliance/dicomweb): a user's reads of one series within this window are one
     # audited view, however many frames a viewer fetches
     dicomweb_audit_window_s: Annotated[float, Field(ge=1, le=86_400)] = 600.0
+    # The unpacked OHIF viewer (`./just ohif`); unset: .cache/ohif/<version>/dist of the checkout
+    ohif_dir: Path | None = None
     auto_volumes: bool = True
     # Reports and exports (appliance/export, appliance/integrations/pacs.py).
     report_page_size: Literal["A4", "LETTER"] = "A4"

@@ -17,7 +17,7 @@ from nicegui.storage import Storage
 
 from appliance.config import Settings
 from appliance.context import AppContext
-from ui import runtime, session
+from ui import ohif, runtime, session
 from ui.pages import analysis, importing, report, sign_in, system, viewer, worklist
 
 PAGES: tuple[ModuleType, ...] = (sign_in, worklist, importing, viewer, analysis, report, system)
@@ -54,6 +54,7 @@ def mount(app: FastAPI, settings: Settings, secret: str, ctx: AppContext | None 
     runtime.install(runtime.Runtime(app, context))
     app.state.session_user = session.request_user_id  # DICOMweb reads accept the screen cookie
     _session_store(settings)
+    ohif.install(app, settings)  # before the screens' catch-all handling
     register_pages(settings, context)
     ui.run_with(
         app,

@@ -6,11 +6,16 @@ page and every action re-reads the account and checks the role again."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from base64 import b64decode
 from dataclasses import dataclass
 from typing import Any
 
+from itsdangerous import BadSignature, TimestampSigner
 from nicegui import app, context
+from nicegui.storage import Storage
 from starlette.requests import Request
 
 from appliance.audit.models import Actor
@@ -24,11 +29,15 @@ USER_ID = "uid"
 EXPIRES = "expires"
 STARTED = "started"
 EXPIRED = "expired"
+SESSION_COOKIE = "session"  # Starlette SessionMiddleware's cookie, as NiceGUI installs it
+SESSION_MAX_AGE_S = 14 * 24 * 3600  # its default max_age
+_SESSION_ID = re.compile(r"[0-9a-f-]{36}")  # NiceGUI's session ids are UUID4 strings
 
 ADMIN = frozenset({Role.ADMIN})
 CLINICAL = frozenset({Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN})
 EVERYONE = frozenset(Role)
 SIGNERS = frozenset({Role.RADIOLOGIST})
+READERS = frozenset({Role.ADMIN, Role.RADIOLOGIST})  # the diagnostic viewer (OHIF) is offered
 
 
 @dataclass(frozen=True)
@@ -148,15 +157,34 @@ def current() -> SessionUser | None:
 
 
 def request_user_id(request: Request) -> str | None:
-    """The user id of the unexpired screen session ``request`` carries, for API routes that
-    accept the screen's cookie (installed as ``app.state.session_user``). It does not slide the
-    expiry: only the screen's own pages do."""
-    if "session" not in request.scope:
+    """The user id of the unexpired screen session whose cookie ``request`` carries, for routes
+    of the API app that accept the screen's sign-in (installed as ``app.state.session_user``).
+
+    Those routes are outside NiceGUI's own app, so its session middleware has not run: the
+    cookie is checked here the way Starlette's SessionMiddleware signs it (itsdangerous,
+    the storage secret, its 14-day age limit), then the session's user storage is read. It does
+    not slide the expiry: only the screen's own pages do."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    secret = getattr(request.app.state, "secret_key", None)
+    if not cookie or not secret:
         return None
     try:
-        storage = app.storage.user
-    except (AssertionError, RuntimeError, KeyError):
+        signed = TimestampSigner(str(secret)).unsign(cookie.encode(), max_age=SESSION_MAX_AGE_S)
+        session_id = json.loads(b64decode(signed)).get("id")
+    except (BadSignature, ValueError, AttributeError):
         return None
+    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+        return None
+    users: dict[str, Any] = getattr(app.storage, "_users", {})
+    storage = users.get(session_id)
+    if storage is None:  # NiceGUI dropped it from memory once the screen's tab closed
+        try:
+            path = Storage.path / f"storage-user-{session_id}.json"
+            storage = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(storage, dict):
+            return None
     user_id = storage.get(USER_ID)
     if not user_id or float(storage.get(EXPIRES, 0)) < time.time():
         return None

@@ -32,7 +32,7 @@ from appliance.reports.models import (
 from appliance.reports.policy import POLICY, ReportAction
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
-from ui import components, format, i18n, runtime, session
+from ui import components, format, i18n, ohif, runtime, session
 
 SECTIONS = ("clinical_indication", "technique", "comparison", "impression", "recommendations",
             "limitations")
@@ -147,6 +147,10 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         ui.button(i18n.t("action.view"), icon="visibility",
                   on_click=lambda: ui.navigate.to(f"/viewer/{study.id}")).props(
             "no-caps outline size=lg")
+        if user.may(session.READERS):
+            ui.button(i18n.t("action.diagnostic_viewer"), icon="open_in_new",
+                      on_click=lambda: ui.navigate.to(ohif.study_url(study.study_uid))).props(
+                "no-caps outline size=lg data-testid=open-ohif")
 
     if report is None:
         ui.label(i18n.t("report.none")).classes("text-h6").mark("report-none")

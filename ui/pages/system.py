@@ -53,6 +53,7 @@ class Facts:
     tls_fingerprint: str | None
     locked: list[throttle.LockedPair]
     blocked: list[tuple[str, str]]
+    http_port: int = 8000
 
 
 def _facts() -> Facts:
@@ -79,6 +80,7 @@ def _facts() -> Facts:
         tls_fingerprint=_fingerprint(rt.settings),
         locked=throttle.locked(db, utc_now()),
         blocked=throttle.blocked_clients(db, utc_now()),
+        http_port=rt.settings.http_port,
     )
 
 
@@ -212,6 +214,14 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
                 ui.label(i18n.t("system.receiver_counts", stored=receiver.stored,
                                 duplicates=receiver.duplicates,
                                 quarantined=receiver.quarantined)).classes("text-body2")
+        with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
+            ui.label(i18n.t("system.dicomweb")).classes("text-h6")
+            for address in facts.addresses:
+                scheme = "https" if facts.tls_active else "http"
+                url = f"{scheme}://{address}:{facts.http_port}/dicom-web"
+                ui.label(i18n.t("system.dicomweb_url", url=url)).classes("text-body1").props(
+                    "data-testid=dicomweb-url")
+            ui.label(i18n.t("system.dicomweb_note")).classes("text-body2 radiant-muted")
     _security(facts, reload)
     _users(user, facts.users, reload)
     _audit_viewer()

@@ -9,7 +9,7 @@ from nicegui import ui
 
 from appliance.studies import service as studies
 from appliance.studies.models import StudyListItem, StudyPage, StudyState
-from ui import components, format, i18n, runtime, session
+from ui import components, format, i18n, ohif, runtime, session
 
 # The issue's status chips. The study's own status is filtered by the studies service; the
 # others (volume, analysis, report, replication) by the chips' state (:func:`matches`).
@@ -149,6 +149,10 @@ def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> 
                 ui.button(i18n.t("action.view"), icon="visibility",
                           on_click=lambda: ui.navigate.to(f"/viewer/{item.id}")).props(
                     "no-caps size=lg color=primary data-testid=open-viewer")
+                if user.may(session.READERS):
+                    ui.button(i18n.t("action.diagnostic_viewer"), icon="open_in_new",
+                              on_click=lambda: ui.navigate.to(ohif.study_url(item.study_uid))
+                              ).props("no-caps size=lg outline data-testid=open-ohif")
                 if user.may(session.CLINICAL):
                     ui.button(i18n.t("action.analyse"), icon="psychology",
                               on_click=lambda: ui.navigate.to(f"/analysis/{item.id}")).props(

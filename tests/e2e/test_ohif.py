@@ -1,0 +1,128 @@
+"""OHIF, served by the box at /ohif/, in Debian's Chromium: a radiologist signed in on the
+screen opens the LIDC chest CT in the diagnostic viewer without signing in again; the image
+renders, scrolls, and the MPR layout shows three planes. Everything it fetches stays on the box."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.browser import wait_for_nicegui
+from tests.e2e.server import ApplianceServer
+from ui.ohif import default_dist
+
+pytestmark = pytest.mark.e2e
+LIDC = Path(__file__).resolve().parents[3] / "shared/data/dicom/ct_chest_lidc_0001"
+PASSWORD = "an ohif test passphrase"
+LOAD_MS = 120_000
+
+
+def _stow(server: ApplianceServer, files: list[Path]) -> None:
+    token = httpx.post(
+        f"{server.url}/api/auth/token", data={"username": "reader", "password": PASSWORD}
+    ).json()["access_token"]
+    boundary = "lidc-boundary"
+    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    for start in range(0, len(files), 40):
+        body = (
+            b"".join(
+                f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+                + f.read_bytes()
+                + b"\r\n"
+                for f in files[start : start + 40]
+            )
+            + f"--{boundary}--\r\n".encode()
+        )
+        answer = httpx.post(
+            f"{server.url}/dicom-web/studies",
+            content=body,
+            timeout=300,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": ctype,
+            },
+        )
+        assert answer.status_code == 200, answer.text[:500]
+
+
+def _sign_in(page: Page) -> None:
+    page.goto("/login")
+    wait_for_nicegui(page)
+    for test_id, value in (("username", "reader"), ("password", PASSWORD)):
+        page.locator(f"input[data-testid={test_id}], [data-testid={test_id}] input").first.fill(
+            value
+        )
+    page.get_by_test_id("sign-in").click()
+    expect(page.get_by_test_id("status-mode")).to_contain_text("Mode:", timeout=30_000)
+
+
+def _pixels(viewport: Locator) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(viewport.screenshot())).convert("L"), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def lidc(appliance_server: ApplianceServer) -> str:
+    if not LIDC.is_dir():
+        pytest.skip(f"the LIDC-IDRI chest CT is not at {LIDC} (../shared/data/dicom)")
+    if not (default_dist() / "index.html").is_file():
+        pytest.skip("OHIF is not installed: ./just ohif")
+    appliance_server.add_user("reader", "radiologist", PASSWORD)
+    files = sorted(LIDC.glob("*.dcm"))
+    _stow(appliance_server, files)
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_ohif_needs_the_screen_session(appliance_server: ApplianceServer, page: Page) -> None:
+    page.goto("/ohif/viewer?StudyInstanceUIDs=1.2.3")
+    assert "/login" in page.url
+    assert httpx.get(f"{appliance_server.url}/dicom-web/studies").status_code == 401
+
+
+def test_lidc_opens_renders_scrolls_and_shows_mpr(
+    appliance_server: ApplianceServer, page: Page, lidc: str, shot: object
+) -> None:
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(appliance_server.url) or r.url.startswith(("data:", "blob:"))
+            else outside.append(r.url)
+        ),
+    )
+    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+    _sign_in(page)
+    # from the worklist, without signing in again
+    page.get_by_test_id("open-ohif").first.click()
+    page.wait_for_url(f"**/ohif/viewer?StudyInstanceUIDs={lidc}", timeout=30_000)
+    viewport = page.locator("[data-viewport-uid]").first
+    expect(viewport.locator("canvas").first).to_be_visible(timeout=LOAD_MS)
+    page.wait_for_timeout(4000)
+    first = _pixels(viewport)
+    assert first.std() > 10, "the viewport is blank"
+    box = viewport.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(20):
+        page.mouse.wheel(0, 120)
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(2000)
+    scrolled = _pixels(viewport)
+    assert np.abs(scrolled - first).mean() > 1, "scrolling did not change the slice"
+    if callable(shot):
+        shot(page, "09-ohif")
+    page.goto(f"/ohif/viewer?StudyInstanceUIDs={lidc}&hangingprotocolId=mpr")
+    expect(page.locator("[data-viewport-uid]")).to_have_count(3, timeout=LOAD_MS)
+    page.wait_for_timeout(8000)
+    planes = [_pixels(v) for v in page.locator("[data-viewport-uid]").all()]
+    assert all(p.std() > 10 for p in planes), "an MPR plane is blank"
+    if callable(shot):
+        shot(page, "10-ohif-mpr")
+    assert outside == []
