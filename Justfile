@@ -51,6 +51,10 @@ lint:
 bench-ingest *ARGS: (apt "bench")
     {{venv}}/python bench/ingest.py {{ARGS}}
 
+# DICOMweb benchmark: /dicom-web against Orthanc's DICOMweb plugin (QIDO, WADO-RS, frames).
+bench-dicomweb *ARGS: (apt "bench")
+    {{venv}}/python bench/dicomweb.py {{ARGS}}
+
 # Volume benchmark: our reconstruction against dcm2niix and SimpleITK (not a test).
 bench-volumes *ARGS: (apt "test")
     {{venv}}/python -c 'import SimpleITK' 2>/dev/null || {{venv}}/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"

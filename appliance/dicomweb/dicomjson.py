@@ -13,6 +13,8 @@ from typing import Any
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from appliance.dicomweb.models import NATIVE
+
 BULK_THRESHOLD = 1024
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 AVAILABLE_TRANSFER_SYNTAX = "00083002"
@@ -31,19 +33,19 @@ def instance_url(base: str, study: str, series: str | None = None, sop: str | No
 
 
 def metadata(ds: Dataset, instance: str, transfer_syntax: str) -> dict[str, Any]:
-    """One instance's metadata: every element, large binary values by BulkDataURI, plus
+    """One instance's metadata (``ds`` read without its pixels): every element, large binary
+    values and the Pixel Data by BulkDataURI, plus
     Available Transfer Syntax UID (0008,3002) saying how the frames are stored."""
 
     def bulk(elem: DataElement) -> str:
         return f"{instance}/bulk/{int(elem.tag):08X}"
 
-    for tag in PIXEL_TAGS & set(ds.keys()):
-        ds[tag].value  # noqa: B018 (loads a deferred value so the encoder sees its length)
     out = ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=bulk)
-    for tag in PIXEL_TAGS:
-        key = f"{tag:08X}"
-        if key in out and "InlineBinary" in out[key]:
-            out[key] = {"vr": out[key]["vr"], "BulkDataURI": f"{instance}/bulk/{key}"}
+    if "Rows" in ds and "Columns" in ds:
+        # read without its pixels: an image's Pixel Data is always by reference (PS3.18 F.2.6)
+        compressed = transfer_syntax not in NATIVE
+        vr = "OB" if compressed or int(ds.get("BitsAllocated", 16) or 16) <= 8 else "OW"
+        out["7FE00010"] = {"vr": vr, "BulkDataURI": f"{instance}/bulk/7FE00010"}
     out[AVAILABLE_TRANSFER_SYNTAX] = {"vr": "UI", "Value": [transfer_syntax]}
     return dict(sorted(out.items()))
 

@@ -28,11 +28,11 @@ class FrameError(ValueError):
         self.detail = detail
 
 
-def read(path: Path) -> Dataset:
+def read(path: Path, *, pixels: bool = True) -> Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return pydicom.dcmread(path)
+            return pydicom.dcmread(path, stop_before_pixels=not pixels)
         except Exception as exc:
             raise FrameError(
                 409, f"the stored file cannot be read ({exc.__class__.__name__})"

@@ -215,7 +215,7 @@ def check_syntax(located: list[Located], syntax: str) -> None:
 def metadata(located: list[Located], base: str) -> list[dict[str, Any]]:
     out = []
     for loc in located:
-        ds = read_dataset(loc)
+        ds = read_dataset(loc, pixels=False)
         url = dicomjson.instance_url(base, loc.study_uid, loc.series_uid, loc.sop_instance_uid)
         out.append(dicomjson.metadata(ds, url, loc.transfer_syntax_uid))
     return out
@@ -316,8 +316,8 @@ def middle(located: list[Located]) -> Located:
     return same[len(same) // 2]
 
 
-def read_dataset(loc: Located) -> pydicom.Dataset:
+def read_dataset(loc: Located, *, pixels: bool = True) -> pydicom.Dataset:
     try:
-        return frames.read(loc.path)
+        return frames.read(loc.path, pixels=pixels)
     except frames.FrameError as exc:
         raise _http(exc) from None
