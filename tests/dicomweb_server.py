@@ -84,6 +84,8 @@ def appliance(tmp: Path, **env: str) -> Iterator[Appliance]:
     log = tmp / "serve.log"
     environment = clean_env(
         RADIANT_DICOM_PORT=str(dicom_port),
+        # the C-FIND peer of the tests (query/retrieve is answered for configured peers only)
+        RADIANT_DICOM_PEERS=f"FINDER@127.0.0.1:{free_port()}",
         RADIANT_MIN_FREE_GB="0",
         RADIANT_AUTO_VOLUMES="false",
         **env,
