@@ -106,7 +106,11 @@ def _int(params: dict[str, list[str]], name: str, default: int, high: int) -> in
 
 def _put(identifier: Dataset, tag: int, value: str | None) -> None:
     """Matching values (ranges, wildcards) are not valid attribute values: no validation."""
-    identifier[tag] = DataElement(tag, dictionary_VR(tag), value, validation_mode=config.IGNORE)
+    vr = dictionary_VR(tag).split(" or ")[0]  # "US or SS": returned empty, either will do
+    try:
+        identifier[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
+    except (TypeError, ValueError, OverflowError):
+        raise BadQuery(f"{keyword_for_tag(tag) or tag} cannot hold {str(value)[:32]!r}") from None
 
 
 def _fuzzy_words(value: str) -> list[str]:
