@@ -53,6 +53,7 @@ def mount(app: FastAPI, settings: Settings, secret: str, ctx: AppContext | None 
     context = ctx or cast(AppContext, app.state.ctx)
     runtime.install(runtime.Runtime(app, context))
     app.state.session_user = session.request_user_id  # DICOMweb reads accept the screen cookie
+    app.state.session_cookie_key = secret  # the key NiceGUI's session middleware signs with
     _session_store(settings)
     ohif.install(app, settings)  # before the screens' catch-all handling
     register_pages(settings, context)

@@ -30,7 +30,6 @@ EXPIRES = "expires"
 STARTED = "started"
 EXPIRED = "expired"
 SESSION_COOKIE = "session"  # Starlette SessionMiddleware's cookie, as NiceGUI installs it
-SESSION_MAX_AGE_S = 14 * 24 * 3600  # its default max_age
 _SESSION_ID = re.compile(r"[0-9a-f-]{36}")  # NiceGUI's session ids are UUID4 strings
 
 ADMIN = frozenset({Role.ADMIN})
@@ -162,14 +161,16 @@ def request_user_id(request: Request) -> str | None:
 
     Those routes are outside NiceGUI's own app, so its session middleware has not run: the
     cookie is checked here the way Starlette's SessionMiddleware signs it (itsdangerous,
-    the storage secret, its 14-day age limit), then the session's user storage is read. It does
-    not slide the expiry: only the screen's own pages do."""
+    the screen's cookie key, the session's absolute age limit), then the session's user
+    storage is read with the same idle and absolute limits as :func:`current`. It does not
+    slide the expiry: only the screen's own pages do."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    secret = getattr(request.app.state, "secret_key", None)
+    secret = getattr(request.app.state, "session_cookie_key", None)
     if not cookie or not secret:
         return None
+    max_age = int(runtime.get().settings.session_max_hours * 3600)
     try:
-        signed = TimestampSigner(str(secret)).unsign(cookie.encode(), max_age=SESSION_MAX_AGE_S)
+        signed = TimestampSigner(str(secret)).unsign(cookie.encode(), max_age=max_age)
         session_id = json.loads(b64decode(signed)).get("id")
     except (BadSignature, ValueError, AttributeError):
         return None
@@ -186,7 +187,10 @@ def request_user_id(request: Request) -> str | None:
         if not isinstance(storage, dict):
             return None
     user_id = storage.get(USER_ID)
-    if not user_id or float(storage.get(EXPIRES, 0)) < time.time():
+    now = time.time()
+    if not user_id or float(storage.get(EXPIRES, 0)) < now:
+        return None
+    if float(storage.get(STARTED, 0)) + _max_s() < now:
         return None
     return str(user_id)
 
