@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance import __version__, logs, problems, tls
 from appliance.analysis import service as analysis
@@ -67,6 +69,16 @@ def _tls_active(settings: Settings) -> bool:
         return tls.http_certificate(settings) is not None
     except (ConfigError, tls.CertificateError):
         return False
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods the app's OpenAPI document declares for the request's path (none: unknown)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
 
 
 def create_app(
@@ -168,7 +180,15 @@ def create_app(
         dependencies=[Depends(Public())],
     )
     def api_not_found(request: Request) -> None:
-        """Unknown API paths answer a problem document, not the screen's HTML."""
+        """Unknown API paths answer a problem document, not the screen's HTML; a known path
+        with an undeclared method answers 405 with ``Allow`` (RFC 9110 15.5.6)."""
+        allowed = allowed_methods(app, request)
+        if allowed:
+            raise StarletteHTTPException(
+                405,
+                f"{request.method} is not allowed on {request.url.path}",
+                headers={"Allow": ", ".join(allowed)},
+            )
         raise NotFound(f"no API endpoint at {request.url.path}")
 
     check_guarded(app)

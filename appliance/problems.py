@@ -108,8 +108,52 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": ["string", "null"]},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every operation's error answers are documented as what they are: ``4XX`` and ``5XX``
+    problem documents (RFC 9457), the 422 of validation included."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
+        ref = {"$ref": "#/components/schemas/Problem"}
+        content = {MEDIA_TYPE: {"schema": ref}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code in list(responses):
+                    if code[0] in "45":
+                        responses[code]["content"] = content
+                responses.setdefault("4XX", {"description": "Problem", "content": content})
+                responses.setdefault("5XX", {"description": "Problem", "content": content})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """Register the problem handlers and the request-id middleware on ``app``."""
+    _document_problems(app)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

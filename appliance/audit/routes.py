@@ -12,6 +12,7 @@ from appliance.audit.models import Actor, AuditPage, ChainReport
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.dependencies import get_db
+from appliance.paging import Limit, Offset
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -20,8 +21,8 @@ router = APIRouter(prefix="/api/audit", tags=["audit"])
 def list_audit(
     actor: Annotated[Actor, Depends(Allow(Role.ADMIN))],
     db: Annotated[sqlite_utils.Database, Depends(get_db)],
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     action: Annotated[str | None, Query(max_length=64)] = None,
     actor_name: Annotated[str | None, Query(alias="actor", max_length=64)] = None,
 ) -> AuditPage:

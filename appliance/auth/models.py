@@ -6,6 +6,7 @@ import enum
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 MIN_PASSWORD = 10
@@ -42,11 +43,20 @@ def check_password(value: str) -> str:
     return value
 
 
+# The validators' rules, also stated in the OpenAPI document so that clients see them.
+_USERNAME_SCHEMA: JsonDict = {"pattern": USERNAME.pattern}
+_PASSWORD_SCHEMA: JsonDict = {
+    "minLength": MIN_PASSWORD,
+    "maxLength": 256,
+    "pattern": "^[^\\x00-\\x1f]*$",
+}
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str
-    password: str = Field(repr=False)
+    username: str = Field(json_schema_extra=_USERNAME_SCHEMA)
+    password: str = Field(repr=False, json_schema_extra=_PASSWORD_SCHEMA)
     role: Role
     full_name: str | None = Field(default=None, max_length=128)
 

@@ -12,6 +12,7 @@ from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.dependencies import get_db
+from appliance.paging import Limit, Offset
 from appliance.patients import service
 from appliance.patients.models import (
     PatientCreate,
@@ -40,8 +41,8 @@ def list_patients(
     actor: Annotated[Actor, Depends(Readers)],
     db: Db,
     search: Annotated[str | None, Query(max_length=128, description="name or MRN words")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> PatientPage:
     """Patients sorted by last name, first name, MRN; ``search`` matches every word."""
     return service.search(db, actor, text=search, limit=limit, offset=offset)

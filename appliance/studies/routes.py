@@ -17,6 +17,7 @@ from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.dependencies import get_context
 from appliance.dicom.preview import Preset
+from appliance.paging import Limit, Offset
 from appliance.studies import service, upload
 from appliance.studies.models import (
     InstanceOut,
@@ -94,8 +95,8 @@ def list_studies(
     ] = None,
     modality: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$")] = None,
     search: Annotated[str | None, Query(max_length=128, description="name or MRN words")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> StudyPage:
     """The worklist: studies newest first, with their patient."""
     return service.worklist(
