@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
+# Folders of tests/data that are not sets of good instances: known-bad public files, and the
+# derived hostile inputs (one file per past defect; the fuzzers' seed corpora).
+DERIVED = ("regressions", "fuzz")
+NOT_GOOD = frozenset({"malformed", *DERIVED})
 
 
 def instance_files(set_name: str) -> list[Path]:

@@ -27,6 +27,7 @@ on a process lock instead of sleeping in SQLite's busy handler.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import json
@@ -43,6 +44,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import ConnectionPool, transaction
 from appliance.db.rows import fetch_one, new_id, now_iso
+from appliance.dicom.limits import meta_uids
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.scan import scan_instance
 from appliance.patients.service import fold, search_key
@@ -68,6 +70,8 @@ class IngestResult:
     patient_id: str | None = None
     quarantine_id: str | None = None
     commit: int | None = None  # number of the index commit that made it durable (stored)
+    # the File Meta (for the network: the C-STORE command) names other UIDs than the data set
+    mismatch: bool = False
 
 
 @dataclass
@@ -147,6 +151,18 @@ class Quarantine:
         return qid
 
 
+def _meta_mismatch(data: bytes, info: InstanceInfo) -> str | None:
+    """Why the File Meta's Media Storage SOP Class/Instance UIDs (PS3.10 7.1), which the
+    receiver builds from the C-STORE command's Affected SOP Class/Instance UIDs, do not name
+    the data set's own (PS3.4 B.2.3); None when they do or are absent."""
+    sop_class, sop_instance = meta_uids(data)
+    if sop_instance and sop_instance != info.sop_instance_uid:
+        return "the SOP Instance UID of the command/File Meta differs from the data set's"
+    if sop_class and sop_class != info.sop_class_uid:
+        return "the SOP Class UID of the command/File Meta differs from the data set's"
+    return None
+
+
 def _settle(writing: Future[bool] | None) -> None:
     """Wait for a file write to end (its outcome is not needed) before cleaning up after it."""
     if writing is not None:
@@ -197,6 +213,12 @@ class Ingestor:
                 _, info = read_instance(data)
             except Rejected as exc:
                 return self._quarantine(db, data, exc, source, origin, actor)
+        mismatch = _meta_mismatch(data, info)
+        if mismatch:
+            result = self._quarantine(
+                db, data, Rejected(mismatch, info.sop_instance_uid), source, origin, actor
+            )
+            return dataclasses.replace(result, mismatch=True)
         lock = _LOCKS[hash(info.sop_instance_uid) % len(_LOCKS)]
         with lock:
             existing = db.execute(

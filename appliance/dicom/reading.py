@@ -24,6 +24,8 @@ from pydicom.pixels import utils as pixel_utils
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from appliance.dicom.limits import Refused, check_structure
+
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _UNDEFINED = 0xFFFFFFFF
 _J2K = {
@@ -79,7 +81,12 @@ class InstanceInfo:
 
 
 def read_instance(data: bytes, *, check_pixels: bool = True) -> tuple[Dataset, InstanceInfo]:
-    """Parse a DICOM Part 10 file and check it; raises :class:`Rejected` with a reason."""
+    """Parse a DICOM Part 10 file and check it; raises :class:`Rejected` with a reason.
+    The encoded structure is checked against :mod:`appliance.dicom.limits` first."""
+    try:
+        check_structure(data)
+    except Refused as exc:
+        raise Rejected(exc.reason) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -88,6 +95,8 @@ def read_instance(data: bytes, *, check_pixels: bool = True) -> tuple[Dataset, I
         raise Rejected(
             "not a DICOM file: no preamble, 'DICM' prefix or File Meta Information (PS3.10 7.1)"
         ) from None
+    except RecursionError:
+        raise Rejected("the data nests too deeply to be read") from None
     except Exception as exc:  # pydicom raises many types on garbage
         raise Rejected(f"unreadable DICOM data ({exc.__class__.__name__})") from None
     sop_uid = _text(ds.get("SOPInstanceUID"))
@@ -96,7 +105,21 @@ def read_instance(data: bytes, *, check_pixels: bool = True) -> tuple[Dataset, I
     except Rejected as exc:
         exc.sop_instance_uid = exc.sop_instance_uid or sop_uid
         raise
+    except RecursionError:
+        raise Rejected("the data nests too deeply to be read", sop_uid) from None
+    except Exception as exc:  # pydicom converts raw values lazily: garbage raises here too
+        raise Rejected(f"unreadable DICOM data ({exc.__class__.__name__})", sop_uid) from None
     return ds, info
+
+
+def _check_character_set(ds: Dataset) -> None:
+    """Specific Character Set is CS (PS3.5 6.2): a control character inside it (a NUL that is
+    not trailing padding) makes readers disagree on how the text is decoded."""
+    value = ds.get("SpecificCharacterSet")
+    values = [value] if isinstance(value, str) else list(value or [])
+    for term in values:
+        if any(ord(ch) < 0x20 for ch in str(term).rstrip("\x00 ")):
+            raise Rejected("SpecificCharacterSet (0008,0005) holds a control character")
 
 
 def check_dataset(ds: Dataset, *, check_pixels: bool = True) -> InstanceInfo:
@@ -107,6 +130,7 @@ def check_dataset(ds: Dataset, *, check_pixels: bool = True) -> InstanceInfo:
     if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
         raise Rejected("this is a DICOMDIR (a media index), not an instance to store")
     _check_elements(ds)
+    _check_character_set(ds)
     uids = {}
     for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
         value = _text(ds.get(keyword))

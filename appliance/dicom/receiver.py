@@ -12,7 +12,9 @@ C-STORE stores what was received, as received (no transcoding): the encoded data
 * 0x0000 stored, or a duplicate of a stored SOP Instance UID (counted, not stored again);
 * 0xA700 refused, out of resources: free disk below ``RADIANT_MIN_FREE_GB`` (nothing written);
 * 0xA701 refused, out of resources: storing failed inside the appliance (retry later);
-* 0xC000 cannot understand: the instance was quarantined; Error Comment gives the reason.
+* 0xC000 cannot understand: the instance was quarantined; Error Comment gives the reason;
+* 0xA900 data set does not match SOP class: the command's Affected SOP Class/Instance UID is
+  not the data set's (PS3.4 B.2.3); quarantined too, nothing stored.
 
 Datasets are received in memory (pynetdicom's default), so an aborted association never leaves a
 half-received file anywhere: only a complete C-STORE request reaches the handler.
@@ -114,6 +116,7 @@ PENDING = 0xFF00
 OUT_OF_SPACE = 0xA700
 STORE_FAILED = 0xA701
 QUARANTINED = 0xC000
+DATASET_MISMATCH = 0xA900  # the command's SOP Class/Instance UID is not the data set's
 SUBOPERATIONS_FAILED = 0xA702  # every C-GET/C-MOVE sub-operation failed
 SUBOPERATIONS_WARNING = 0xB000  # sub-operations complete, one or more failures
 MOVE_DESTINATION_UNKNOWN = 0xA801
@@ -691,6 +694,8 @@ class Receiver:
             return SUCCESS, None
         self._count("quarantined")
         log.warning("store_quarantined", quarantine_id=result.quarantine_id)
+        if result.mismatch:
+            return DATASET_MISMATCH, (result.reason or "the data set does not match")[:64]
         return QUARANTINED, f"quarantined: {result.reason or 'invalid instance'}"
 
     # -- association events (PS3.8) -------------------------------------------------------------
@@ -865,8 +870,9 @@ class Receiver:
             yield from self._suboperations(event, opened[0], matches)
         elif matches:
             log.error("move_subassociation_unseen", destination=destination)
-            yield _status(SUBOPERATIONS_FAILED, "no association to the destination"), (
-                _failed_list([m.sop_instance_uid for m in matches])
+            yield (
+                _status(SUBOPERATIONS_FAILED, "no association to the destination"),
+                (_failed_list([m.sop_instance_uid for m in matches])),
             )
 
     def _suboperations(

@@ -20,6 +20,7 @@ import struct
 
 from pydicom.datadict import dictionary_VR
 
+from appliance.dicom.limits import MAX_SEQUENCE_DEPTH
 from appliance.dicom.reading import MEDIA_STORAGE_DIRECTORY, InstanceInfo, _dicom_date
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -119,6 +120,7 @@ class _Walker:
         self.explicit = explicit
         self.top: dict[int, bytes] = {}
         self.pixel_length = -1
+        self.depth = 0
 
     def header(self, pos: int, end: int) -> tuple[int, bytes | None, int, int]:
         """(tag, VR or None, value length, value offset) of the element at ``pos``."""
@@ -197,7 +199,17 @@ class _Walker:
         return pos
 
     def sequence(self, pos: int, end: int | None) -> int:
-        """Items of a sequence; ``end`` None: undefined length, up to the delimiter."""
+        """Items of a sequence; ``end`` None: undefined length, up to the delimiter. Deeper than
+        :data:`~appliance.dicom.limits.MAX_SEQUENCE_DEPTH`: the full reader refuses it."""
+        if self.depth >= MAX_SEQUENCE_DEPTH:
+            raise _Unsure
+        self.depth += 1
+        try:
+            return self._items(pos, end)
+        finally:
+            self.depth -= 1
+
+    def _items(self, pos: int, end: int | None) -> int:
         data_end = len(self.data)
         limit = data_end if end is None else end
         while pos < limit:
@@ -353,7 +365,10 @@ def _scan(data: bytes) -> InstanceInfo:
         expected = math.ceil(count / 8) if bits == 1 else count * (bits // 8)
         if expected == 0 or walker.pixel_length < expected:
             raise _Unsure
-    _text(top.get(0x00080005))  # ASCII-only character set names
+    charset = top.get(0x00080005)
+    _text(charset)  # ASCII-only character set names
+    if charset is not None and any(byte < 0x20 for byte in charset.rstrip(b"\x00 ")):
+        raise _Unsure  # refused by the full reader
     notes: list[str] = []
     family, given = _person(top.get(0x00100010))
     sex = _text(top.get(0x00100040)).upper() or None

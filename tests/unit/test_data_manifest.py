@@ -25,8 +25,16 @@ EXCLUDED = (
 _ROW = re.compile(r"^\| `(?P<set>[^`]+)`[^|]*\|(?P<cells>.*)\|\s*$")
 
 
+# Derived hostile inputs, not public sets: described in README.md's own section.
+DERIVED = ("regressions", "fuzz")
+
+
 def set_dirs() -> list[Path]:
-    return sorted(p for p in DATA.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    return sorted(
+        p
+        for p in DATA.iterdir()
+        if p.is_dir() and not p.name.startswith((".", "_")) and p.name not in DERIVED
+    )
 
 
 def files_of(set_dir: Path) -> list[Path]:
