@@ -15,6 +15,10 @@ run *ARGS: (apt "run")
 test *ARGS: (apt "run") (apt "test") (apt "e2e") azurite ohif lint
     {{venv}}/python -m pytest {{ARGS}}
 
+# Long fuzzing (atheris) of every target, or those named, SECONDS each; crashes: .cache/fuzz/crashes
+fuzz SECONDS="600" *TARGETS:
+    nice -n 19 {{venv}}/python -m tests.fuzz.long {{SECONDS}} {{TARGETS}}
+
 # Regenerate the README's screenshots (docs/screenshots, 1280x800) with the e2e day test.
 screenshots *ARGS: (apt "run") (apt "test") (apt "e2e")
     mkdir -p docs/screenshots

@@ -39,6 +39,7 @@ from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.rows import new_id
 from appliance.dicom.ingest import Outcome
+from appliance.dicom.limits import Refused, check_structure
 from appliance.dicom.reading import MEDIA_STORAGE_DIRECTORY
 from appliance.logs import get_logger
 
@@ -394,12 +395,21 @@ def _plan_dicomdir(root: Path, dicomdir: Path, limit: int) -> list[_Item]:
         raise DicomdirInvalid(str(exc)) from None
     assert data is not None
     try:
+        check_structure(data)
+    except Refused as exc:
+        raise DicomdirInvalid(exc.reason) from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom's warnings may quote values (PHI)
             ds = pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:  # pydicom raises many types on garbage
         raise DicomdirInvalid(f"it cannot be parsed ({exc.__class__.__name__})") from None
-    references = dicomdir_references(ds)
+    try:
+        references = dicomdir_references(ds)
+    except DicomdirInvalid:
+        raise
+    except Exception as exc:  # records are converted lazily: garbage raises here
+        raise DicomdirInvalid(f"its records cannot be read ({exc.__class__.__name__})") from None
     resolver = _Resolver(root)
     items: list[_Item] = []
     seen: set[Path] = set()

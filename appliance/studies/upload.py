@@ -400,7 +400,14 @@ class UploadSession:
     def _expand(self, path: Path, archive_name: str) -> None:
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            OSError,
+            ValueError,
+            EOFError,
+            NotImplementedError,  # a zip version or feature Python's reader does not support
+        ):
             self._reject(
                 archive_name,
                 None,
@@ -442,7 +449,14 @@ class UploadSession:
                 except EntryRefused as exc:
                     self._reject(name, archive_name, exc.reason)
                     continue
-                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                except (
+                    zipfile.BadZipFile,
+                    zlib.error,
+                    EOFError,
+                    NotImplementedError,
+                    OSError,  # a local header offset outside the file: EINVAL on seek
+                    ValueError,
+                ) as exc:
                     self._reject(
                         name,
                         archive_name,

@@ -19,6 +19,7 @@ from appliance.dicom.ingest import Outcome
 from appliance.dicom.reading import Rejected, read_instance
 from appliance.dicom.scan import scan_instance
 from tests import hostile
+from tests.fuzz.targets import TARGETS
 
 ACTOR = Actor.system("test")
 # The reason each known regression input is refused with (a part of it).
@@ -41,7 +42,24 @@ def ctx(settings: Settings) -> AppContext:
 
 
 def _regressions() -> list[Path]:
-    return sorted(p for p in hostile.REGRESSIONS.iterdir() if p.is_file() and p.suffix != ".md")
+    """The DICOM instances; inputs named ``<fuzz target>__<defect>`` are replayed below."""
+    return sorted(
+        p
+        for p in hostile.REGRESSIONS.iterdir()
+        if p.is_file() and p.suffix == ".dcm" and "__" not in p.name
+    )
+
+
+def _target_regressions() -> list[Path]:
+    return sorted(p for p in hostile.REGRESSIONS.iterdir() if "__" in p.name)
+
+
+@pytest.mark.parametrize("path", _target_regressions(), ids=lambda p: p.name)
+def test_a_fuzzer_found_input_replays_cleanly(path: Path) -> None:
+    """Each input a fuzz target once crashed on, through that target again."""
+    target = path.name.split("__")[0]
+    assert target in TARGETS, f"{path.name}: no fuzz target {target!r}"
+    TARGETS[target](path.read_bytes())
 
 
 def _dcmdump_ok(path: Path) -> bool:
