@@ -320,6 +320,8 @@ def decode_associate_ac(body: bytes | bytearray | memoryview) -> tuple[list[Cont
     max_pdu = 0
     for kind, value in _items(view[68:], "A-ASSOCIATE-AC"):
         if kind == PRESENTATION_CONTEXT_AC:
+            if len(value) < 4:
+                raise ProtocolError("A-ASSOCIATE-AC: a presentation context item is cut off")
             syntax = ""
             for sub_kind, sub in _items(value[4:], "presentation context"):
                 if sub_kind == TRANSFER_SYNTAX:
