@@ -108,6 +108,9 @@ CASES: dict[str, Callable[[], bytes]] = {
     # found by random byte corruption: pydicom read 'UD' with a 2-byte length and stored it,
     # dcmtk reads a 4-byte length and fails on the stored file
     "unknown_vr_letters.dcm": lambda: vr_bytes(0x0028, 0x0102, b"UD"),
+    # found by the front end fuzz target: reading SOPInstanceUID for the quarantine row raised
+    # NotImplementedError before the checks (0xA701 "retry later" over DICOM, forever)
+    "sop_instance_uid_unknown_vr.dcm": lambda: vr_bytes(0x0008, 0x0018, b"U\x00"),
 }
 
 

@@ -99,7 +99,10 @@ def read_instance(data: bytes, *, check_pixels: bool = True) -> tuple[Dataset, I
         raise Rejected("the data nests too deeply to be read") from None
     except Exception as exc:  # pydicom raises many types on garbage
         raise Rejected(f"unreadable DICOM data ({exc.__class__.__name__})") from None
-    sop_uid = _text(ds.get("SOPInstanceUID"))
+    try:
+        sop_uid: str | None = _text(ds.get("SOPInstanceUID"))
+    except Exception:  # converted lazily: an unknown VR raises here; check_dataset says why
+        sop_uid = None
     try:
         info = check_dataset(ds, check_pixels=check_pixels)
     except Rejected as exc:

@@ -51,14 +51,17 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 MIB = 1 << 20
+GB = 1_000_000_000  # RADIANT_MIN_FREE_GB is in decimal gigabytes, as for the receiver
 FIELD = "files"
 UPLOADS_DIR = "uploads"
 MAX_INSTANCE_BYTES = 1024 * MIB
 """One uploaded file or archive entry; it is held in memory while it is ingested."""
 MAX_COMPRESSION_RATIO = 100
 """Uncompressed : compressed size above which an entry is refused as a zip bomb ..."""
-RATIO_CHECKED_FROM_BYTES = 1 * MIB
-"""... once it expands to at least this much (tiny entries compress well legitimately)."""
+RATIO_CHECKED_FROM_BYTES = 64 * 1024
+"""... once it expands to at least this much (tiny entries compress well legitimately); the
+archive as a whole may not expand more than the ratio either (beyond this slack), so many
+small entries cannot add up to a bomb."""
 MAX_ARCHIVE_ENTRIES = 100_000
 ARCHIVE_EXPANSION = 4
 """An archive may expand to this many times the upload limit in total."""
@@ -101,11 +104,16 @@ class UploadLimits:
     max_ratio: int = MAX_COMPRESSION_RATIO
     ratio_from_bytes: int = RATIO_CHECKED_FROM_BYTES
     max_entries: int = MAX_ARCHIVE_ENTRIES
+    min_free_bytes: int = 0  # the free-disk watermark (RADIANT_MIN_FREE_GB), as for C-STORE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
         total = settings.upload_max_mb * MIB
-        return cls(max_total_bytes=total, max_archive_bytes=total * ARCHIVE_EXPANSION)
+        return cls(
+            max_total_bytes=total,
+            max_archive_bytes=total * ARCHIVE_EXPANSION,
+            min_free_bytes=int(settings.min_free_gb * GB),
+        )
 
 
 def uploads_dir(settings: Settings) -> Path:
@@ -436,6 +444,7 @@ class UploadSession:
                 )
                 return
             expanded = 0
+            overall = self.limits.max_ratio * max(path.stat().st_size, 1)
             for info in entries:
                 name = clean_name(info.filename)
                 problem = entry_problem(info, self.limits)
@@ -466,6 +475,14 @@ class UploadSession:
                 except RuntimeError:
                     self._reject(name, archive_name, "entry is encrypted: it cannot be read")
                     continue
+                if expanded + len(data) > overall + self.limits.ratio_from_bytes:
+                    self._reject(
+                        name,
+                        archive_name,
+                        f"the archive inflates more than {self.limits.max_ratio}:1 overall: "
+                        "this entry was refused as a possible zip bomb",
+                    )
+                    continue
                 expanded += len(data)
                 kind = sniff(data[:132], name)
                 if PurePosixPath(name.replace("\\", "/")).name.upper() == "DICOMDIR":
@@ -478,6 +495,13 @@ class UploadSession:
                     self._ingest(data, name, archive_name)
 
     def _ingest(self, data: bytes, name: str, archive: str | None) -> None:
+        floor = self.limits.min_free_bytes
+        if floor and self.ingestor.store.free_bytes() < floor:
+            raise self.error(
+                InsufficientStorage,
+                "the appliance's free disk space is below its watermark (RADIANT_MIN_FREE_GB):"
+                " this file and the rest of the upload were not stored",
+            )
         try:
             result = self.ingestor.ingest(
                 data, source="upload", actor=self.actor, origin=self.origin

@@ -32,6 +32,7 @@ REFUSED = {
     "corrupted_short_length.dcm": "truncated",
     "vr_not_ascii_lazy_conversion.dcm": "unreadable",
     "unknown_vr_letters.dcm": "unknown VR 'UD'",
+    "sop_instance_uid_unknown_vr.dcm": "",
 }
 CORRUPTIONS = 200
 
