@@ -3,10 +3,9 @@ the other files of the same upload are stored."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import io
 import zipfile
+from collections.abc import Callable
 
 import sqlite_utils
 from fastapi import FastAPI
@@ -75,9 +74,7 @@ def test_uploads_stop_at_the_free_disk_watermark(
     and nothing written."""
     # as if the disk were nearly full (the route reads the settings for each upload)
     app.state.ctx.settings.__dict__["min_free_gb"] = 100_000.0
-    response = post_files(
-        client, as_role("technician"), [(small(0).name, small(0).read_bytes())]
-    )
+    response = post_files(client, as_role("technician"), [(small(0).name, small(0).read_bytes())])
     assert response.status_code == 507, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert "disk" in response.json()["detail"]
