@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class Rendered:
     source: WindowSource
     preset: str | None = None
     window: Window | None = None
+    assumption: str | None = None  # e.g. a misspelled RescaleType read as HU
 
     def png(self) -> bytes:
         """The image as PNG bytes (deterministic for identical pixels)."""
@@ -137,15 +139,31 @@ def explicit_window(center: float | None, width: float | None) -> Window | None:
     return Window(float(width), float(center))
 
 
+_HU_SPELLINGS = re.compile(r"^(HU|H\.?U\.?|HOU?N[DS]{0,2}FI?ELD[ _-]?(UNITS?|NUMBERS?)?)$")
+
+
+def hu_assumption(ds: Dataset, module: Dataset | None = None) -> str | None:
+    """The note to show when a CT's Rescale Type is not the standard ``HU`` but a spelling of
+    Hounsfield units (``Houndsfield Unit``, ``HOUNSFIELD``, ``H.U.``): the presets are applied
+    on that assumption, and the response says so."""
+    raw = str((module or ds).get("RescaleType", "") or "").strip()
+    if str(ds.get("Modality", "")).upper() != "CT" or raw.upper() in ("", "HU"):
+        return None
+    if _HU_SPELLINGS.match(raw.upper()):
+        return f"RescaleType {raw[:32]!r} read as HU"
+    return None
+
+
 def presets_apply(ds: Dataset, module: Dataset | None = None) -> bool:
     """Whether the HU presets mean anything here: CT whose rescale gives Hounsfield units.
 
     A CT Image's Rescale Type defaults to HU (PS3.3 C.8.2.1.1.2); enhanced CT states it.
+    Misspelled Hounsfield units count too (see :func:`hu_assumption`).
     """
     if str(ds.get("Modality", "")).upper() != "CT":
         return False
     rescale_type = str((module or ds).get("RescaleType", "") or "").strip().upper()
-    return rescale_type in ("", "HU")
+    return rescale_type in ("", "HU") or hu_assumption(ds, module) is not None
 
 
 def render(
@@ -208,12 +226,14 @@ def _grey(
     unit: NDArray[np.float64]
     window: Window | None = None
     applied: str | None = None
+    assumption: str | None = None
     source: WindowSource
     if explicit is not None:
         window, source = explicit, "explicit"
         unit = _window(values, module, window, "LINEAR")
     elif preset != "auto" and presets_apply(ds, module):
         window, applied, source = WINDOW_PRESETS[preset], preset, "preset"
+        assumption = hu_assumption(ds, module)
         unit = _window(values, module, window, "LINEAR")
     else:
         unit, window, source = _auto(values, module)
@@ -221,7 +241,7 @@ def _grey(
     if photometric == "MONOCHROME1":
         # PS3.3 C.7.6.3.1.2: the minimum value is displayed white, after the VOI transformation.
         grey = np.subtract(np.uint8(255), grey)
-    return Rendered(grey, frame, frames, source, applied, window)
+    return Rendered(grey, frame, frames, source, applied, window, assumption)
 
 
 def _auto(

@@ -143,6 +143,7 @@ class PreviewImage:
     preset: str | None
     window_center: float | None
     window_width: float | None
+    assumption: str | None = None
 
 
 class StudyState(BaseModel):

@@ -430,6 +430,7 @@ def instance_preview(
         preset=rendered.preset,
         window_center=window.center if window else None,
         window_width=window.width if window else None,
+        assumption=rendered.assumption,
     )
 
 
