@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from pathlib import PurePath
+from typing import TextIO
 
 import structlog
 
@@ -55,6 +58,30 @@ def configure(level: str = "info") -> None:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     # pydicom's warnings quote element values, which may be PHI.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.showwarning = _log_warning
+
+
+def _origin(filename: str) -> str:
+    """The module a warning came from, as a dotted name (no user data in it)."""
+    parts = PurePath(filename).with_suffix("").parts
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    return ".".join(parts[-3:])
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Python warnings (pydicom's, other libraries') as JSON log events: the category and the
+    module only. Their text is dropped: it quotes values (names, UIDs) from the data."""
+    structlog.get_logger("radiant.warnings").warning(
+        "library_warning", category=category.__name__, origin=_origin(filename), line=lineno
+    )
 
 
 def json_formatter() -> logging.Formatter:
