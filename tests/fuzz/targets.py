@@ -9,6 +9,7 @@ import io
 import socket
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from appliance.db.connection import ConnectionPool
 from appliance.db.migrate import apply_migrations
 from appliance.dicom import ul
 from appliance.dicom.frontend import Frontend, Policy
+from appliance.dicom.gate import Connection
 from appliance.dicom.media import DicomdirInvalid, _plan_dicomdir
 from appliance.dicom.reading import Rejected, read_instance
 from appliance.dicom.scan import scan_instance
@@ -109,7 +111,7 @@ def frontend(data: bytes) -> None:
 
     def serve() -> None:
         try:
-            front._serve_connection(server, "127.0.0.1")
+            front._serve_connection(Connection(server, "127.0.0.1", time.monotonic() + 5))
         except BaseException as exc:
             failure.append(exc)
         finally:

@@ -35,7 +35,7 @@ def _send_files(receiver: Receiver, paths: list[Path]) -> list[tuple[int, str]]:
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context(ComputedRadiographyImageStorage, [EXPLICIT_LE])
     ae.add_requested_context(SecondaryCaptureImageStorage, [EXPLICIT_LE])
-    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port)
+    assoc = ae.associate("127.0.0.1", receiver.settings.dicom_port, ae_title="RADIANT")
     assert assoc.is_established
     answers = []
     try:

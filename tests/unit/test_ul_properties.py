@@ -10,7 +10,7 @@ from appliance.dicom import ul
 
 _UID = st.from_regex(r"\A[1-9][0-9]{0,8}(\.(0|[1-9][0-9]{0,8})){1,6}\Z")
 _AE = st.from_regex(r"\A[A-Z0-9_]{1,16}\Z")
-_SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 
 
 @st.composite
