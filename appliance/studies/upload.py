@@ -424,7 +424,8 @@ class UploadSession:
             )
             return
         with archive:
-            entries = [info for info in archive.infolist() if not info.is_dir()]
+            # not ZipInfo.is_dir(): it indexes the last character and fails on an empty name
+            entries = [info for info in archive.infolist() if not info.filename.endswith("/")]
             declared = sum(info.file_size for info in entries)
             if len(entries) > self.limits.max_entries:
                 self._reject(
