@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
-# Folders of tests/data that are not sets of good instances: known-bad public files, and the
-# derived hostile inputs (one file per past defect; the fuzzers' seed corpora).
-DERIVED = ("regressions", "fuzz")
-NOT_GOOD = frozenset({"malformed", *DERIVED})
 
 
 def instance_files(set_name: str) -> list[Path]:
@@ -27,6 +23,7 @@ def instance_files(set_name: str) -> list[Path]:
 # Folders of tests/data that are not sets of valid real-world DICOM studies: refused input,
 # text corpora, fuzzing seeds and replayed crash inputs.
 NOT_SETS = frozenset({"malformed", "hedging", "fuzz", "regressions"})
+NOT_GOOD = NOT_SETS  # no folder of valid instances
 
 
 def dicom_sets() -> list[str]:
