@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -252,3 +253,51 @@ def hedge_text(text: str) -> HedgeResult:
             pieces.append(lead + hedged + tail)
     pieces.append(text[position:])
     return HedgeResult(text="".join(pieces), changes=tuple(changes), flags=tuple(flags))
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A phrase marked by a caller's span finder, with ConText's assertion status."""
+
+    text: str
+    start: int
+    end: int
+    sentence: str
+    label: str
+    negated: bool
+    uncertain: bool
+    hypothetical: bool
+    historical: bool
+    family: bool
+
+    @property
+    def present(self) -> bool:
+        """Stated as (possibly) there now: not negated, hypothetical, historical or another's.
+        An uncertain mention ("may represent ...") counts as present."""
+        return not (self.negated or self.hypothetical or self.historical or self.family)
+
+
+def mentions(text: str, find: Callable[[Doc], list[Span]]) -> list[Mention]:
+    """ConText assertion status of the phrases ``find(doc)`` marks in ``text`` (in place of the
+    disorder lexicon), with the same tokenizer, sentence splitter and rules as :func:`classify`.
+    ``find`` returns non-overlapping spans of the doc it is given."""
+    engine = analyser()
+    with engine.lock:
+        doc = engine.sentencizer(engine.nlp.make_doc(text))
+        doc.ents = find(doc)
+        done = engine.context(doc)
+        return [
+            Mention(
+                text=ent.text,
+                start=ent.start_char,
+                end=ent.end_char,
+                sentence=ent.sent.text,
+                label=ent.label_,
+                negated=bool(ent._.is_negated),
+                uncertain=bool(ent._.is_uncertain),
+                hypothetical=bool(ent._.is_hypothetical),
+                historical=bool(ent._.is_historical),
+                family=bool(ent._.is_family),
+            )
+            for ent in done.ents
+        ]

@@ -34,6 +34,7 @@ THINKING_END = "<unused95>"
 BOX_SCALE = 1000.0
 
 IntervalChange = Literal["new", "resolved", "larger", "smaller", "stable"]
+UrgencyLevel = Literal["routine", "urgent", "critical"]
 Expect = Literal["findings", "boxes"]
 
 #: Gemma chat-template tokens that may trail an answer decoded without skipping special tokens.
@@ -58,6 +59,8 @@ _CONFIDENCE_KEYS = ("confidence", "confidence_score", "probability", "certainty"
 _MEASUREMENT_KEYS = ("measurements", "measurement", "size")
 _SLICE_KEYS = ("slice", "slice_number", "slice_index", "image_number")
 _CHANGE_KEYS = ("change", "interval_change", "status")
+_URGENCY_KEYS = ("urgency", "triage", "priority")
+_URGENCY_REASON_KEYS = ("urgency_reason", "triage_reason", "priority_reason")
 _OVERALL_KEYS = ("overall_impression", "overall", "summary", "conclusion", "impression")
 
 _CHANGE_WORDS: dict[str, IntervalChange] = {
@@ -146,6 +149,11 @@ class ParsedAnswer(_Frozen):
     thinking_stripped: bool = False
     answer_text: str = ""
     raw_text: str = ""
+    #: The model's study-level urgency; ``routine`` with ``urgency_flag`` set (``absent``,
+    #: ``invalid: ...`` or ``not requested``) when it gave none that can be used.
+    urgency: UrgencyLevel = "routine"
+    urgency_reason: str | None = None
+    urgency_flag: str | None = None
 
     @model_validator(mode="after")
     def _problems_need_review(self) -> ParsedAnswer:
@@ -262,6 +270,7 @@ def parse_answer(
     if boxes_doc is not None:
         boxes.extend(_read_boxes(_box_items(boxes_doc), notes, finding_index=None))
 
+    urgency, urgency_reason, urgency_flag = _read_urgency(findings_doc, expect)
     expected_doc = findings_doc if expect == "findings" else boxes_doc
     if expected_doc is None:
         if unclosed is not None:
@@ -277,7 +286,37 @@ def parse_answer(
         thinking_stripped=split.stripped,
         answer_text=answer,
         raw_text=text,
+        urgency=urgency,
+        urgency_reason=urgency_reason,
+        urgency_flag=urgency_flag,
     )
+
+
+def _read_urgency(doc: Any, expect: Expect) -> tuple[UrgencyLevel, str | None, str | None]:
+    """``(level, reason, flag)`` from the findings object; never raises. Anything but
+    critical / urgent / routine (any case) is ``routine`` with a flag naming what was there."""
+    if expect != "findings":
+        return "routine", None, "not requested"
+    if not isinstance(doc, dict):
+        return "routine", None, "absent"
+    keys = _normalized(doc)
+    found = _first(keys, _URGENCY_KEYS)
+    reason_found = _first(keys, _URGENCY_REASON_KEYS)
+    reason: str | None = None
+    if reason_found is not None and isinstance(reason_found[1], str):
+        cleaned = _clean(reason_found[1])
+        reason = cleaned[:500] if cleaned and not _PLACEHOLDER.match(cleaned) else None
+    if found is None:
+        return "routine", reason, "absent"
+    value = found[1]
+    word = _clean(value).lower().strip(" .") if isinstance(value, str) else None
+    if word in ("critical", "urgent", "routine"):
+        level: UrgencyLevel = "critical" if word == "critical" else (
+            "urgent" if word == "urgent" else "routine"
+        )
+        return level, reason, None
+    shown = repr(value)[:60]
+    return "routine", reason, f"invalid: {shown}"
 
 
 # --- finding JSON in text -------------------------------------------------------------------

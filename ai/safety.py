@@ -29,6 +29,7 @@ from ai.confidence import ConfidenceAssessment, assess_confidence
 from ai.hedging import HedgeChange, HedgeFlag, HedgeResult, hedge_text
 from ai.parsing import Box, IntervalChange, Measurement, ParsedAnswer, ParsedFinding
 from ai.units import ucum_code
+from ai.urgency import CriticalList, UrgencyAssessment, assess, load_critical_list
 
 __all__ = [
     "DISCLAIMER",
@@ -194,6 +195,8 @@ class SafeAnalysis(_Minted):
     verification_flag: Literal["UNVERIFIED"]
     audit_original_overall_impression: str | None
     audit_model_answer: str
+    #: Study-level urgency (ai.urgency): the model's (reason hedged) or the critical list's.
+    urgency: UrgencyAssessment | None = None
 
     @model_validator(mode="after")
     def _always_disclaimed(self) -> SafeAnalysis:
@@ -318,8 +321,31 @@ def _flag_reason_text(where: str, flag: HedgeFlag) -> str:
     return f"{where}: '{flag.phrase}' left as written ({flag.reason}: {flag.detail})"
 
 
-def apply_safety(parsed: ParsedAnswer) -> SafeAnalysis:
-    """Hedge, score, flag and disclaim one parsed answer."""
+def _urgency(
+    parsed: ParsedAnswer,
+    findings: tuple[SafeFinding, ...],
+    overall: str | None,
+    critical: CriticalList | None,
+) -> UrgencyAssessment:
+    reason = _hedge(parsed.urgency_reason)
+    texts: list[tuple[str, str]] = []
+    for position, finding in enumerate(findings, start=1):
+        words = " ".join(t for t in (finding.description, finding.impression) if t)
+        texts.append((f"finding {position}", words))
+    if overall:
+        texts.append(("overall impression", overall))
+    return assess(
+        parsed.urgency,
+        reason.text if reason is not None else None,
+        parsed.urgency_flag,
+        texts,
+        critical or load_critical_list(),
+    )
+
+
+def apply_safety(parsed: ParsedAnswer, critical: CriticalList | None = None) -> SafeAnalysis:
+    """Hedge, score, flag and disclaim one parsed answer, and assess its urgency against
+    ``critical`` (the packaged critical findings list when None)."""
     parse_repaired = bool(parsed.repairs or parsed.problems)
     with _minting():
         findings = tuple(_safe_finding(item, parse_repaired) for item in parsed.findings)
@@ -347,4 +373,7 @@ def apply_safety(parsed: ParsedAnswer) -> SafeAnalysis:
             verification_flag=VERIFICATION_FLAG,
             audit_original_overall_impression=parsed.overall_impression,
             audit_model_answer=parsed.answer_text,
+            urgency=_urgency(
+                parsed, findings, overall.text if overall is not None else None, critical
+            ),
         )

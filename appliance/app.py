@@ -41,6 +41,7 @@ from appliance.studies.routes import router as studies_router
 from appliance.studies.stability import StabilityMonitor
 from appliance.studies.upload import discard_partial_uploads
 from appliance.system.routes import router as system_router
+from appliance.triage.routes import router as triage_router
 from appliance.volumes import service as volumes
 from appliance.volumes.routes import router as volumes_router
 from appliance.web_security import SecurityHeaders
@@ -164,6 +165,7 @@ def create_app(
         volumes_router,
         jobs_router,
         analysis_router,
+        triage_router,
         reports_router,
         export_router,
         sync_router,

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     ai_retry_max_wait_s: Annotated[float, Field(ge=0, le=600)] = 60.0
     # Queue a primary analysis for every stable study (appliance/analysis).
     ai_auto: bool = False
+    # Triage (ai/urgency.py): the site's critical findings list (JSON; the packaged one if unset).
+    triage_critical_list: Path | None = None
+    # Seconds after which an unacknowledged critical alert sounds again / comes back (ui/alerts).
+    triage_realert_s: Annotated[int, Field(ge=30, le=3600)] = 180
     # Replication to the hospital's bucket (sync/): Litestream (database), rclone crypt (files).
     # Field order matters: the checks of a field see the fields declared above it.
     sync_remote: str = ""
@@ -232,11 +236,24 @@ class Settings(BaseSettings):
         "ai_online_endpoint",
         "ai_online_api_key",
         "ai_online_api_key_file",
+        "triage_critical_list",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("triage_critical_list")
+    @classmethod
+    def _critical_list(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from ai.urgency import CriticalListError, load_critical_list
+
+            try:
+                load_critical_list(value)
+            except CriticalListError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("report_page_size", mode="before")
     @classmethod

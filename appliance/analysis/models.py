@@ -97,4 +97,6 @@ class AnalysisOut(BaseModel):
     created_at: str
     started_at: str | None
     completed_at: str | None
+    urgency: str | None = Field(default=None, description="routine, urgent or critical (AI)")
+    urgency_review: str | None = Field(default=None, description="confirmed or cleared")
     findings: list[FindingOut] = []

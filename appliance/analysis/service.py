@@ -47,6 +47,7 @@ from ai.prompts import (
     select_series,
 )
 from ai.safety import SafeAnalysis, apply_safety
+from ai.urgency import load_critical_list
 from appliance.analysis import completeness, egress
 from appliance.analysis.failures import failure_kind
 from appliance.analysis.models import (
@@ -74,6 +75,7 @@ from appliance.db.rows import new_id, now_iso
 from appliance.errors import AppError, Forbidden, InvalidInput, NotFound
 from appliance.jobs.models import Job, JobCancelled, JobFailed
 from appliance.logs import get_logger
+from appliance.triage import alerts as triage_alerts
 from appliance.volumes import service as volumes
 from appliance.volumes.nifti import read_nifti
 from sync.mode import effective_mode
@@ -706,8 +708,9 @@ def run_analysis(
     _set(db, analysis_id, stage="parsing")
     context.progress("parsing", 0.8)
     parsed = parse_answer(response.text, expect=prompt.expect, slice_count=len(jpegs))
-    safe = apply_safety(parsed)
+    safe = apply_safety(parsed, load_critical_list(ctx.settings.triage_critical_list))
     count = _store_results(db, analysis_id, safe, current)
+    urgency = safe.urgency.level if safe.urgency is not None else None
     status = "needs_review" if safe.needs_review else "completed"
     _set(
         db,
@@ -724,6 +727,8 @@ def run_analysis(
         overall_impression=safe.overall_impression,
         disclaimer=safe.disclaimer,
         verification_flag=safe.verification_flag,
+        urgency=urgency,
+        urgency_detail=safe.urgency.model_dump_json() if safe.urgency is not None else None,
         completed_at=now_iso(),
     )
     audit.record(
@@ -732,8 +737,9 @@ def run_analysis(
         "analysis.complete",
         object_type="analysis",
         object_id=analysis_id,
-        detail={"status": status, "findings": count},
+        detail={"status": status, "findings": count, "urgency": urgency},
     )
+    triage_alerts.raise_for(db, analysis_id)
     return {"analysis_id": analysis_id, "status": status, "findings": count}
 
 

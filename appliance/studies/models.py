@@ -40,12 +40,19 @@ class StudyOut(BaseModel):
     updated_at: str
 
 
+WorklistSort = Literal["urgency", "arrival", "study_date", "status"]
+
+
 class StudyListItem(StudyOut):
     patient: PatientSummary
+    urgency: Literal["routine", "urgent", "critical"] = Field(
+        default="routine",
+        description="AI triage (UNVERIFIED until a radiologist confirms; cleared ones left out)",
+    )
 
 
 class StudyPage(BaseModel):
-    items: list[StudyListItem] = Field(description="Newest first (by arrival)")
+    items: list[StudyListItem] = Field(description="In the order asked (default: urgency)")
     total: int
     limit: int
     offset: int
@@ -154,4 +161,6 @@ class StudyState(BaseModel):
     analysis_status: str | None = Field(default=None, description="Of the newest analysis")
     analysis_progress: float | None = Field(default=None, description="0..1 while it runs")
     report_status: str | None = Field(default=None, description="Of the newest report")
+    urgency: str = Field(default="routine", description="AI triage: routine, urgent, critical")
+    urgency_confirmed: bool = Field(default=False, description="Confirmed by a radiologist")
     synced: bool = False

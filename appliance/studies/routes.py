@@ -26,6 +26,7 @@ from appliance.studies.models import (
     StudyDetail,
     StudyPage,
     UploadReport,
+    WorklistSort,
 )
 from sync.fetch import ensure_local as fetch_back
 
@@ -97,8 +98,13 @@ def list_studies(
     search: Annotated[str | None, Query(max_length=128, description="name or MRN words")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    sort: Annotated[WorklistSort, Query(description="urgency (default), arrival, ...")] = (
+        "urgency"
+    ),
+    urgent: Annotated[bool, Query(description="only AI-urgent or critical studies")] = False,
 ) -> StudyPage:
-    """The worklist: studies newest first, with their patient."""
+    """The worklist with the patients: unreported critical and urgent studies first, then
+    newest arrival first (``sort`` chooses another order)."""
     return service.worklist(
         ctx.pool.get(),
         actor,
@@ -107,6 +113,8 @@ def list_studies(
         search=search,
         limit=limit,
         offset=offset,
+        sort=sort,
+        urgent=urgent,
     )
 
 

@@ -10,7 +10,7 @@ adds one ``study.upload`` row per web upload with its counts.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import sqlite_utils
@@ -38,7 +38,9 @@ from appliance.studies.models import (
     StudyState,
     UploadCounts,
     UploadReport,
+    WorklistSort,
 )
+from appliance.triage.service import STUDY_RANK_SQL, study_urgencies
 
 T = TypeVar("T")
 
@@ -108,6 +110,24 @@ def _like(word: str) -> str:
     return f"%{escaped}%"
 
 
+URGENCY_LEVELS: tuple[Literal["routine"], Literal["urgent"], Literal["critical"]] = (
+    "routine",
+    "urgent",
+    "critical",
+)
+_UNREPORTED = (
+    "NOT EXISTS (SELECT 1 FROM reports r WHERE r.study_id = s.id"
+    " AND r.status IN ('final', 'amended'))"
+)
+_WORKLIST_ORDER: dict[str, str] = {
+    "urgency": f"(CASE WHEN {_UNREPORTED} THEN {STUDY_RANK_SQL} ELSE 0 END) DESC,"
+    " s.created_at DESC, s.id",
+    "arrival": "s.created_at DESC, s.id",
+    "study_date": "s.study_date IS NULL, s.study_date DESC, s.created_at DESC, s.id",
+    "status": "s.status, s.created_at DESC, s.id",
+}
+
+
 def worklist(
     db: sqlite_utils.Database,
     actor: Actor,
@@ -117,14 +137,21 @@ def worklist(
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    sort: WorklistSort = "urgency",
+    urgent: bool = False,
 ) -> StudyPage:
-    """Studies newest first (by arrival) with their patient; filters combine with AND.
+    """Studies with their patient; filters combine with AND.
 
-    ``modality`` matches one of the study's modalities exactly; ``search`` matches every word
-    against the patient's MRN and names, case- and accent-insensitively.
+    ``sort``: ``urgency`` (default: unreported critical, then unreported urgent studies first,
+    then newest arrival first), ``arrival``, ``study_date`` (newest first, undated last) or
+    ``status``. ``urgent`` keeps studies whose AI urgency (not cleared by a radiologist) is
+    urgent or critical. ``modality`` matches one of the study's modalities exactly; ``search``
+    matches every word against the patient's MRN and names, case- and accent-insensitively.
     """
     where: list[str] = []
     params: list[Any] = []
+    if urgent:
+        where.append(f"{STUDY_RANK_SQL} > 0")
     if status:
         where.append("s.status = ?")
         params.append(status)
@@ -141,8 +168,8 @@ def worklist(
         total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
         rows = _rows(
             db,
-            f"SELECT {_STUDY_COLUMNS}, {_PATIENT_COLUMNS} {base}"
-            " ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?",
+            f"SELECT {_STUDY_COLUMNS}, {_PATIENT_COLUMNS}, {STUDY_RANK_SQL} AS urgency_rank"
+            f" {base} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         audit.record(
@@ -157,7 +184,12 @@ def worklist(
                 "searched": bool(words),
             },
         )
-    items = [StudyListItem(**_study_fields(r), patient=_patient(r)) for r in rows]
+    items = [
+        StudyListItem(
+            **_study_fields(r), patient=_patient(r), urgency=URGENCY_LEVELS[r["urgency_rank"]]
+        )
+        for r in rows
+    ]
     return StudyPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -500,6 +532,9 @@ def worklist_states(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str
         study_ids,
     ):
         states[row["study_id"]].synced = bool(row["total"]) and row["done"] == row["total"]
+    for study_id, urgency in study_urgencies(db, study_ids).items():
+        states[study_id].urgency = urgency.level
+        states[study_id].urgency_confirmed = urgency.review == "confirmed"
     return states
 
 
@@ -507,7 +542,8 @@ def worklist_fingerprint(db: sqlite_utils.Database) -> str:
     """Changes whenever a study arrives or changes (for a screen that refreshes itself)."""
     row = db.execute(
         "SELECT COUNT(*), MAX(updated_at), (SELECT MAX(updated_at) FROM reports),"
-        " (SELECT MAX(COALESCE(completed_at, started_at, created_at)) FROM analyses),"
+        " (SELECT MAX(COALESCE(urgency_reviewed_at, completed_at, started_at, created_at))"
+        " FROM analyses),"
         " (SELECT TOTAL(progress) FROM jobs WHERE status IN ('queued', 'running')),"
         " (SELECT COUNT(*) FROM volumes WHERE status = 'ready'),"
         " (SELECT COUNT(*) FROM sync_queue WHERE status = 'done') FROM studies"

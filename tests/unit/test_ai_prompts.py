@@ -51,14 +51,18 @@ def _quoted_indication(instruction: str) -> str:
 
 
 def test_templates_are_versioned_data_files() -> None:
-    assert available_templates() == {"comparison": (1,), "focused": (1,), "primary": (1,)}
-    for template_id in ("primary", "comparison", "focused"):
+    assert available_templates() == {
+        "comparison": (1, 2), "focused": (1,), "primary": (1, 2)}
+    # v2 of primary and comparison ask for the study's urgency (ai/urgency.py); v1 stays for
+    # the analyses that recorded it.
+    for template_id, latest in (("primary", 2), ("comparison", 2), ("focused", 1)):
         template = load_template(template_id)
-        path = PROMPTS_DIR / f"{template_id}.v1.toml"
+        path = PROMPTS_DIR / f"{template_id}.v{latest}.toml"
         assert template.id == template_id
-        assert template.version == 1
+        assert template.version == latest
         assert template.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert load_template(template_id, 1) == template
+        assert load_template(template_id, latest) == template
+        assert ('"urgency"' in template.fields["question"]) == (latest == 2)
 
 
 def test_unknown_template_or_version_is_refused() -> None:
@@ -80,7 +84,7 @@ def test_unknown_template_or_version_is_refused() -> None:
 def test_every_request_records_template_id_and_version(request_: PromptRequest) -> None:
     record = request_.audit_record()
     assert record["template_id"] == request_.template_id
-    assert record["template_version"] == 1
+    assert record["template_version"] == (1 if request_.template_id == "focused" else 2)
     assert record["template_sha256"] == load_template(request_.template_id).sha256
     assert record["image_count"] == request_.image_count
 
