@@ -53,6 +53,9 @@ html, body { overflow-x: hidden; }
                     border-radius: 6px; padding: 8px 12px; font-weight: 600; }
 .radiant-card { background: #151a21; border: 1px solid #2e3846; border-radius: 8px; }
 .radiant-muted { color: #b8c0cc; }
+.radiant-row { height: 48px; min-height: 48px; max-height: 48px; overflow: hidden;
+  border-bottom: 1px solid #2e3846; cursor: pointer; }
+.radiant-row .q-chip { margin: 0; }
 .radiant-error { color: #ff8a80; font-weight: 600; }
 .radiant-ok { color: #a5d6a7; font-weight: 600; }
 .radiant-viewport { position: relative; background: #000; overflow: hidden;
@@ -137,8 +140,16 @@ def refuse() -> None:
     ui.notify(i18n.t("auth.forbidden"), type="negative")
 
 
-def chip(text: str, colour: str, icon: str | None = None) -> None:
-    ui.chip(text, color=colour, icon=icon, text_color="white").props("dense square")
+def chip(text: str, colour: str, icon: str | None = None, explain: str | None = None) -> None:
+    """A status chip; with ``explain``, tapping it shows that one-line explanation."""
+    made = ui.chip(text, color=colour, icon=icon, text_color="white").props("dense square")
+    if explain:
+        made.props("clickable data-testid=status-chip")
+        with made, ui.menu().props("data-testid=chip-explain"):
+            ui.label(explain).classes("q-pa-md text-body1").style("max-width: 22rem")
+
+
+URGENCY_COLOURS = {"critical": "red-9", "urgent": "amber-10"}
 
 
 STUDY_COLOURS = {"receiving": "orange-9", "stable": "teal-8"}
@@ -260,6 +271,9 @@ def frame(user: session.SessionUser, active: str) -> Iterator[None]:
     theme()
     header(user, active)
     status_bar()
+    from ui import alerts  # here: ui.alerts is a sibling of this module
+
+    alerts.banner(user)
     with ui.column().classes("w-full gap-3"):
         yield
 

@@ -766,7 +766,8 @@ def test_worklist_status_filter_offers_every_chip() -> None:
 
     worklist = mount.worklist
     assert worklist.STATUS_FILTERS == (
-        "all", "receiving", "stable", "volume_ready", "analyzing", "draft", "final", "synced")
+        "all", "urgent", "receiving", "stable", "volume_ready", "analyzing", "draft", "final",
+        "synced")
     state = StudyState(study_id="s", volume_ready=True, analysis_status="running",
                        report_status="amended", synced=True)
     assert all(worklist.matches(name, state) for name in worklist.STATE_FILTERS if name != "draft")

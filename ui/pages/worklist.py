@@ -1,21 +1,25 @@
-"""Worklist (home): studies newest first as large cards with status chips, filters and search;
-refreshes itself when a study arrives or changes."""
+"""Worklist (home): unreported critical and urgent studies first (AI triage), then newest
+arrival first, as large cards or a dense table (48 px rows) with status chips that explain
+themselves when tapped, filters, sort and search; refreshes itself when a study changes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from nicegui import ui
 
 from appliance.studies import service as studies
-from appliance.studies.models import StudyListItem, StudyPage, StudyState
+from appliance.studies.models import StudyListItem, StudyPage, StudyState, WorklistSort
 from ui import components, format, i18n, ohif, runtime, session
 
 # The issue's status chips. The study's own status is filtered by the studies service; the
 # others (volume, analysis, report, replication) by the chips' state (:func:`matches`).
 STUDY_STATUS_FILTERS = ("receiving", "stable")
 STATE_FILTERS = ("volume_ready", "analyzing", "draft", "final", "synced")
-STATUS_FILTERS = ("all", *STUDY_STATUS_FILTERS, *STATE_FILTERS)
+STATUS_FILTERS = ("all", "urgent", *STUDY_STATUS_FILTERS, *STATE_FILTERS)
+SORTS = ("urgency", "arrival", "study_date", "status")
+VIEWS = ("cards", "table")
 SHOWN = 100
 SCAN_BATCH = 500
 MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
@@ -27,6 +31,8 @@ class Filters:
     status: str = "all"
     modality: str = "all"
     search: str = ""
+    sort: str = "urgency"
+    view: str = "cards"
 
 
 def register() -> None:
@@ -62,14 +68,20 @@ def _load(
     fingerprint = studies.worklist_fingerprint(db)
     modality = None if filters.modality == "all" else filters.modality
     search = filters.search or None
+    sort: WorklistSort = "urgency"
+    for known in get_args(WorklistSort):
+        if filters.sort == known:
+            sort = known
     if filters.status not in STATE_FILTERS:
         page = studies.worklist(
             db,
             user.actor,
-            status=None if filters.status == "all" else filters.status,
+            status=None if filters.status in ("all", "urgent") else filters.status,
             modality=modality,
             search=search,
             limit=SHOWN,
+            sort=sort,
+            urgent=filters.status == "urgent",
         )
         return page, studies.worklist_states(db, [i.id for i in page.items]), fingerprint
     # A state filter: go through the list newest first, keep the studies whose chips match.
@@ -78,7 +90,8 @@ def _load(
     total = offset = 0
     while True:
         batch = studies.worklist(
-            db, user.actor, modality=modality, search=search, limit=SCAN_BATCH, offset=offset
+            db, user.actor, modality=modality, search=search, limit=SCAN_BATCH, offset=offset,
+            sort=sort,
         )
         found = studies.worklist_states(db, [item.id for item in batch.items])
         for item in batch.items:
@@ -97,27 +110,54 @@ def page_of(items: list[StudyListItem], total: int) -> StudyPage:
     return StudyPage(items=items, total=total, limit=SHOWN, offset=0)
 
 
+def _urgency_chip(state: StudyState) -> None:
+    if state.urgency not in components.URGENCY_COLOURS:
+        return
+    key = f"{state.urgency}_confirmed" if state.urgency_confirmed else state.urgency
+    components.chip(
+        i18n.t(f"chip.urgency.{key}"),
+        components.URGENCY_COLOURS[state.urgency],
+        "priority_high" if state.urgency == "critical" else "schedule",
+        explain=i18n.t(f"chip.explain.urgency.{key}"),
+    )
+
+
 def _chips(item: StudyListItem, state: StudyState) -> None:
+    _urgency_chip(state)
     components.chip(
         i18n.t(f"study.status.{item.status}"),
         components.STUDY_COLOURS.get(item.status, "grey-8"),
+        explain=i18n.t(f"chip.explain.status.{item.status}"),
     )
     if state.volume_ready:
-        components.chip(i18n.t("chip.volume_ready"), "indigo-7")
+        components.chip(
+            i18n.t("chip.volume_ready"), "indigo-7", explain=i18n.t("chip.explain.volume_ready")
+        )
     if state.analysis_status in ("queued", "running"):
         percent = round(100 * (state.analysis_progress or 0))
-        components.chip(i18n.t("chip.analyzing", percent=percent), "deep-purple-6", "autorenew")
+        components.chip(
+            i18n.t("chip.analyzing", percent=percent), "deep-purple-6", "autorenew",
+            explain=i18n.t("chip.explain.analyzing"),
+        )
     elif state.analysis_status == "failed":
-        components.chip(i18n.t("chip.analysis_failed"), "red-9")
+        components.chip(
+            i18n.t("chip.analysis_failed"), "red-9", explain=i18n.t("chip.explain.analysis_failed")
+        )
     elif state.analysis_status in ("completed", "needs_review"):
-        components.chip(i18n.t("chip.analyzed"), "purple-8")
+        components.chip(
+            i18n.t("chip.analyzed"), "purple-8", explain=i18n.t("chip.explain.analyzed")
+        )
     if state.report_status:
         components.chip(
             i18n.t(f"report.status.{state.report_status}"),
             components.REPORT_COLOURS.get(state.report_status, "grey-8"),
+            explain=i18n.t(f"chip.explain.report.{state.report_status}"),
         )
     if state.synced:
-        components.chip(i18n.t("chip.synced"), "blue-grey-7", "cloud_done")
+        components.chip(
+            i18n.t("chip.synced"), "blue-grey-7", "cloud_done",
+            explain=i18n.t("chip.explain.synced"),
+        )
 
 
 def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> None:
@@ -162,6 +202,24 @@ def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> 
                     "no-caps size=lg outline data-testid=open-report")
 
 
+def _row(item: StudyListItem, state: StudyState) -> None:
+    """One 48 px row of the table view; tapping it opens the study in the viewer."""
+    patient = item.patient
+    with ui.row().classes("radiant-row w-full items-center no-wrap gap-3 q-px-sm").props(
+        f"data-testid=study-row data-study={item.id}"
+    ).mark("study-row").on("click", lambda: ui.navigate.to(f"/viewer/{item.id}")):
+        ui.label(format.patient_name(patient)).classes(
+            "text-body1 text-weight-bold ellipsis").style("width: 13rem; flex: none")
+        ui.label(patient.patient_id or "-").classes("ellipsis").style("width: 7rem; flex: none")
+        ui.label(" ".join(item.modalities) or "-").style("width: 3.5rem; flex: none")
+        ui.label(format.study_day(item.study_date) or "-").classes("ellipsis").style(
+            "width: 7rem; flex: none")
+        ui.label(format.received(item.created_at)).classes("radiant-muted ellipsis").style(
+            "width: 8rem; flex: none")
+        with ui.row().classes("gap-1 no-wrap col overflow-hidden items-center"):
+            _chips(item, state)
+
+
 def build(user: session.SessionUser) -> None:
     filters = Filters()
     seen = {"fingerprint": ""}
@@ -183,15 +241,24 @@ def build(user: session.SessionUser) -> None:
                  for key in MODALITIES},
                 value="all", label=i18n.t("worklist.modality"),
             ).props("outlined data-testid=filter-modality").classes("w-48")
+            sort = ui.select(
+                {key: i18n.t(f"worklist.sort.{key}") for key in SORTS},
+                value="urgency", label=i18n.t("worklist.sort"),
+            ).props("outlined data-testid=worklist-sort").classes("w-56").mark("worklist-sort")
+            view = ui.toggle(
+                {key: i18n.t(f"worklist.view.{key}") for key in VIEWS}, value="cards"
+            ).props("no-caps data-testid=worklist-view").mark("worklist-view")
             count = ui.label().classes("text-body1 radiant-muted").props(
                 "data-testid=worklist-count").mark("worklist-count")
-        listing = ui.column().classes("w-full gap-3")
+        listing = ui.column().classes("w-full gap-3").mark("worklist-listing")
 
     async def refresh() -> None:
         filters.today = bool(today.value)
         filters.status = str(status.value)
         filters.modality = str(modality.value)
         filters.search = str(search.value or "")
+        filters.sort = str(sort.value)
+        filters.view = str(view.value)
         if session.require(session.EVERYONE) is None:
             components.refuse()
             return
@@ -203,12 +270,16 @@ def build(user: session.SessionUser) -> None:
         seen["fingerprint"] = fingerprint
         items = [i for i in page.items if not filters.today or format.is_today(i.created_at)]
         listing.clear()
+        listing.classes(replace="w-full " + ("gap-0" if filters.view == "table" else "gap-3"))
         with listing:
             if not items:
                 ui.label(i18n.t("worklist.empty")).classes("text-h6 radiant-muted").mark(
                     "worklist-empty")
             for item in items:
-                _card(item, states[item.id], user)
+                if filters.view == "table":
+                    _row(item, states[item.id])
+                else:
+                    _card(item, states[item.id], user)
         count.set_text(i18n.t("worklist.count", count=len(items), total=page.total))
 
     async def poll() -> None:
@@ -218,7 +289,7 @@ def build(user: session.SessionUser) -> None:
         if fingerprint != seen["fingerprint"]:
             await refresh()
 
-    for control in (today, status, modality, search):
+    for control in (today, status, modality, search, sort, view):
         control.on_value_change(refresh)
     ui.timer(0.01, refresh, once=True)
     ui.timer(3.0, poll)
