@@ -33,11 +33,31 @@ TONE_JS = (
 
 
 @dataclass
-class _State:
+class BannerState:
     shown: tuple[str, ...] = ()
     snoozed_until: float = 0.0
     last_tone: float = 0.0
     seen: set[str] = field(default_factory=set)
+
+
+def decide(
+    state: BannerState, ids: tuple[str, ...], now: float, realert: float
+) -> tuple[bool, bool]:
+    """(draw the banner, sound the tone) for the open alerts ``ids`` at ``now`` (seconds).
+
+    A new alert shows at once with the tone, even while snoozed. Snoozed ("Remind me later"),
+    nothing shows until ``realert`` seconds have passed. While shown, the tone sounds again every
+    ``realert`` seconds until the alert is acknowledged."""
+    fresh = any(i not in state.seen for i in ids)
+    if now < state.snoozed_until and not fresh:
+        return False, False
+    state.seen.update(ids)
+    redraw = ids != state.shown
+    state.shown = ids
+    tone = fresh or now - state.last_tone >= realert
+    if tone:
+        state.last_tone = now
+    return redraw, tone
 
 
 def _describe(alert: Alert) -> str:
@@ -48,7 +68,7 @@ def _describe(alert: Alert) -> str:
 def banner(user: session.SessionUser) -> None:
     """The banner's place at the top of the page and its poll."""
     holder = ui.column().classes("w-full gap-0").mark("alert-holder")
-    state = _State()
+    state = BannerState()
     realert = float(runtime.get().settings.triage_realert_s)
 
     async def acknowledge(alert_id: str, name: str) -> None:
@@ -108,22 +128,16 @@ def banner(user: session.SessionUser) -> None:
             found = await runtime.off_loop(lambda: alerts.open_alerts(runtime.get().db()))
         except Exception:  # the next poll tries again; the screen keeps working
             return
-        now = time.monotonic()
         ids = tuple(a.id for a in found)
-        if not found:
+        if not ids:
             if state.shown:
                 holder.clear()
             state.shown = ()
             return
-        fresh = any(i not in state.seen for i in ids)
-        if now < state.snoozed_until and not fresh:
-            return
-        state.seen.update(ids)
-        if ids != state.shown or force:
-            state.shown = ids
+        redraw, tone = decide(state, ids, time.monotonic(), realert)
+        if redraw or force:
             draw(found)
-        if fresh or now - state.last_tone >= realert:
-            state.last_tone = now
+        if tone:
             ui.run_javascript(TONE_JS)
 
     ui.timer(0.05, check, once=True)

@@ -160,6 +160,11 @@ def test_subdural_answer_is_critical_sorted_first_and_reviewed(
     assert [i["id"] for i in _worklist(client, tech, sort="arrival")] == [negated, routine, head]
     assert [i["id"] for i in _worklist(client, tech, urgent="true")] == [head]
 
+    # One alert, for the critical study only; no patient data in it.
+    (alert,) = client.get("/api/triage/alerts", headers=tech).json()
+    assert (alert["study_id"], alert["analysis_id"]) == (head, critical["id"])
+    assert "Test" not in json.dumps(alert)
+
     # Only a radiologist reviews it; confirming is audited and verifies it.
     url = f"/api/analysis/{critical['id']}/urgency/review"
     assert client.post(url, json={"decision": "confirm"}, headers=tech).status_code == 403
@@ -175,6 +180,16 @@ def test_subdural_answer_is_critical_sorted_first_and_reviewed(
     assert cleared.json()["level"] == "routine"
     assert _worklist(client, tech, urgent="true") == []
     assert [i["id"] for i in _worklist(client, tech)] == [negated, routine, head]
+    # Clearing the urgency ends the alert even unacknowledged.
+    assert client.get("/api/triage/alerts", headers=tech).json() == []
+    ack = f"/api/triage/alerts/{alert['id']}/acknowledge"
+    assert client.post(ack, json={"name": " "}, headers=tech).status_code == 422
+    assert client.post(ack, json={"name": "Amina"}, headers=tech).status_code == 204
+    assert client.post(ack, json={"name": "Amina"}, headers=tech).status_code == 409
+    (acked,) = db.execute(
+        "SELECT detail, actor FROM audit_log WHERE action = 'triage.alert_ack'"
+    ).fetchall()
+    assert json.loads(acked[0])["name"] == "Amina" and acked[1] == "technician-user"
     rows = db.execute(
         "SELECT detail FROM audit_log WHERE action = 'analysis.urgency_review' ORDER BY rowid"
     ).fetchall()
