@@ -100,6 +100,20 @@ def test_a_critical_answer_is_sorted_first_alerted_and_acknowledged(tmp_path: Pa
             await s.see(marker="study-row")
             rows = sorted(s.user.find(marker="study-row").elements, key=lambda e: e.id)
             assert len(rows) == 7 and rows[0].props["data-study"] == head
+
+            # The report screen: the radiologist sees why and confirms it (audited).
+            s.user.find("Sign out").click()
+            await s.see(marker="sign-in")
+            await s.sign_in(s.add_user(Role.RADIOLOGIST))
+            await s.see("7 shown of 7")
+            await s.user.open(f"/report/{head}")
+            await s.see("Unverified: a radiologist confirms or clears this AI flag.")
+            await s.see("Possible intracranial haemorrhage named in the findings (critical "
+                        "findings list: critical (AI)).")
+            s.user.find(marker="urgency-confirm").click()
+            await s.see("Confirmed by a radiologist.")
+            (review,) = audit_actions(s.db, "analysis.urgency_review")
+            assert json.loads(str(review["detail"]))["decision"] == "confirmed"
             assert len(server.requests) == 1
 
         run(tmp_path, body, ai_engine="openai", ai_endpoint=server.url, ai_max_attempts=1)

@@ -32,7 +32,7 @@ from appliance.reports.models import (
 from appliance.reports.policy import POLICY, ReportAction
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
-from ui import components, format, i18n, ohif, runtime, session
+from ui import components, format, i18n, ohif, runtime, session, urgency_panel
 
 SECTIONS = ("clinical_indication", "technique", "comparison", "impression", "recommendations",
             "limitations")
@@ -125,6 +125,7 @@ def section_diff(before: str | None, after: str | None) -> str:
 
 def build(user: session.SessionUser, study_id: str) -> None:
     with components.frame(user, ""):
+        urgency_panel.panel(user, study_id)
         holder = ui.column().classes("w-full gap-3")
 
     async def load() -> None:
