@@ -10,6 +10,7 @@ adds one ``study.upload`` row per web upload with its counts.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -335,23 +336,41 @@ def order_instances(instances: list[InstanceOut]) -> list[InstanceOut]:
     return sorted(instances, key=key)
 
 
-def series_instances(db: sqlite_utils.Database, series_id: str, actor: Actor) -> list[InstanceOut]:
-    """The instances of a series in display order (see :func:`order_instances`)."""
-
+def _series_read(db: sqlite_utils.Database, series_id: str) -> Callable[[], list[InstanceOut]]:
     def read() -> list[InstanceOut]:
         _one(db, "SELECT id FROM series WHERE id = ?", (series_id,), f"series {series_id}")
         rows = _rows(db, "SELECT * FROM instances WHERE series_id = ?", (series_id,))
         normal = _slice_normal(rows)
         return order_instances([_instance(r, normal) for r in rows])
 
+    return read
+
+
+def series_instances(db: sqlite_utils.Database, series_id: str, actor: Actor) -> list[InstanceOut]:
+    """The instances of a series in display order (see :func:`order_instances`)."""
     return audit.audited_read(
         db,
         actor,
         "instance.list",
         "series",
         series_id,
-        read,
+        _series_read(db, series_id),
         lambda found: {"returned": len(found)},
+    )
+
+
+def view_series(db: sqlite_utils.Database, series_id: str, actor: Actor) -> list[InstanceOut]:
+    """A series opened in a viewer: its instances in display order, audited ONCE as
+    ``series.view`` (the screen then renders its slices with ``audited=False``, so scrolling
+    through 133 slices writes one row, not 133)."""
+    return audit.audited_read(
+        db,
+        actor,
+        "series.view",
+        "series",
+        series_id,
+        _series_read(db, series_id),
+        lambda found: {"instances": len(found), "study_id": study_of_series(db, series_id)},
     )
 
 
@@ -418,8 +437,11 @@ def instance_preview(
     preset: str = "auto",
     center: float | None = None,
     width: float | None = None,
+    audited: bool = True,
 ) -> PreviewImage:
-    """One frame rendered to PNG (see :mod:`appliance.dicom.preview`); audited.
+    """One frame rendered to PNG (see :mod:`appliance.dicom.preview`); audited, except with
+    ``audited=False``: a viewer that recorded :func:`view_series` for the series (a refusal
+    is audited either way).
 
     ``center``/``width`` (both or neither) set an explicit window in modality units.
     A bad window, a missing frame or an instance without a renderable image is an InvalidInput
@@ -440,19 +462,20 @@ def instance_preview(
         _audit_refusal(db, actor, "instance.preview", instance_id, error)
         raise error from None
     png = rendered.png()
-    audit.record(
-        db,
-        actor,
-        "instance.preview",
-        object_type="instance",
-        object_id=instance_id,
-        detail={
-            "study_id": row["study_id"],
-            "frame": frame,
-            "preset": rendered.preset or "auto",
-            **({"center": explicit.center, "width": explicit.width} if explicit else {}),
-        },
-    )
+    if audited:
+        audit.record(
+            db,
+            actor,
+            "instance.preview",
+            object_type="instance",
+            object_id=instance_id,
+            detail={
+                "study_id": row["study_id"],
+                "frame": frame,
+                "preset": rendered.preset or "auto",
+                **({"center": explicit.center, "width": explicit.width} if explicit else {}),
+            },
+        )
     window = rendered.window
     return PreviewImage(
         png=png,

@@ -160,7 +160,8 @@ def _arrival(study_id: str) -> completeness.Arrival:
 
 
 def _load_slices(series_id: str, user: session.SessionUser) -> list[Slice]:
-    instances = studies.series_instances(runtime.get().db(), series_id, user.actor)
+    # One audit row per series opened (series.view); its slices render unaudited.
+    instances = studies.view_series(runtime.get().db(), series_id, user.actor)
     return [Slice(inst, frame) for inst in instances for frame in range(max(1, inst.frames))]
 
 
@@ -171,7 +172,7 @@ def _render(
     center, width = window if window is not None else (None, None)
     return studies.instance_preview(
         rt.db(), rt.ctx.store, item.instance.id, user.actor, frame=item.frame, preset=preset,
-        center=center, width=width,
+        center=center, width=width, audited=False,
     )
 
 
