@@ -877,6 +877,14 @@ def _out(db: sqlite_utils.Database, row: dict[str, Any]) -> AnalysisOut:
     return AnalysisOut(**fields, findings=findings)
 
 
+def analysis_status(db: sqlite_utils.Database, analysis_id: str) -> str | None:
+    """The status alone (queued, running, ...; None if unknown): no patient data and no model
+    output, so a screen polls it unaudited and reads the result once, audited."""
+    reconcile(db, analysis_id)
+    row = db.execute("SELECT status FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
 def get_analysis(db: sqlite_utils.Database, analysis_id: str, actor: Actor) -> AnalysisOut:
     """One analysis with its findings; audited ``analysis.read``."""
     reconcile(db, analysis_id)

@@ -74,6 +74,10 @@ def _poll(analysis_id: str, job_id: str | None, user: session.SessionUser
     job = jobs.get(db, job_id) if job_id else None
     if job is not None and job.status in RUNNING:
         return job, None
+    # Polling is not audited: the status alone (no patient data, no findings) until it ends,
+    # then ONE audited read of the result.
+    if analysis_service.analysis_status(db, analysis_id) in RUNNING:
+        return job, None
     return job, analysis_service.get_analysis(db, analysis_id, user.actor)
 
 
