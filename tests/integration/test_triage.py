@@ -24,6 +24,7 @@ from pydicom.uid import generate_uid
 
 from appliance.audit.models import Actor
 from appliance.config import Settings
+from appliance.studies.stability import mark_stable
 from tests.ai_server import CXR, AIServer, Scripted, chat_completion
 from tests.reporting import ingest_ct
 
@@ -93,6 +94,7 @@ def _radiograph(ctx: Any, name: str) -> str:
     result = ctx.ingestor.ingest(out.getvalue(), source="test", actor=ACTOR)
     assert result.outcome == "stored", result
     db = ctx.pool.get()
+    mark_stable(db, stable_age_s=0)  # arrived: complete (a technician analyses complete studies)
     row = db.execute(
         "SELECT id FROM studies WHERE study_uid = ?", (str(ds.StudyInstanceUID),)
     ).fetchone()
