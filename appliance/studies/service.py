@@ -374,6 +374,12 @@ def view_series(db: sqlite_utils.Database, series_id: str, actor: Actor) -> list
     )
 
 
+def reread_viewed_series(db: sqlite_utils.Database, series_id: str) -> list[InstanceOut]:
+    """The instances of a series that a viewer opened with :func:`view_series` (audited
+    there), read again while its study is still arriving: the same view, so no second row."""
+    return _series_read(db, series_id)()
+
+
 def _stored_instance(
     db: sqlite_utils.Database, store: ObjectStore, instance_id: str
 ) -> tuple[dict[str, Any], InstanceFile]:

@@ -165,6 +165,12 @@ def _load_slices(series_id: str, user: session.SessionUser) -> list[Slice]:
     return [Slice(inst, frame) for inst in instances for frame in range(max(1, inst.frames))]
 
 
+def _reload_slices(series_id: str) -> list[Slice]:
+    # The open series grew (a study still arriving): already audited when it was opened.
+    instances = studies.reread_viewed_series(runtime.get().db(), series_id)
+    return [Slice(inst, frame) for inst in instances for frame in range(max(1, inst.frames))]
+
+
 def _render(
     item: Slice, preset: str, window: tuple[float, float] | None, user: session.SessionUser
 ) -> PreviewImage:
@@ -532,7 +538,7 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
             arrived["instances"] = found.instances
             sid = view.series_id
             try:
-                fresh = await runtime.off_loop(lambda: _load_slices(sid, user))
+                fresh = await runtime.off_loop(lambda: _reload_slices(sid))
             except Exception:
                 return
             if sid == view.series_id and len(fresh) != len(view.slices):
