@@ -58,9 +58,12 @@ def prepare(settings: Settings) -> AppContext:
     prepare_data_dir(settings)
     secret = ensure_secret_key(settings)
     pool = ConnectionPool(settings.db_path, settings.db_busy_timeout_ms)
-    applied = apply_migrations(pool.get())
-    if applied:
-        log.info("migrations_applied", versions=applied)
+    if settings.db_migrate_at_start:
+        applied = apply_migrations(pool.get())
+        if applied:
+            log.info("migrations_applied", versions=applied)
+    else:
+        log.info("migrations_held", reason="RADIANT_DB_MIGRATE_AT_START=false")
     return AppContext.build(settings, pool, secret)
 
 

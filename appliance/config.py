@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     fleet_interval_s: Annotated[float, Field(ge=0.1, le=86_400)] = 60.0
     fleet_stale_s: Annotated[float, Field(ge=1, le=30 * 86_400)] = 600.0
     software_channel: str = "stable"
+    # Apply pending database migrations when the appliance starts. The updater starts a new
+    # release with this off, checks its /healthz, and only then runs `radiant migrate`.
+    db_migrate_at_start: bool = True
 
     @field_validator("dicom_ae_title")
     @classmethod

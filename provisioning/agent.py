@@ -311,6 +311,7 @@ class FleetAgent:
             "reported_at": now_iso(),
             "version": __version__,
             "software_channel": settings.software_channel,
+            "software_update": update_state(settings),
             "mode": sync.mode.value,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "disk": {
@@ -377,6 +378,18 @@ def tls_state(settings: Settings) -> dict[str, Any]:
         "not_after": tls.not_after(paths[0]).isoformat(),
         "source": "site" if tls.site_supplied(settings) else "box",
     }
+
+
+def update_state(settings: Settings) -> dict[str, Any] | None:
+    """The updater's last outcome, failed versions and slots barred from rollback
+    (``<data dir>/update/state.json``, :mod:`provisioning.update.updater`); None before any."""
+    try:
+        value = json.loads((settings.data_dir / "update" / "state.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {k: value.get(k) for k in ("current", "last", "failed", "rollback_blocked")}
 
 
 def receiver_state(status: ReceiverStatus) -> dict[str, Any]:

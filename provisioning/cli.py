@@ -515,3 +515,7 @@ def add_commands(sub: argparse._SubParsersAction, data_dir_option: DataDirOption
     _key_option(fset)
     _remote_options(fset)
     fset.set_defaults(func=_run_fleet(cmd_fleet_set))
+
+    from provisioning.update.cli import add_commands as add_update_commands
+
+    add_update_commands(sub, fleet, data_dir_option, _remote_options, _key_option, _run_fleet)

@@ -65,6 +65,8 @@ def _verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
 def test_the_expected_units_are_there() -> None:
     assert [unit.name for unit in UNITS] == [
         "radiant-firstboot.service",
+        "radiant-update.service",
+        "radiant-update.timer",
         "radiant-watchdog.service",
         "radiant-watchdog.timer",
         "radiant.service",
@@ -105,7 +107,9 @@ def test_service_settings_that_matter() -> None:
     ]
 
 
-@pytest.mark.parametrize("unit", ["radiant.service", "radiant-firstboot.service"])
+@pytest.mark.parametrize(
+    "unit", ["radiant.service", "radiant-firstboot.service", "radiant-update.service"]
+)
 def test_exec_start_is_a_real_radiant_command(unit: str) -> None:
     (command,) = _unit_lines(unit, "ExecStart")
     argv = shlex.split(command)

@@ -1,0 +1,1 @@
+"""Signed software releases, app slots and the updater with automatic rollback."""

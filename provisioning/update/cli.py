@@ -1,0 +1,131 @@
+"""``radiant fleet release build|publish`` (hospital IT) and ``radiant update run|status`` (the
+box; run by radiant-update.timer as root)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, _settings
+
+Adder = Callable[[argparse.ArgumentParser], None]
+Wrap = Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]
+
+
+def cmd_release_build(args: argparse.Namespace) -> int:
+    from provisioning.cli import _fleet_key
+    from provisioning.update.release import ReleaseError, build
+
+    key = _fleet_key(args)
+    try:
+        document = build(Path(args.out), Path(args.wheels), args.version, args.channel, key)
+    except ReleaseError as exc:
+        print(f"radiant: {exc}")
+        return EXIT_CONFIG
+    print(
+        f"release {document['version']} ({document['channel']}): {len(document['files'])} "
+        f"files, schema {document['schema_version']}, signed: {args.out}"
+    )
+    return EXIT_OK
+
+
+def cmd_release_publish(args: argparse.Namespace) -> int:
+    from provisioning.cli import _fleet_bucket, _fleet_key
+    from provisioning.update.bucket import ReleaseBucket
+    from provisioning.update.release import ReleaseError
+
+    key = _fleet_key(args)
+    with _fleet_bucket(args) as fleet:
+        bucket = ReleaseBucket(fleet.settings, fleet.config_dir)
+        bucket.prepare()
+        try:
+            release, channel = bucket.publish(Path(args.bundle), key)
+        except ReleaseError as exc:
+            print(f"radiant: refused: {exc}")
+            return EXIT_FAILED
+    print(
+        f"published {release.version} on channel {release.channel} "
+        f"(release sha256 {channel['release_sha256']})"
+    )
+    return EXIT_OK
+
+
+def health_url(settings: Any) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.http_host, settings.http_host)  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.http_port}/healthz"
+
+
+def cmd_update_run(args: argparse.Namespace) -> int:
+    from provisioning import device
+    from provisioning.update.bucket import for_box
+    from provisioning.update.slots import Slots
+    from provisioning.update.updater import SystemdRestarter, Updater
+
+    settings = _settings(args)
+    if not settings.sync_remote:
+        print("radiant: no bucket configured: updates come through the fleet's bucket")
+        return EXIT_OK
+    updater = Updater(
+        settings,
+        Slots(Path(args.apps), python=args.python),
+        for_box(settings),
+        SystemdRestarter(args.unit),
+        device.pinned_fleet_key(settings),
+        health_url(settings),
+        deadline_s=args.deadline,
+    )
+    state = updater.run_round()
+    last = state.get("last", {})
+    print(json.dumps(last, sort_keys=True))
+    return EXIT_FAILED if last.get("outcome") in ("failed", "rolled_back", "refused") else EXIT_OK
+
+
+def cmd_update_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    path = settings.data_dir / "update" / "state.json"
+    print(path.read_text("utf-8") if path.is_file() else "{}")
+    return EXIT_OK
+
+
+def add_commands(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    fleet: argparse._SubParsersAction,  # type: ignore[type-arg]
+    data_dir_option: Adder,
+    remote_options: Adder,
+    key_option: Adder,
+    run_fleet: Wrap,
+) -> None:
+    """``fleet release ...`` under ``fleet``; ``update ...`` under ``radiant``."""
+    release = fleet.add_parser("release", help="signed software releases").add_subparsers(
+        dest="release_command", required=True, metavar="ACTION"
+    )
+    rbuild = release.add_parser("build", help="sign a bundle from a folder of wheels")
+    rbuild.add_argument("--wheels", required=True, help="the app's wheel and its dependencies")
+    rbuild.add_argument("--version", required=True)
+    rbuild.add_argument("--channel", default="stable")
+    rbuild.add_argument("--out", required=True, help="the bundle folder (created)")
+    key_option(rbuild)
+    rbuild.set_defaults(func=run_fleet(cmd_release_build))
+    publish = release.add_parser("publish", help="upload a bundle and point its channel at it")
+    publish.add_argument("bundle", metavar="BUNDLE")
+    key_option(publish)
+    remote_options(publish)
+    publish.set_defaults(func=run_fleet(cmd_release_publish))
+
+    update = sub.add_parser("update", help="this box's software updates").add_subparsers(
+        dest="update_command", required=True, metavar="ACTION"
+    )
+    run = update.add_parser("run", help="one round: apply a newer release or roll it back")
+    run.add_argument("--apps", default="/opt/radiant", help="the app slots' folder")
+    run.add_argument("--unit", default="radiant.service")
+    run.add_argument("--python", default="/usr/bin/python3", help="interpreter of new slots")
+    run.add_argument("--deadline", type=float, default=180.0, help="seconds to a healthy /healthz")
+    data_dir_option(run)
+    run.set_defaults(func=cmd_update_run)
+    status = update.add_parser("status", help="the updater's last outcome, failed versions")
+    data_dir_option(status)
+    status.set_defaults(func=cmd_update_status)

@@ -1,0 +1,254 @@
+"""One update round of a box: channel -> download -> verify -> slot -> switch -> health ->
+migrate, or roll back.
+
+1. ``fleet/releases/<channel>/channel.json`` (signed by the fleet key) names the channel's
+   version and its release document's SHA-256. Nothing happens unless that version is newer
+   than the active slot's and has not failed here before (a failed version is never retried).
+2. The release folder is copied to ``<data dir>/update/staging`` and verified (signature,
+   every size and SHA-256, no extra file) BEFORE anything is installed; a refusal is reported.
+3. The slot is installed (offline pip from the bundle's wheels) and ``current`` swapped to it.
+4. The appliance is restarted with database migrations held back
+   (``RADIANT_DB_MIGRATE_AT_START=false``) and must answer ``/healthz`` within the deadline.
+5. Only then ``radiant migrate`` of the new slot runs, and the appliance is restarted normally
+   and checked again.
+6. Any failure before the migration: ``current`` goes back to the previous slot, which is
+   restarted, and the version is recorded as failed. After the migration, a slot whose release
+   reads an older schema can no longer be used: the rollback is refused and the state says so.
+
+The outcome is kept in ``<data dir>/update/state.json``, which the fleet status reports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from appliance.config import Settings
+from appliance.db.rows import now_iso
+from provisioning import signing
+from provisioning.update.release import ReleaseError, parse_version, verify
+from provisioning.update.slots import SlotError, Slots
+
+STATE_FILE = "state.json"
+HOLD_MIGRATIONS = {"RADIANT_DB_MIGRATE_AT_START": "false"}
+
+
+class Restarter(Protocol):
+    """Restarts the appliance from ``<apps>/current`` (systemd on a box, a process in tests)."""
+
+    def restart(self, env: dict[str, str]) -> None: ...
+
+
+class Source(Protocol):
+    """Where releases come from (the fleet bucket, :mod:`provisioning.update.bucket`)."""
+
+    def channel(self, channel: str) -> dict[str, Any] | None: ...
+
+    def fetch_release(self, channel: str, version: str, dest: Path) -> None: ...
+
+
+@dataclass
+class SystemdRestarter:
+    """``systemctl restart UNIT``; extra variables go through the manager's environment
+    (``set-environment``) and are removed after the restart."""
+
+    unit: str = "radiant.service"
+    systemctl: str = "systemctl"
+
+    def restart(self, env: dict[str, str]) -> None:
+        held = [f"{k}={v}" for k, v in env.items()]
+        if held:
+            subprocess.run([self.systemctl, "set-environment", *held], check=True, timeout=60)
+        try:
+            subprocess.run([self.systemctl, "restart", self.unit], check=True, timeout=300)
+        finally:
+            if held:
+                subprocess.run([self.systemctl, "unset-environment", *env], check=False, timeout=60)
+
+
+def healthy(url: str, deadline_s: float, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """True once ``GET url`` answers 200 with ``{"status": "ok"}`` within ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http)
+                body = json.loads(response.read(65536) or b"{}")
+            if isinstance(body, dict) and body.get("status") == "ok":
+                return True
+        except (OSError, ValueError, urllib.error.HTTPError):
+            pass
+        if time.monotonic() >= end:
+            return False
+        sleep(1.0)
+
+
+def db_schema(settings: Settings) -> int:
+    """The data's schema version (highest applied migration; 0 without a database)."""
+    if not settings.db_path.exists():
+        return 0
+    uri = f"file:{settings.db_path}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=30) as conn:
+        try:
+            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return int(row[0] or 0)
+
+
+class Updater:
+    """One box's updater; every dependency is given (slots, source, restart, health URL)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        slots: Slots,
+        source: Source,
+        restarter: Restarter,
+        fleet_key: Ed25519PublicKey | None,
+        health_url: str,
+        deadline_s: float = 180.0,
+    ) -> None:
+        self.settings = settings
+        self.slots = slots
+        self.source = source
+        self.restarter = restarter
+        self.fleet_key = fleet_key
+        self.health_url = health_url
+        self.deadline_s = deadline_s
+        self.dir = settings.data_dir / "update"
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        try:
+            value = json.loads((self.dir / STATE_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            value = {}
+        return value if isinstance(value, dict) else {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        data = (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        signing.write_atomic(self.dir / STATE_FILE, data, mode=0o644)
+
+    def _record(
+        self, outcome: str, version: str | None, reason: str | None = None
+    ) -> dict[str, Any]:
+        state = self.state()
+        state["last"] = {"outcome": outcome, "version": version, "reason": reason, "at": now_iso()}
+        state["current"] = self.slots.current()
+        if outcome in ("failed", "rolled_back") and version:
+            state.setdefault("failed", {})[version] = reason
+        state["rollback_blocked"] = self._blocked()
+        self._save(state)
+        return state
+
+    def _blocked(self) -> dict[str, str]:
+        """Slots that cannot run on the data's schema, with why."""
+        schema = db_schema(self.settings)
+        blocked = {}
+        for version in self.slots.versions():
+            reads = self.slots.schema_version(version)
+            if reads is not None and reads < schema:
+                blocked[version] = (
+                    f"the database is at schema {schema}; {version} reads up to {reads}"
+                )
+        return blocked
+
+    # --- the round -------------------------------------------------------------------------
+
+    def run_round(self) -> dict[str, Any]:
+        """Look for, apply or refuse one release; returns the state (``last`` says what)."""
+        channel = self.settings.software_channel
+        current = self.slots.current()
+        if self.fleet_key is None:
+            return self._record("refused", None, "no fleet key pinned on this box")
+        try:
+            doc = self.source.channel(channel)
+        except Exception as exc:  # the bucket is unreachable: try again next round
+            return self._record("offline", None, f"{type(exc).__name__}: {exc}"[:300])
+        if doc is None:
+            return self._record("up_to_date", current, f"no release on channel {channel}")
+        try:
+            signing.verify(doc, self.fleet_key)
+            version = str(doc.get("version"))
+            newer = current is None or parse_version(version) > parse_version(current)
+        except (signing.SignatureError, ValueError) as exc:
+            return self._record("refused", None, f"channel.json: {exc}")
+        if doc.get("channel") != channel:
+            return self._record("refused", version, f"channel.json is not for channel {channel}")
+        if not newer:
+            return self._record("up_to_date", current)
+        if version in self.state().get("failed", {}):
+            return self._record("skipped", version, "this version failed here before")
+        return self._apply(channel, version, str(doc.get("release_sha256")), current)
+
+    def _apply(
+        self, channel: str, version: str, release_sha: str, previous: str | None
+    ) -> dict[str, Any]:
+        staging = self.dir / "staging" / version
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        try:
+            self.source.fetch_release(channel, version, staging)
+            assert self.fleet_key is not None
+            release = verify(staging, self.fleet_key)
+            if release.sha256 != release_sha or release.version != version:
+                raise ReleaseError("release.json is not the one channel.json names")
+        except (ReleaseError, OSError) as exc:
+            return self._record("refused", version, str(exc))
+        except Exception as exc:  # download failed: next round
+            return self._record("offline", version, f"{type(exc).__name__}: {exc}"[:300])
+        try:
+            self.slots.install(release, staging)
+            self.slots.switch(version)
+        except SlotError as exc:
+            return self._record("failed", version, str(exc))
+        self._record("trying", version)
+        self.restarter.restart(HOLD_MIGRATIONS)
+        if not healthy(self.health_url, self.deadline_s):
+            return self._roll_back(version, previous, "no healthy /healthz before the deadline")
+        migrate = subprocess.run(
+            [
+                str(self.slots.venv_bin(version, "radiant")),
+                "migrate",
+                "--data-dir",
+                str(self.settings.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=3600,
+        )
+        if migrate.returncode != 0:
+            tail = (migrate.stderr or migrate.stdout).strip().splitlines()[-1:] or [""]
+            return self._roll_back(version, previous, f"migration failed: {tail[0][:200]}")
+        self.restarter.restart({})
+        if not healthy(self.health_url, self.deadline_s):
+            return self._roll_back(version, previous, "no healthy /healthz after the migration")
+        return self._record("applied", version)
+
+    def _roll_back(self, version: str, previous: str | None, reason: str) -> dict[str, Any]:
+        if previous is None:
+            return self._record("failed", version, reason + "; no previous slot")
+        blocked = self._blocked().get(previous)
+        if blocked is not None:
+            return self._record(
+                "failed", version, f"{reason}; rollback to {previous} refused: {blocked}"
+            )
+        self.slots.switch(previous)
+        self.restarter.restart({})
+        back = healthy(self.health_url, self.deadline_s)
+        note = "" if back else f"; {previous} is not healthy either"
+        return self._record("rolled_back", version, reason + note)
