@@ -82,12 +82,12 @@ bench-scale *ARGS:
 # The appliance's x86-64 disk image (Debian 12, read-only root, app slot, data partition) into
 # .cache/image/out with manifest.json; as root, about 5 min here (not part of `test`).
 image: (apt "image")
-    PYTHON={{venv}}/python image/build/build-image.sh
+    PYTHON={{venv}}/python image/builder/build-image.sh
 
 # Boot the built image under QEMU and check it from the host: first boot, provisioning, a study
 # sent with storescu, the watchdog, power cuts (ROUNDS). Not part of `test`: see image/README.md.
 image-test *ARGS: (apt "image")
-    {{venv}}/python -m image.vmtest {{ARGS}}
+    {{venv}}/python image/builder/vmtest.py {{ARGS}}
 
 # Install the Debian packages a purpose needs (run | test | e2e | bench | node) when any is missing.
 apt group:
