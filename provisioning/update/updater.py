@@ -14,6 +14,8 @@ migrate, or roll back.
 6. Any failure before the migration: ``current`` goes back to the previous slot, which is
    restarted, and the version is recorded as failed. After the migration, a slot whose release
    reads an older schema can no longer be used: the rollback is refused and the state says so.
+7. A round cut short after the switch (power cut, reboot) is finished by the next round: the
+   new slot is judged (health, migration, health) before anything else.
 
 The outcome is kept in ``<data dir>/update/state.json``, which the fleet status reports.
 """
@@ -142,10 +144,16 @@ class Updater:
         signing.write_atomic(self.dir / STATE_FILE, data, mode=0o644)
 
     def _record(
-        self, outcome: str, version: str | None, reason: str | None = None
+        self,
+        outcome: str,
+        version: str | None,
+        reason: str | None = None,
+        previous: str | None = None,
     ) -> dict[str, Any]:
         state = self.state()
         state["last"] = {"outcome": outcome, "version": version, "reason": reason, "at": now_iso()}
+        if previous is not None:
+            state["last"]["previous"] = previous
         state["current"] = self.slots.current()
         if outcome in ("failed", "rolled_back") and version:
             state.setdefault("failed", {})[version] = reason
@@ -169,6 +177,9 @@ class Updater:
 
     def run_round(self) -> dict[str, Any]:
         """Look for, apply or refuse one release; returns the state (``last`` says what)."""
+        resumed = self._resume(self.state().get("last") or {})
+        if resumed is not None:
+            return resumed
         channel = self.settings.software_channel
         current = self.slots.current()
         if self.fleet_key is None:
@@ -215,8 +226,12 @@ class Updater:
             self.slots.switch(version)
         except SlotError as exc:
             return self._record("failed", version, str(exc))
-        self._record("trying", version)
+        self._record("trying", version, previous=previous)
         self.restarter.restart(HOLD_MIGRATIONS)
+        return self._judge(version, previous)
+
+    def _judge(self, version: str, previous: str | None) -> dict[str, Any]:
+        """Health first, then the migration, then health again; roll back on any failure."""
         if not healthy(self.health_url, self.deadline_s):
             return self._roll_back(version, previous, "no healthy /healthz before the deadline")
         migrate = subprocess.run(
@@ -238,6 +253,15 @@ class Updater:
         if not healthy(self.health_url, self.deadline_s):
             return self._roll_back(version, previous, "no healthy /healthz after the migration")
         return self._record("applied", version)
+
+    def _resume(self, last: dict[str, Any]) -> dict[str, Any] | None:
+        """A round cut short (power, reboot) after the switch: judge the new slot now."""
+        version = last.get("version")
+        if last.get("outcome") != "trying" or version != self.slots.current():
+            return None
+        previous = last.get("previous")
+        self.restarter.restart(HOLD_MIGRATIONS)
+        return self._judge(str(version), previous if isinstance(previous, str) else None)
 
     def _roll_back(self, version: str, previous: str | None, reason: str) -> dict[str, Any]:
         if previous is None:

@@ -250,6 +250,29 @@ def test_release_applied_rolled_back_and_refused(
         state = updater.run_round()
         assert state["last"]["outcome"] == "refused" and "signature" in state["last"]["reason"]
         assert not (apps / "1.6.0").exists() and slots.current() == "1.1.0"
+
+        # Power lost right after the switch: the next round judges the new slot first.
+        assert publish(capsys, release("1.7.0", 2), key_path)[0] == 0
+
+        class PowerCut(Exception):
+            pass
+
+        class CutRunner(SlotProcess):
+            def restart(self, env: dict[str, str]) -> None:
+                runner.stop()
+                raise PowerCut
+
+        cut = Updater(
+            settings, slots, for_box(settings), CutRunner(apps, port), key.public_key(),
+            f"http://127.0.0.1:{port}/healthz", deadline_s=10,
+        )
+        with pytest.raises(PowerCut):
+            cut.run_round()
+        assert updater.state()["last"]["outcome"] == "trying" and slots.current() == "1.7.0"
+        runner.restart({})  # the box boots on the new slot
+        state = updater.run_round()
+        assert state["last"] == state["last"] | {"outcome": "applied", "version": "1.7.0"}
+        assert health(port)["version"] == "1.7.0"
     finally:
         runner.stop()
 
