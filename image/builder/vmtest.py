@@ -251,6 +251,7 @@ class Sender:
     def __init__(self, port: int, files: dict[Path, str]) -> None:
         self.files = files
         self.acked: list[str] = []
+        self.output: list[str] = []
         self.process = subprocess.Popen(
             [
                 "storescu",
@@ -274,6 +275,7 @@ class Sender:
         assert self.process.stdout is not None
         current: Path | None = None
         for line in self.process.stdout:
+            self.output.append(line)
             if "Sending file:" in line:
                 current = Path(line.split("Sending file:", 1)[1].strip())
             elif "Received Store Response" in line and "(Success)" in line and current:
@@ -361,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         # 3. A study by C-STORE, seen through the API.
         files = study_copy(args.study, work / "study-0", "VMTEST0")
         sender = Sender(vm.dicom, files)
-        assert sender.finish() == 0 and len(sender.acked) == len(files), sender.acked
+        code = sender.finish()
+        assert code == 0 and len(sender.acked) == len(files), "".join(sender.output[-40:])
         stored = stored_instances(vm.http, token)
         assert set(files.values()) <= set(stored), "an acknowledged instance is missing"
         assert all(readable(vm.http, token, stored[uid], uid) for uid in files.values())

@@ -66,7 +66,8 @@ class ReleaseBucket(FleetBucket):
 
 
 def for_box(settings: Settings) -> ReleaseBucket:
-    """The box's view: config in ``<data_dir>/fleet`` (shared with the fleet agent's)."""
-    bucket = ReleaseBucket(settings, settings.data_dir / "fleet")
+    """The updater's view: its own rclone config in ``<data_dir>/update/rclone`` (the updater
+    runs as root; the fleet agent's config stays the appliance's)."""
+    bucket = ReleaseBucket(settings, settings.data_dir / "update" / "rclone")
     bucket.prepare()
     return bucket

@@ -23,6 +23,7 @@ The outcome is kept in ``<data dir>/update/state.json``, which the fleet status 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -142,6 +143,11 @@ class Updater:
     def _save(self, state: dict[str, Any]) -> None:
         data = (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8")
         signing.write_atomic(self.dir / STATE_FILE, data, mode=0o644)
+        # The updater runs as root; the appliance (its owner) reads the state for the fleet.
+        owner = self.settings.data_dir.stat()
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            for path in (self.dir, self.dir / STATE_FILE):
+                os.chown(path, owner.st_uid, owner.st_gid)
 
     def _record(
         self,
