@@ -21,7 +21,7 @@ cache="$repo/.cache/image"
 out=${1:-$cache/out}
 python=${PYTHON:-$repo/.venv/bin/python}
 app_mib=${RADIANT_IMAGE_APP_MIB:-2048}
-data_mib=${RADIANT_IMAGE_DATA_MIB:-2048}
+data_mib=${RADIANT_IMAGE_DATA_MIB:-8192}
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
