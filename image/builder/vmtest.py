@@ -185,7 +185,7 @@ class Machine:
             time.sleep(1)
 
 
-def get_json(url: str, token: str | None = None, timeout: float = 30) -> Any:
+def get_json(url: str, token: str | None = None, timeout: float = 120) -> Any:
     request = urllib.request.Request(url)  # noqa: S310 (127.0.0.1)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -202,7 +202,8 @@ def get_bytes(url: str, token: str) -> bytes:
 def login(port: int) -> str:
     form = urllib.parse.urlencode({"username": "admin", "password": PASSWORD}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth/token", data=form)
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (127.0.0.1)
+    # Argon2 (memory-hard) under software emulation: minutes, not milliseconds.
+    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 (127.0.0.1)
         return str(json.loads(response.read())["access_token"])
 
 
@@ -300,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--boot-timeout", type=float, default=600)
     parser.add_argument(
+        "--provisioned",
+        action="store_true",
+        help="reuse the last run's disk (already provisioned): skip first boot and provisioning",
+    )
+    parser.add_argument(
         "--study", type=Path, default=REPO / "tests/data/mr_siemens_t1_sag_brain_35sl"
     )
     args = parser.parse_args(argv)
@@ -309,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print("image-test: no image in", out, "(run `just image` first)", file=sys.stderr)
         return 2
     work = out.parent / "vm"
+    if args.provisioned:
+        return check_provisioned(out, work, args)
     subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True)
     subprocess.run(
@@ -360,74 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         vm.healthy(300)
         token = login(vm.http)
 
-        # 3. A study by C-STORE, seen through the API.
-        files = study_copy(args.study, work / "study-0", "VMTEST0")
-        sender = Sender(vm.dicom, files)
-        code = sender.finish()
-        assert code == 0 and len(sender.acked) == len(files), "".join(sender.output[-40:])
-        stored = stored_instances(vm.http, token)
-        assert set(files.values()) <= set(stored), "an acknowledged instance is missing"
-        assert all(readable(vm.http, token, stored[uid], uid) for uid in files.values())
-        log(f"storescu: {len(files)} instances acknowledged, listed and read back by the API")
-
-        # 4. The watchdog: crash, then hang.
-        def main_pid() -> str:
-            return vm.agent.sh("systemctl show -p MainPID --value radiant.service")[1].strip()
-
-        pid = main_pid()
-        vm.agent.sh(f"kill -KILL {pid}")
-        time.sleep(2)
-        vm.healthy(300)
-        assert main_pid() not in (pid, "0")
-        log("appliance killed (SIGKILL): restarted by systemd, healthy again")
-        pid = main_pid()
-        vm.agent.sh(f"kill -STOP {pid}")
-        code, text = vm.agent.sh(
-            f"env {DATA} /opt/radiant/venv/bin/python /opt/radiant/libexec/radiant-watchdog.py "
-            "--unit radiant.service --state /run/radiant-watchdog/failures "
-            "--failures 1 --grace 0 --timeout 5"
-        )
-        assert code == 1 and "restarting radiant.service" in text, text
-        vm.healthy(300)
-        assert main_pid() not in (pid, "0")
-        log("appliance frozen (SIGSTOP): the watchdog probe restarted it")
-
-        # 5. Power cuts while storescu sends.
-        rounds = []
-        for number in range(1, args.rounds + 1):
-            files = study_copy(args.study, work / f"study-{number}", f"CUT{number}")
-            cut_after = 1 + (number * 7) % len(files)
-            sender = Sender(vm.dicom, files)
-            while len(sender.acked) < cut_after and sender.process.poll() is None:
-                time.sleep(0.02)
-            time.sleep(secrets.randbelow(300) / 1000)
-            vm.power_cut()
-            sender.finish()
-            acked = list(sender.acked)
-            started = vm.start()
-            vm.healthy(args.boot_timeout)
-            boot_s = round(time.monotonic() - started, 1)
-            vm.agent.wait(120)
-            token = login(vm.http)
-            stored = stored_instances(vm.http, token)
-            present = [uid for uid in acked if uid in stored]
-            good = [uid for uid in present if readable(vm.http, token, stored[uid], uid)]
-            fsck_code, fsck_text = vm.agent.sh(f"{RADIANT} fsck", timeout=600)
-            row = {
-                "round": number,
-                "cut_after_acks": cut_after,
-                "acknowledged": len(acked),
-                "present": len(present),
-                "readable": len(good),
-                "received_unacknowledged": len([u for u in files.values() if u in stored])
-                - len(present),
-                "fsck": "clean" if fsck_code == 0 else fsck_text.strip()[-300:],
-                "boot_to_healthz_s": boot_s,
-            }
-            rounds.append(row)
-            log(f"power cut {number}: " + json.dumps(row))
-            assert len(good) == len(acked) and fsck_code == 0, row
-        figures["power_cuts"] = rounds
+        checks(vm, work, args, token, figures)
         try:
             vm.agent.call("guest-shutdown", {"mode": "powerdown"}, timeout=10)
             assert vm.process is not None
@@ -441,6 +382,100 @@ def main(argv: list[str] | None = None) -> int:
     (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     log("figures: " + json.dumps(figures))
     return 0
+
+
+def check_provisioned(out: Path, work: Path, args: argparse.Namespace) -> int:
+    """The checks after provisioning, on the disk a previous run provisioned."""
+    vm = Machine(out, work, args.memory, args.cpus)
+    vm.boots = len(list(work.glob("console-*.log")))
+    figures: dict[str, Any] = {"accel": vm.accel()[1], "image": out.name, "reused_disk": True}
+    try:
+        started = vm.start()
+        vm.healthy(args.boot_timeout)
+        figures["boot_to_healthz_s"] = round(time.monotonic() - started, 1)
+        log(f"boot: /healthz healthy after {figures['boot_to_healthz_s']} s")
+        vm.agent.wait(120)
+        checks(vm, work, args, login(vm.http), figures)
+    finally:
+        if vm.process is not None:
+            vm.power_cut()
+    (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    log("figures: " + json.dumps(figures))
+    return 0
+
+
+def checks(
+    vm: Machine, work: Path, args: argparse.Namespace, token: str, figures: dict[str, Any]
+) -> None:
+    """storescu and the API, power cuts, then the watchdog."""
+    # 3. A study by C-STORE, seen through the API.
+    files = study_copy(args.study, work / "study-0", "VMTEST0")
+    sender = Sender(vm.dicom, files)
+    code = sender.finish()
+    assert code == 0 and len(sender.acked) == len(files), "".join(sender.output[-40:])
+    stored = stored_instances(vm.http, token)
+    assert set(files.values()) <= set(stored), "an acknowledged instance is missing"
+    assert all(readable(vm.http, token, stored[uid], uid) for uid in files.values())
+    log(f"storescu: {len(files)} instances acknowledged, listed and read back by the API")
+
+    # 5. Power cuts while storescu sends.
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        files = study_copy(args.study, work / f"study-{number}", f"CUT{number}")
+        cut_after = 1 + (number * 7) % len(files)
+        sender = Sender(vm.dicom, files)
+        while len(sender.acked) < cut_after and sender.process.poll() is None:
+            time.sleep(0.02)
+        time.sleep(secrets.randbelow(300) / 1000)
+        vm.power_cut()
+        sender.finish()
+        acked = list(sender.acked)
+        started = vm.start()
+        vm.healthy(args.boot_timeout)
+        boot_s = round(time.monotonic() - started, 1)
+        vm.agent.wait(120)
+        token = login(vm.http)
+        stored = stored_instances(vm.http, token)
+        present = [uid for uid in acked if uid in stored]
+        good = [uid for uid in present if readable(vm.http, token, stored[uid], uid)]
+        fsck_code, fsck_text = vm.agent.sh(f"{RADIANT} fsck", timeout=600)
+        row = {
+            "round": number,
+            "cut_after_acks": cut_after,
+            "acknowledged": len(acked),
+            "present": len(present),
+            "readable": len(good),
+            "received_unacknowledged": len([u for u in files.values() if u in stored])
+            - len(present),
+            "fsck": "clean" if fsck_code == 0 else fsck_text.strip()[-300:],
+            "boot_to_healthz_s": boot_s,
+        }
+        rounds.append(row)
+        log(f"power cut {number}: " + json.dumps(row))
+        assert len(good) == len(acked) and fsck_code == 0, row
+    figures["power_cuts"] = rounds
+
+    # 4. The watchdog: crash, then hang.
+    def main_pid() -> str:
+        return vm.agent.sh("systemctl show -p MainPID --value radiant.service")[1].strip()
+
+    pid = main_pid()
+    vm.agent.sh(f"kill -KILL {pid}")
+    time.sleep(2)
+    vm.healthy(300)
+    assert main_pid() not in (pid, "0")
+    log("appliance killed (SIGKILL): restarted by systemd, healthy again")
+    pid = main_pid()
+    vm.agent.sh(f"kill -STOP {pid}")
+    code, text = vm.agent.sh(
+        f"env {DATA} /opt/radiant/venv/bin/python /opt/radiant/libexec/radiant-watchdog.py "
+        "--unit radiant.service --state /run/radiant-watchdog/failures "
+        "--failures 1 --grace 0 --timeout 5"
+    )
+    assert code == 1 and "restarting radiant.service" in text, text
+    vm.healthy(300)
+    assert main_pid() not in (pid, "0")
+    log("appliance frozen (SIGSTOP): the watchdog probe restarted it")
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
