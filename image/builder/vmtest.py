@@ -466,7 +466,7 @@ def checks(
     assert main_pid() not in (pid, "0")
     log("appliance killed (SIGKILL): restarted by systemd, healthy again")
     pid = main_pid()
-    vm.agent.sh(f"kill -STOP {pid}")
+    vm.agent.sh("systemctl kill -s STOP radiant.service")  # granian main + worker
     code, text = vm.agent.sh(
         f"env {DATA} /opt/radiant/venv/bin/python /opt/radiant/libexec/radiant-watchdog.py "
         "--unit radiant.service --state /run/radiant-watchdog/failures "
