@@ -51,6 +51,10 @@ version=$("$python" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],
 wheels="$cache/wheels"
 rm -f "$wheels"/radiantai-*.whl
 "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$wheels" "$repo"
+# medspaCy (ai/hedging.py) without its spacy<3.8 pin, as ./just installs it; its own needs are
+# among the project's dependencies above.
+nodeps=("medspacy==1.3.1" "PyRuSH==1.0.13" "medspacy_quickumls==3.2")
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$wheels" "${nodeps[@]}"
 
 # 3. Root folder: extract, add the units, the user, the settings of a read-only root.
 work="$cache/work"
@@ -80,6 +84,8 @@ trap cleanup EXIT
 chroot "$root" python3 -m venv "/opt/radiant/$version/venv"
 chroot "$root" "/opt/radiant/$version/venv/bin/pip" install --quiet --no-index --no-compile \
     --disable-pip-version-check --find-links /tmp/wheels "radiantai==$version"
+chroot "$root" "/opt/radiant/$version/venv/bin/pip" install --quiet --no-index --no-compile \
+    --disable-pip-version-check --no-deps --find-links /tmp/wheels "${nodeps[@]}"
 chroot "$root" "/opt/radiant/$version/venv/bin/python" -m compileall -q "/opt/radiant/$version/venv/lib"
 install -D -m 0755 "$repo/image/libexec/radiant-watchdog.py" "$work/app/$version/libexec/radiant-watchdog.py"
 chroot "$root" "/opt/radiant/$version/venv/bin/pip" freeze --all > "$work/python-packages.txt"
