@@ -379,7 +379,7 @@ def test_rendered_prompt_keeps_every_label_on_its_own_line(checkpoint: Path) -> 
         max_new_tokens=1,
     )
     texts = IMAGE_RUN.split(engine.prompt_text(comparison))
-    assert texts[0].endswith("limit the comparison.\n\nPRIOR STUDY\n\n")
+    assert texts[0].endswith(".\n\nPRIOR STUDY\n\n")  # the instruction, a blank line, the label
     assert texts[1:4] == [
         "\n\nPRIOR SLICE 1\n\n",
         "\n\nPRIOR SLICE 2\n\nCURRENT STUDY\n\n",
