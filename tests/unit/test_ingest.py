@@ -24,7 +24,7 @@ from appliance.audit import service as audit_service
 from appliance.audit.models import Actor
 from appliance.config import Settings
 from appliance.context import AppContext
-from appliance.dicom.ingest import Outcome
+from appliance.dicom.ingest import _LOCKS, Outcome
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.recovery import UNINDEXED, recover
 from appliance.dicom.scan import scan_instance
@@ -395,13 +395,31 @@ def test_an_unindexed_file_in_the_way_is_replaced_atomically(
     assert stored_sha == hashlib.sha256(source.read_bytes()).hexdigest()
 
 
+def _in_distinct_stripes(paths: list[Path], count: int) -> list[Path]:
+    """``count`` of ``paths`` whose SOP Instance UIDs take different per-UID locks of the
+    ingestor. Its lock stripe is ``hash(uid)``, and str hashes change from process to process:
+    two instances of one stripe wait for each other before queuing, so a test that needs them
+    queued together must pick instances of different stripes."""
+    chosen: list[Path] = []
+    stripes: set[int] = set()
+    for path in paths:
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        stripe = hash(uid) % len(_LOCKS)
+        if stripe not in stripes:
+            chosen.append(path)
+            stripes.add(stripe)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError(f"fewer than {count} instances in distinct lock stripes")
+
+
 def test_parallel_instances_share_one_commit_and_no_caller_returns_before_it(
     ctx: AppContext, settings: Settings
 ) -> None:
     """Group commit: two instances that arrive while another commit holds the write lock are
     indexed in one transaction, and neither caller (the receiver acknowledges when it
     returns) gets its result before that commit: a second connection sees no row until then."""
-    files = instance_files("mr_siemens_t1_sag_brain_35sl")[:2]
+    files = _in_distinct_stripes(instance_files("mr_siemens_t1_sag_brain_35sl"), 2)
     ingestor = ctx.ingestor
     results: dict[Path, Any] = {}
 
@@ -439,7 +457,8 @@ def test_a_refused_instance_in_a_group_commit_leaves_the_others_stored(
 ) -> None:
     """One instance refused while indexing (its study belongs to another patient) is rolled
     back alone: the others of the same commit are stored, the refused one quarantined."""
-    files = instance_files("mr_siemens_t1_sag_brain_35sl")[:4]
+    first, *others = instance_files("mr_siemens_t1_sag_brain_35sl")
+    files = [first, *_in_distinct_stripes(others, 3)]
     ctx.ingestor.ingest(files[0].read_bytes(), source="usb", actor=ACTOR)  # the study exists
     # the middle one claims that study for another patient: refused, whatever its place
     payloads = [files[1].read_bytes(), _variant(files[2], PatientID="SOMEONE-ELSE"),
