@@ -17,6 +17,25 @@ class AppError(Exception):
         self.extra = extra
 
 
+class BadRequest(AppError):
+    """A request that cannot be read (malformed body or parameters)."""
+
+
+class NotAcceptable(AppError):
+    status = 406
+    title = "Not acceptable"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    title = "Upload too large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    title = "Unsupported media type"
+
+
 class InvalidInput(AppError):
     status = 422
     title = "Invalid input"

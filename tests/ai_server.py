@@ -32,6 +32,8 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from appliance.config import Settings
+
 DATA = Path(__file__).resolve().parent / "data"
 CT_HEAD = DATA / "ct_ge_head_tilt18_varspacing"
 CXR = DATA / "xr_chest_cr_dx" / "NIH_ChestXray_DX_SC.dcm"
@@ -312,3 +314,16 @@ def cxr_jpeg(path: Path = CXR) -> bytes:
     top, left = (side - rows) // 2, (side - cols) // 2
     square[top : top + rows, left : left + cols] = grey
     return _jpeg(np.stack([square] * 3, axis=-1))
+
+
+def engine_settings(tmp_path: Path, server: AIServer, **extra: Any) -> Settings:
+    """Settings of a box whose AI engine is ``server`` (OpenAI protocol), one attempt per call;
+    ``extra`` adds or overrides settings."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        ai_engine="openai",
+        ai_endpoint=server.url,
+        ai_max_attempts=1,
+        ai_timeout_s=60,
+        **extra,
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.errors import AppError
-
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 OCTET_STREAM = "application/octet-stream"
@@ -87,23 +85,3 @@ class StoreReport:
         if stored == len(self.outcomes) and stored:
             return 200
         return 202 if stored else 409
-
-
-class BadRequest(AppError):
-    status = 400
-    title = "Bad request"
-
-
-class NotAcceptable(AppError):
-    status = 406
-    title = "Not acceptable"
-
-
-class UnsupportedMedia(AppError):
-    status = 415
-    title = "Unsupported media type"
-
-
-class TooLarge(AppError):
-    status = 413
-    title = "Payload too large"

@@ -22,12 +22,10 @@ from appliance.dicomweb import multipart, service, stow
 from appliance.dicomweb.models import (
     DICOM,
     DICOM_JSON,
-    BadRequest,
     Located,
-    NotAcceptable,
     Part,
-    TooLarge,
 )
+from appliance.errors import BadRequest, NotAcceptable, PayloadTooLarge
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 uri_router = APIRouter(tags=["dicomweb"])
@@ -409,14 +407,15 @@ def instance_thumbnail(
 
 
 async def _body(request: Request, limit: int) -> bytes:
+    too_large = f"the request is over {limit // 1_000_000} MB (RADIANT_UPLOAD_MAX_MB)"
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the request is over {limit // 1_000_000} MB (RADIANT_UPLOAD_MAX_MB)")
+        raise PayloadTooLarge(too_large)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise TooLarge(f"the request is over {limit // 1_000_000} MB (RADIANT_UPLOAD_MAX_MB)")
+            raise PayloadTooLarge(too_large)
     return bytes(body)
 
 

@@ -29,12 +29,10 @@ from appliance.dicomweb.models import (
     FRAME_MEDIA_TYPES,
     NATIVE,
     OCTET_STREAM,
-    BadRequest,
     Located,
-    NotAcceptable,
     Part,
 )
-from appliance.errors import AppError, Conflict, NotFound
+from appliance.errors import AppError, BadRequest, Conflict, NotAcceptable, NotFound
 from appliance.storage.service import ObjectStore
 from appliance.studies import service as studies
 

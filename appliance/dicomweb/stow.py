@@ -27,11 +27,10 @@ from appliance.dicomweb.models import (
     FAILURE_CANNOT_UNDERSTAND,
     FAILURE_DATASET_MISMATCH,
     FAILURE_OUT_OF_RESOURCES,
-    BadRequest,
     StoreOutcome,
     StoreReport,
-    UnsupportedMedia,
 )
+from appliance.errors import BadRequest, UnsupportedMediaType
 
 GB = 1_000_000_000
 SOURCE = "dicomweb"
@@ -69,10 +68,10 @@ def store(
     try:
         boundary, media = multipart.boundary_of(content_type)
     except multipart.MalformedMultipart as exc:
-        raise UnsupportedMedia(str(exc)) from None
+        raise UnsupportedMediaType(str(exc)) from None
     default_type = media.params.get("type", DICOM).lower()
     if default_type not in (DICOM,):
-        raise UnsupportedMedia('this server stores multipart/related; type="application/dicom"')
+        raise UnsupportedMediaType('this server stores multipart/related; type="application/dicom"')
     try:
         parts = multipart.decode(body, boundary, default_type)
     except multipart.MalformedMultipart as exc:

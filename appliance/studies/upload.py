@@ -43,7 +43,7 @@ from python_multipart.multipart import parse_options_header
 from appliance.audit.models import Actor
 from appliance.config import Settings
 from appliance.dicom.ingest import Ingestor, IngestResult, Outcome
-from appliance.errors import AppError, InvalidInput
+from appliance.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from appliance.studies import service
 from appliance.studies.models import FileResult, UploadCounts, UploadReport
 
@@ -77,16 +77,6 @@ DICOMDIR = (
     "DICOMDIR is a media index, not an image: skipped (the files it lists are read on their own)"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class PayloadTooLarge(AppError):
-    status = 413
-    title = "Upload too large"
-
-
-class UnsupportedMediaType(AppError):
-    status = 415
-    title = "Unsupported media type"
 
 
 class InsufficientStorage(AppError):

@@ -30,7 +30,7 @@ from appliance.db.connection import open_database
 from appliance.db.rows import new_id, now_iso
 from appliance.jobs.models import INTERRUPTED
 from appliance.studies.stability import Stable
-from tests.ai_server import BOX_ANSWER, AIServer, Scripted, chat_completion
+from tests.ai_server import BOX_ANSWER, AIServer, Scripted, chat_completion, engine_settings
 from tests.conftest import PASSWORD
 from tests.dicom_files import instance_files
 from tests.reporting import CT_SET, CtStudy, ingest_ct, settle
@@ -59,13 +59,7 @@ def server() -> Iterator[AIServer]:
 
 @pytest.fixture
 def settings(tmp_path: Path, server: AIServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        ai_engine="openai",
-        ai_endpoint=server.url,
-        ai_max_attempts=1,
-        ai_timeout_s=60,
-    )
+    return engine_settings(tmp_path, server)
 
 
 @pytest.fixture

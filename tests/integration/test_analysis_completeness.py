@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from pynetdicom import AE
 
 from appliance.config import Settings
-from tests.ai_server import AIServer, Scripted, chat_completion
+from tests.ai_server import AIServer, Scripted, chat_completion, engine_settings
 from tests.dicom_files import instance_files
 from tests.integration.test_analysis import ANSWER
 from tests.reporting import CT_SET
@@ -41,15 +41,7 @@ def server() -> Iterator[AIServer]:
 
 @pytest.fixture
 def settings(tmp_path: Path, server: AIServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        ai_engine="openai",
-        ai_endpoint=server.url,
-        ai_max_attempts=1,
-        ai_timeout_s=60,
-        dicom_port=free_port(),
-        stable_age_s=STABLE_AGE_S,
-    )
+    return engine_settings(tmp_path, server, dicom_port=free_port(), stable_age_s=STABLE_AGE_S)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from ai.imaging import prepare_ct
 from appliance.audit.models import Actor
 from appliance.config import Settings
 from appliance.volumes.nifti import read_nifti
-from tests.ai_server import CT_HEAD, AIServer, Scripted, chat_completion
+from tests.ai_server import CT_HEAD, AIServer, Scripted, chat_completion, engine_settings
 from tests.integration.test_analysis import ANSWER
 from tests.reporting import settle
 
@@ -63,13 +63,7 @@ def server() -> Iterator[AIServer]:
 
 @pytest.fixture
 def settings(tmp_path: Path, server: AIServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        ai_engine="openai",
-        ai_endpoint=server.url,
-        ai_max_attempts=1,
-        ai_timeout_s=60,
-    )
+    return engine_settings(tmp_path, server)
 
 
 def _marked(base: np.ndarray, index: int) -> np.ndarray:

@@ -35,7 +35,7 @@ from ai.parsing import parse_answer
 from ai.safety import DISCLAIMER, apply_safety
 from appliance.audit.models import Actor
 from appliance.config import Settings
-from tests.ai_server import CXR, AIServer, Scripted, chat_completion
+from tests.ai_server import CXR, AIServer, Scripted, chat_completion, engine_settings
 from tests.reporting import settle
 
 pytestmark = pytest.mark.integration
@@ -89,13 +89,7 @@ def server() -> Iterator[AIServer]:
 
 @pytest.fixture
 def settings(tmp_path: Path, server: AIServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        ai_engine="openai",
-        ai_endpoint=server.url,
-        ai_max_attempts=1,
-        ai_timeout_s=60,
-    )
+    return engine_settings(tmp_path, server)
 
 
 def _original() -> np.ndarray:

@@ -25,7 +25,7 @@ from pydicom.uid import generate_uid
 from appliance.audit.models import Actor
 from appliance.config import Settings
 from appliance.studies.stability import mark_stable
-from tests.ai_server import CXR, AIServer, Scripted, chat_completion
+from tests.ai_server import CXR, AIServer, Scripted, chat_completion, engine_settings
 from tests.reporting import ingest_ct
 
 pytestmark = pytest.mark.integration
@@ -71,13 +71,7 @@ def server() -> Iterator[AIServer]:
 
 @pytest.fixture
 def settings(tmp_path: Path, server: AIServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        ai_engine="openai",
-        ai_endpoint=server.url,
-        ai_max_attempts=1,
-        ai_timeout_s=60,
-    )
+    return engine_settings(tmp_path, server)
 
 
 def _radiograph(ctx: Any, name: str) -> str:
