@@ -15,6 +15,7 @@ from appliance.audit.models import Actor
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
 from appliance.errors import Conflict, InvalidInput, NotFound
+from appliance.triage import notify
 from appliance.triage.models import Alert
 
 SYSTEM = Actor.system("triage")
@@ -30,7 +31,8 @@ def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[st
 
 def raise_for(db: sqlite_utils.Database, analysis_id: str) -> str | None:
     """Raise the alert of a finished analysis whose urgency is critical (once per analysis);
-    audited ``triage.alert_raise``. Returns the alert id, or None when there is nothing to raise."""
+    audited ``triage.alert_raise``; its hospital notification is queued with it. Returns the
+    alert id, or None when there is nothing to raise."""
     rows = _rows(
         db,
         "SELECT study_id, urgency, status FROM analyses WHERE id = ?",
@@ -57,6 +59,8 @@ def raise_for(db: sqlite_utils.Database, analysis_id: str) -> str | None:
             object_id=alert_id,
             detail={"study_id": rows[0]["study_id"], "analysis_id": analysis_id},
         )
+        # Same transaction: no alert without its notification to the hospital (notify.py).
+        notify.queue(db, alert_id, rows[0]["study_id"])
     return alert_id
 
 
