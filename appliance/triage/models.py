@@ -52,3 +52,26 @@ class AlertAck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
+
+
+class StudyTurnaround(BaseModel):
+    """When a study reached each step (ISO 8601 UTC, None until it did), and the minutes from
+    its arrival to each step."""
+
+    study_id: str
+    arrival: str
+    complete: str | None = None
+    analysed: str | None = None
+    handed_over: str | None = None
+    signed: str | None = None
+    minutes: dict[str, float | None] = Field(description="complete, analysed, handed_over, signed")
+
+
+class DayTurnaround(BaseModel):
+    """One day's arrivals (UTC day), how many are signed, and the median minutes from arrival to
+    each step among the studies that reached it (None when none did)."""
+
+    day: str
+    arrived: int
+    signed: int
+    median_minutes: dict[str, float | None]

@@ -1,18 +1,26 @@
-"""Triage endpoints: a study's urgency (everyone signed in) and its review (radiologists)."""
+"""Triage endpoints: a study's urgency (everyone signed in) and its review (radiologists),
+critical alerts, and turnaround times (per study and median per day)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.dependencies import get_context
-from appliance.triage import alerts, service
-from appliance.triage.models import Alert, AlertAck, StudyUrgency, UrgencyReview
+from appliance.triage import alerts, service, turnaround
+from appliance.triage.models import (
+    Alert,
+    AlertAck,
+    DayTurnaround,
+    StudyTurnaround,
+    StudyUrgency,
+    UrgencyReview,
+)
 
 router = APIRouter(tags=["triage"])
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -59,3 +67,21 @@ def acknowledge_alert(
 ) -> None:
     """Acknowledge a critical alert by name (audited ``triage.alert_ack``)."""
     alerts.acknowledge(ctx.pool.get(), alert_id, body.name, actor)
+
+
+@router.get("/api/studies/{study_id}/turnaround", response_model=StudyTurnaround)
+def study_turnaround(
+    study_id: str, actor: Annotated[Actor, Depends(Readers)], ctx: Ctx
+) -> StudyTurnaround:
+    """When the study arrived, was complete, analysed, handed over and signed (ids and times)."""
+    return turnaround.study_turnaround(ctx.pool.get(), study_id)
+
+
+@router.get("/api/triage/turnaround", response_model=list[DayTurnaround])
+def daily_turnaround(
+    actor: Annotated[Actor, Depends(Readers)],
+    ctx: Ctx,
+    days: Annotated[int, Query(ge=1, le=turnaround.MAX_DAYS)] = 14,
+) -> list[DayTurnaround]:
+    """Median minutes from arrival to each step, per arrival day (UTC), oldest day first."""
+    return turnaround.daily(ctx.pool.get(), days)

@@ -58,6 +58,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/analysis/{analysis_id}/urgency/review"): RADIOLOGIST,
     ("GET", "/api/triage/alerts"): ALL,
     ("POST", "/api/triage/alerts/{alert_id}/acknowledge"): ALL,
+    ("GET", "/api/studies/{study_id}/turnaround"): ALL,
+    ("GET", "/api/triage/turnaround"): ALL,
     ("POST", "/api/reports"): WRITERS,
     ("GET", "/api/reports/{report_id}"): ALL,
     ("GET", "/api/reports/study/{study_id}"): ALL,
