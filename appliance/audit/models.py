@@ -52,3 +52,18 @@ class ChainReport(BaseModel):
     rows: int
     first_bad_id: int | None = None
     reason: str | None = None
+
+
+class DisplayEntry(AuditEntry):
+    """An audit row with what an administrator reads beside the ids, resolved when shown: the
+    account's full name and the MRN of the patient the object belongs to."""
+
+    actor_name: str | None = None
+    mrn: str | None = None
+
+
+class DisplayPage(BaseModel):
+    items: list[DisplayEntry]
+    total: int
+    limit: int
+    offset: int

@@ -39,6 +39,8 @@ _FIELDS = (
     "request_id",
     "prev_hash",
 )
+#: The audit_log columns an :class:`AuditEntry` is read from (besides ``hash``).
+FIELDS = _FIELDS
 
 
 def _digest(row: dict[str, Any]) -> str:
@@ -177,20 +179,12 @@ def page(
     offset: int,
     action: str | None = None,
     actor: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> AuditPage:
-    """Newest first; ``action`` matches exactly or as a prefix ending in ``.`` (``patient.``)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if action:
-        if action.endswith("."):
-            where.append("action LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(action) + "%")
-        else:
-            where.append("action = ?")
-            params.append(action)
-    if actor:
-        where.append("actor = ?")
-        params.append(actor)
+    """Newest first; ``action`` matches exactly or as a prefix ending in ``.`` (``patient.``);
+    ``since`` / ``until`` (ISO 8601 UTC, ``until`` excluded) bound the time."""
+    where, params = filters(action=action, actor=actor, since=since, until=until)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     total = db.execute(f"SELECT COUNT(*) FROM audit_log {clause}", params).fetchone()[0]  # noqa: S608
     rows = db.execute(
@@ -204,6 +198,35 @@ def page(
         row["detail"] = json.loads(row["detail"]) if row["detail"] else None
         items.append(AuditEntry(**row))
     return AuditPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def filters(
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters of an audit query (see :func:`page`)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if action:
+        if action.endswith("."):
+            where.append("action LIKE ? ESCAPE '\\'")
+            params.append(_escape_like(action) + "%")
+        else:
+            where.append("action = ?")
+            params.append(action)
+    if actor:
+        where.append("actor = ?")
+        params.append(actor)
+    if since:
+        where.append("ts >= ?")
+        params.append(since)
+    if until:
+        where.append("ts < ?")
+        params.append(until)
+    return where, params
 
 
 def _escape_like(text: str) -> str:

@@ -76,6 +76,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/sync/status"): ADMIN,
     ("GET", "/api/audit"): ADMIN,
     ("GET", "/api/audit/verify"): ADMIN,
+    ("GET", "/api/audit/export.csv"): ADMIN,
     ("GET", "/dicom-web/studies"): ALL,
     ("GET", "/dicom-web/series"): ALL,
     ("GET", "/dicom-web/instances"): ALL,

@@ -11,8 +11,6 @@ from nicegui import ui
 
 from appliance import tls
 from appliance.analysis import service as analysis_service
-from appliance.audit import service as audit
-from appliance.audit.models import AuditPage
 from appliance.auth import service as auth
 from appliance.auth import throttle
 from appliance.auth.models import Role, UserCreate, UserOut
@@ -23,9 +21,8 @@ from sync import mode as sync_mode
 from sync import status as sync_status
 from sync.models import SyncStatus
 from ui import components, i18n, runtime, session
+from ui.pages import audit_log, system_turnaround
 from ui.pages.importing import addresses
-
-AUDIT_PAGE = 25
 
 
 def register() -> None:
@@ -96,10 +93,6 @@ def _switch(mode: Mode, user: session.SessionUser) -> Mode:
     if manager is not None:
         manager.wake()
     return change.mode
-
-
-def _audit_page(offset: int, action: str | None) -> AuditPage:
-    return audit.page(runtime.get().db(), limit=AUDIT_PAGE, offset=offset, action=action or None)
 
 
 def _gb(size: float) -> str:
@@ -222,9 +215,10 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
                 ui.label(i18n.t("system.dicomweb_url", url=url)).classes("text-body1").props(
                     "data-testid=dicomweb-url")
             ui.label(i18n.t("system.dicomweb_note")).classes("text-body2 radiant-muted")
+    system_turnaround.card()
     _security(facts, reload)
     _users(user, facts.users, reload)
-    _audit_viewer()
+    audit_log.viewer(user)
 
 
 def _security(facts: Facts, reload: Any) -> None:
@@ -334,54 +328,3 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
 
         ui.button(i18n.t("system.create_user"), icon="person_add", on_click=create).props(
             "no-caps size=lg color=primary data-testid=create-user")
-
-
-def _audit_viewer() -> None:
-    state = {"offset": 0}
-    with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
-        ui.label(i18n.t("system.audit")).classes("text-h6")
-        with ui.row().classes("items-center gap-2"):
-            action = ui.input(i18n.t("system.audit_filter")).props("outlined clearable").classes(
-                "w-72")
-            older = ui.button(i18n.t("system.older"), icon="chevron_left").props("no-caps outline")
-            newer = ui.button(i18n.t("system.newer"), icon="chevron_right").props(
-                "no-caps outline")
-            info = ui.label().classes("radiant-muted")
-        columns = [
-            {"name": "ts", "label": i18n.t("audit.time"), "field": "ts", "align": "left"},
-            {"name": "actor", "label": i18n.t("audit.actor"), "field": "actor", "align": "left"},
-            {"name": "action", "label": i18n.t("audit.action"), "field": "action",
-             "align": "left"},
-            {"name": "object", "label": i18n.t("audit.object"), "field": "object",
-             "align": "left"},
-            {"name": "outcome", "label": i18n.t("audit.outcome"), "field": "outcome",
-             "align": "left"},
-        ]
-        table = ui.table(columns=columns, rows=[], row_key="id").classes("w-full").props(
-            "dense dark flat hide-pagination :rows-per-page-options=[0]")
-
-    async def show() -> None:
-        if session.require(session.ADMIN) is None:
-            components.refuse()
-            return
-        found = await runtime.off_loop(lambda: _audit_page(state["offset"],
-                                                           str(action.value or "")))
-        table.rows = [
-            {"id": e.id, "ts": e.ts[:19].replace("T", " "), "actor": e.actor,
-             "action": e.action,
-             "object": f"{e.object_type or ''} {e.object_id or ''}".strip(),
-             "outcome": e.outcome}
-            for e in found.items
-        ]
-        table.update()
-        info.set_text(i18n.t("system.audit_range", first=found.offset + 1 if found.items else 0,
-                             last=found.offset + len(found.items), total=found.total))
-
-    async def page(delta: int) -> None:
-        state["offset"] = max(0, state["offset"] + delta)
-        await show()
-
-    older.on_click(lambda: page(AUDIT_PAGE))
-    newer.on_click(lambda: page(-AUDIT_PAGE))
-    action.on_value_change(lambda: page(-state["offset"]))
-    ui.timer(0.01, show, once=True)
