@@ -82,7 +82,7 @@ def test_plain_folder_under_media_and_excluded_data_disk(roots: list[Path]) -> N
 
 
 def test_file_count_is_capped(roots: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import appliance.dicom.media as media
+    import appliance.dicom.media.watcher as media
 
     monkeypatch.setattr(media, "COUNT_LIMIT", 3)
     big = roots[2] / "big"
