@@ -1,4 +1,4 @@
-"""The DICOM Upper Layer protocol data units and DIMSE command sets, encoded and decoded by hand.
+"""The DICOM Upper Layer protocol data units, encoded and decoded by hand.
 
 PDUs are those of PS3.8 section 9.3 (big-endian lengths): A-ASSOCIATE-RQ (0x01), -AC (0x02),
 -RJ (0x03), P-DATA-TF (0x04), A-RELEASE-RQ/RP (0x05/0x06) and A-ABORT (0x07), with the items of
@@ -7,8 +7,8 @@ implementation class UID, 0x53 asynchronous operations window, 0x54 SCP/SCU role
 0x55 implementation version name, 0x56/0x57 extended negotiation, 0x58 user identity). Unknown
 items are skipped, as 9.3.1 requires of an acceptor.
 
-DIMSE command sets (PS3.7 section 9.3 and Annex E) are group 0000 elements in Implicit VR Little
-Endian; only the few elements C-ECHO and C-STORE use are encoded here.
+DIMSE command sets are :mod:`appliance.dicom.dimse`; the Part 10 header of a received data set
+is :mod:`appliance.dicom.part10`.
 
 Every decoding function raises :class:`ProtocolError` on input that does not follow the
 standard (lengths that run past their container included), never anything else.
@@ -65,18 +65,9 @@ ABORT_UNRECOGNIZED_PDU_PARAMETER = 4
 ABORT_UNEXPECTED_PDU_PARAMETER = 5
 ABORT_INVALID_PDU_PARAMETER = 6
 
-# DIMSE (PS3.7 9.3, E.1)
-C_STORE_RQ = 0x0001
-C_STORE_RSP = 0x8001
-C_ECHO_RQ = 0x0030
-C_ECHO_RSP = 0x8030
-NO_DATA_SET = 0x0101
-HAS_DATA_SET = 0x0001  # any other value than 0x0101 means a data set follows
-
 _HEADER = struct.Struct(">BBI")
 _ITEM = struct.Struct(">BBH")
 _PDV = struct.Struct(">IBB")
-_ELEMENT = struct.Struct("<HHI")
 
 
 class ProtocolError(Exception):
@@ -97,7 +88,7 @@ def _ascii(raw: bytes | memoryview, what: str) -> str:
         raise ProtocolError(f"{what} is not ASCII") from None
 
 
-def _uid(raw: bytes | memoryview, what: str) -> str:
+def uid_value(raw: bytes | memoryview, what: str) -> str:
     return _ascii(raw, what).rstrip("\x00 ").strip()
 
 
@@ -195,7 +186,7 @@ def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
     )
     for kind, value in _items(view[68:], "A-ASSOCIATE-RQ"):
         if kind == APPLICATION_CONTEXT_ITEM:
-            rq.application_context = _uid(value, "Application Context Name")
+            rq.application_context = uid_value(value, "Application Context Name")
         elif kind == PRESENTATION_CONTEXT_RQ:
             rq.contexts.append(_decode_context_rq(value))
         elif kind == USER_INFORMATION:
@@ -214,9 +205,9 @@ def _decode_context_rq(value: memoryview) -> ProposedContext:
     syntaxes: list[str] = []
     for kind, sub in _items(value[4:], "presentation context"):
         if kind == ABSTRACT_SYNTAX:
-            abstract = _uid(sub, "Abstract Syntax Name")
+            abstract = uid_value(sub, "Abstract Syntax Name")
         elif kind == TRANSFER_SYNTAX:
-            syntaxes.append(_uid(sub, "Transfer Syntax Name"))
+            syntaxes.append(uid_value(sub, "Transfer Syntax Name"))
     return ProposedContext(context_id, abstract, syntaxes)
 
 
@@ -227,7 +218,7 @@ def _decode_user_information(value: memoryview, rq: AssociateRQ) -> None:
                 raise ProtocolError("Maximum Length sub-item is not 4 bytes")
             (rq.max_pdu,) = struct.unpack(">I", sub)
         elif kind == IMPLEMENTATION_CLASS_UID:
-            rq.implementation_uid = _uid(sub, "Implementation Class UID")
+            rq.implementation_uid = uid_value(sub, "Implementation Class UID")
         elif kind == IMPLEMENTATION_VERSION_NAME:
             rq.implementation_version = _ae(sub, "Implementation Version Name")
         elif kind == ASYNC_OPERATIONS_WINDOW and len(sub) == 4:
@@ -239,7 +230,7 @@ def _decode_user_information(value: memoryview, rq: AssociateRQ) -> None:
             (uid_length,) = struct.unpack_from(">H", sub, 0)
             if len(sub) != 2 + uid_length + 2:
                 raise ProtocolError("SCP/SCU Role Selection sub-item has a wrong length")
-            uid = _uid(sub[2 : 2 + uid_length], "SOP Class UID")
+            uid = uid_value(sub[2 : 2 + uid_length], "SOP Class UID")
             rq.roles[uid] = (bool(sub[2 + uid_length]), bool(sub[3 + uid_length]))
         elif kind in (SOP_CLASS_EXTENDED, SOP_CLASS_COMMON_EXTENDED):
             rq.extended_negotiation = True
@@ -325,7 +316,7 @@ def decode_associate_ac(body: bytes | bytearray | memoryview) -> tuple[list[Cont
             syntax = ""
             for sub_kind, sub in _items(value[4:], "presentation context"):
                 if sub_kind == TRANSFER_SYNTAX:
-                    syntax = _uid(sub, "Transfer Syntax Name")
+                    syntax = uid_value(sub, "Transfer Syntax Name")
             results.append(ContextResult(value[0], value[2], syntax))
         elif kind == USER_INFORMATION:
             for sub_kind, sub in _items(value, "user information"):
@@ -402,180 +393,3 @@ def encode_p_data(context_id: int, is_command: bool, payload: bytes, max_pdu: in
         pdus.append(pdu(P_DATA_TF, _PDV.pack(len(chunk) + 2, context_id, control) + chunk))
         if last:
             return pdus
-
-
-# -- DIMSE command sets -----------------------------------------------------------------------
-
-# Command elements (PS3.7 E.1) by tag (group 0000), with their VR for encoding
-AFFECTED_SOP_CLASS_UID = 0x0002
-COMMAND_FIELD = 0x0100
-MESSAGE_ID = 0x0110
-MESSAGE_ID_BEING_RESPONDED_TO = 0x0120
-PRIORITY = 0x0700
-COMMAND_DATA_SET_TYPE = 0x0800
-STATUS = 0x0900
-ERROR_COMMENT = 0x0902
-AFFECTED_SOP_INSTANCE_UID = 0x1000
-MOVE_ORIGINATOR_AE = 0x1030
-MOVE_ORIGINATOR_MESSAGE_ID = 0x1031
-_US = {COMMAND_FIELD, MESSAGE_ID, MESSAGE_ID_BEING_RESPONDED_TO, PRIORITY, COMMAND_DATA_SET_TYPE,
-       STATUS, MOVE_ORIGINATOR_MESSAGE_ID}  # fmt: skip
-_UI = {AFFECTED_SOP_CLASS_UID, AFFECTED_SOP_INSTANCE_UID}
-
-
-@dataclass
-class Command:
-    """A decoded command set: the elements used here, by name."""
-
-    command_field: int
-    message_id: int = 0
-    affected_sop_class: str = ""
-    affected_sop_instance: str = ""
-    data_set_type: int = NO_DATA_SET
-    status: int | None = None
-    error_comment: str = ""
-
-    @property
-    def has_data_set(self) -> bool:
-        return self.data_set_type != NO_DATA_SET
-
-
-def decode_command(data: bytes | bytearray | memoryview) -> Command:
-    """Decode an Implicit VR Little Endian command set (group 0000 only)."""
-    view = memoryview(data)
-    values: dict[int, memoryview] = {}
-    pos = 0
-    end = len(view)
-    while pos < end:
-        if end - pos < _ELEMENT.size:
-            raise ProtocolError("command set: an element header is cut off", ABORT_NOT_SPECIFIED)
-        group, element, length = _ELEMENT.unpack_from(view, pos)
-        pos += _ELEMENT.size
-        if group != 0 or length > end - pos:
-            raise ProtocolError("command set: element outside group 0000 or cut off", 0)
-        values[element] = view[pos : pos + length]
-        pos += length
-
-    def us(tag: int) -> int | None:
-        raw = values.get(tag)
-        if raw is None:
-            return None
-        if len(raw) != 2:
-            raise ProtocolError(f"command set: (0000,{tag:04X}) is not a US value", 0)
-        return int(struct.unpack("<H", raw)[0])
-
-    field_value = us(COMMAND_FIELD)
-    if field_value is None:
-        raise ProtocolError("command set without Command Field (0000,0100)", 0)
-    command = Command(field_value)
-    command.message_id = us(MESSAGE_ID) or 0
-    data_set_type = us(COMMAND_DATA_SET_TYPE)
-    command.data_set_type = NO_DATA_SET if data_set_type is None else data_set_type
-    command.status = us(STATUS)
-    if AFFECTED_SOP_CLASS_UID in values:
-        command.affected_sop_class = _uid(values[AFFECTED_SOP_CLASS_UID], "Affected SOP Class")
-    if AFFECTED_SOP_INSTANCE_UID in values:
-        command.affected_sop_instance = _uid(
-            values[AFFECTED_SOP_INSTANCE_UID], "Affected SOP Instance UID"
-        )
-    if ERROR_COMMENT in values:
-        command.error_comment = bytes(values[ERROR_COMMENT]).decode("latin-1").strip()
-    return command
-
-
-def _element(tag: int, value: int | str) -> bytes:
-    if tag in _US:
-        assert isinstance(value, int)
-        return _ELEMENT.pack(0, tag, 2) + struct.pack("<H", value)
-    raw = str(value).encode("ascii", errors="replace")
-    if len(raw) % 2:
-        raw += b"\x00" if tag in _UI else b" "
-    return _ELEMENT.pack(0, tag, len(raw)) + raw
-
-
-def encode_command(elements: list[tuple[int, int | str]]) -> bytes:
-    """A command set with its Command Group Length (0000,0000) first; tags ascending."""
-    body = b"".join(_element(tag, value) for tag, value in sorted(elements))
-    return _ELEMENT.pack(0, 0, 4) + struct.pack("<I", len(body)) + body
-
-
-def store_response(request: Command, status: int, comment: str | None = None) -> bytes:
-    """C-STORE-RSP (PS3.7 9.3.1.2) to ``request``."""
-    elements: list[tuple[int, int | str]] = [
-        (AFFECTED_SOP_CLASS_UID, request.affected_sop_class),
-        (COMMAND_FIELD, C_STORE_RSP),
-        (MESSAGE_ID_BEING_RESPONDED_TO, request.message_id),
-        (COMMAND_DATA_SET_TYPE, NO_DATA_SET),
-        (STATUS, status),
-        (AFFECTED_SOP_INSTANCE_UID, request.affected_sop_instance),
-    ]
-    if comment:
-        elements.append((ERROR_COMMENT, comment[:64]))
-    return encode_command(elements)
-
-
-def echo_response(request: Command, status: int = 0) -> bytes:
-    """C-ECHO-RSP (PS3.7 9.3.5.2) to ``request``."""
-    return encode_command(
-        [
-            (AFFECTED_SOP_CLASS_UID, request.affected_sop_class),
-            (COMMAND_FIELD, C_ECHO_RSP),
-            (MESSAGE_ID_BEING_RESPONDED_TO, request.message_id),
-            (COMMAND_DATA_SET_TYPE, NO_DATA_SET),
-            (STATUS, status),
-        ]
-    )
-
-
-def store_request(message_id: int, sop_class: str, sop_instance: str, priority: int = 0) -> bytes:
-    """C-STORE-RQ (PS3.7 9.3.1.1), used by the tests."""
-    return encode_command(
-        [
-            (AFFECTED_SOP_CLASS_UID, sop_class),
-            (COMMAND_FIELD, C_STORE_RQ),
-            (MESSAGE_ID, message_id),
-            (PRIORITY, priority),
-            (COMMAND_DATA_SET_TYPE, HAS_DATA_SET),
-            (AFFECTED_SOP_INSTANCE_UID, sop_instance),
-        ]
-    )
-
-
-# -- Part 10 file meta information ------------------------------------------------------------
-
-
-def _meta_element(group_element: int, vr: bytes, value: bytes) -> bytes:
-    group, element = 0x0002, group_element
-    if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT"):
-        return struct.pack("<HH2sHI", group, element, vr, 0, len(value)) + value
-    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
-
-
-def _padded_uid(uid: str) -> bytes:
-    raw = uid.encode("ascii")
-    return raw + b"\x00" if len(raw) % 2 else raw
-
-
-def file_meta(
-    sop_class: str,
-    sop_instance: str,
-    transfer_syntax: str,
-    implementation_uid: str,
-    implementation_version: str,
-) -> bytes:
-    """Preamble, ``DICM`` and the File Meta Information (PS3.10 7.1) for a received data set."""
-    version = implementation_version.encode("ascii")[:16]
-    if len(version) % 2:
-        version += b" "
-    elements = b"".join(
-        (
-            _meta_element(0x0001, b"OB", b"\x00\x01"),
-            _meta_element(0x0002, b"UI", _padded_uid(sop_class)),
-            _meta_element(0x0003, b"UI", _padded_uid(sop_instance)),
-            _meta_element(0x0010, b"UI", _padded_uid(transfer_syntax)),
-            _meta_element(0x0012, b"UI", _padded_uid(implementation_uid)),
-            _meta_element(0x0013, b"SH", version),
-        )
-    )
-    length = _meta_element(0x0000, b"UL", struct.pack("<I", len(elements)))
-    return bytes(128) + b"DICM" + length + elements

@@ -19,10 +19,26 @@ ROOT = Path(__file__).resolve().parents[2]
 # The modules each target exercises (instrumented for coverage); tests/fuzz/targets.py has the
 # targets themselves.
 MODULES: dict[str, list[str]] = {
-    "pdu": ["appliance.dicom.ul"],
-    "frontend": ["appliance.dicom.ul", "appliance.dicom.frontend"],
-    "scan": ["appliance.dicom.scan", "appliance.dicom.reading", "appliance.dicom.limits"],
-    "dicomdir": ["appliance.dicom.media", "appliance.dicom.limits"],
+    "pdu": ["appliance.dicom.ul", "appliance.dicom.dimse"],
+    "frontend": [
+        "appliance.dicom.ul",
+        "appliance.dicom.frontend",
+        "appliance.dicom.association_policy",
+        "appliance.dicom.native_scp",
+        "appliance.dicom.dimse",
+        "appliance.dicom.part10",
+    ],
+    "scan": [
+        "appliance.dicom.scan",
+        "appliance.dicom.scan_walk",
+        "appliance.dicom.reading",
+        "appliance.dicom.limits",
+    ],
+    "dicomdir": [
+        "appliance.dicom.media.dicomdir",
+        "appliance.dicom.media.files",
+        "appliance.dicom.limits",
+    ],
     "zip_upload": ["appliance.studies.upload"],
 }
 

@@ -7,7 +7,7 @@ import hashlib
 import struct
 from pathlib import Path
 
-from appliance.dicom import ul
+from appliance.dicom import dimse, ul
 from tests import hostile
 from tests.dicom_files import DATA
 from tests.fuzz.targets import CR, SYNTAXES, VERIFICATION, zip_of
@@ -27,12 +27,12 @@ def _association(*contexts: tuple[int, str]) -> bytes:
 
 
 def _echo() -> bytes:
-    command = ul.encode_command(
+    command = dimse.encode_command(
         [
-            (ul.AFFECTED_SOP_CLASS_UID, VERIFICATION),
-            (ul.COMMAND_FIELD, ul.C_ECHO_RQ),
-            (ul.MESSAGE_ID, 1),
-            (ul.COMMAND_DATA_SET_TYPE, ul.NO_DATA_SET),
+            (dimse.AFFECTED_SOP_CLASS_UID, VERIFICATION),
+            (dimse.COMMAND_FIELD, dimse.C_ECHO_RQ),
+            (dimse.MESSAGE_ID, 1),
+            (dimse.COMMAND_DATA_SET_TYPE, dimse.NO_DATA_SET),
         ]
     )
     return b"".join(ul.encode_p_data(1, True, command, 16384))
@@ -42,7 +42,7 @@ def _store(instance: bytes) -> bytes:
     # the data set of the Part 10 file (after its File Meta), as a peer sends it
     (meta_length,) = struct.unpack_from("<I", instance, 140)
     data_set = instance[144 + meta_length :]
-    command = ul.store_request(1, CR, "1.2.826.0.1.3680043.8.498.1")
+    command = dimse.store_request(1, CR, "1.2.826.0.1.3680043.8.498.1")
     return b"".join(ul.encode_p_data(3, True, command, 16384)) + b"".join(
         ul.encode_p_data(3, False, data_set, 4096)
     )
@@ -53,7 +53,7 @@ def seeds() -> dict[str, list[bytes]]:
     release = ul.encode_release_rq()
     association = _association((1, VERIFICATION), (3, CR))
     p_data = _echo()
-    command = ul.store_request(7, CR, "1.2.3.4.5")
+    command = dimse.store_request(7, CR, "1.2.3.4.5")
     dicomdir = (DATA / "dicomdir_pcir_3patients_prior_current" / "DICOMDIR").read_bytes()
     return {
         "pdu": [

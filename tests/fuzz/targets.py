@@ -19,10 +19,11 @@ from appliance.config import Settings, ensure_secret_key, prepare_data_dir
 from appliance.context import AppContext
 from appliance.db.connection import ConnectionPool
 from appliance.db.migrate import apply_migrations
-from appliance.dicom import ul
-from appliance.dicom.frontend import Frontend, Policy
+from appliance.dicom import dimse, ul
+from appliance.dicom.association_policy import Policy
+from appliance.dicom.frontend import Frontend
 from appliance.dicom.gate import Connection
-from appliance.dicom.media import DicomdirInvalid, _plan_dicomdir
+from appliance.dicom.media.dicomdir import DicomdirInvalid, plan_dicomdir
 from appliance.dicom.reading import Rejected, read_instance
 from appliance.dicom.scan import scan_instance
 from appliance.studies.upload import UploadLimits, UploadSession
@@ -50,7 +51,7 @@ def pdu(data: bytes) -> None:
         ul.decode_associate_rq,
         ul.decode_associate_ac,
         ul.decode_p_data,
-        ul.decode_command,
+        dimse.decode_command,
     ]
     try:
         if data[0] == 0xFF and len(body) >= ul.PDU_HEADER:
@@ -60,7 +61,7 @@ def pdu(data: bytes) -> None:
         if isinstance(decoded, list):
             for pdv in decoded:
                 if isinstance(pdv, ul.PDV) and pdv.is_command and pdv.is_last:
-                    ul.decode_command(pdv.data)
+                    dimse.decode_command(pdv.data)
     except ul.ProtocolError:
         return
 
@@ -164,7 +165,7 @@ def dicomdir(data: bytes) -> None:
     path = _MEDIA / "DICOMDIR"
     path.write_bytes(data)
     try:
-        _plan_dicomdir(_MEDIA, path, 64 << 20)
+        plan_dicomdir(_MEDIA, path, 64 << 20)
     except DicomdirInvalid:
         return
 

@@ -39,7 +39,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from appliance.dicom.receiver import _SenderTakesEveryMessage
+from appliance.dicom.pynetdicom_compat import SenderTakesEveryMessage
 from tests.dicom_files import dicom_sets
 from tests.servers import RADIANT, Served, clean_env, free_port, running
 
@@ -657,10 +657,10 @@ def test_move_subassociation_reactor_leaves_responses_to_the_sender() -> None:
     which then waited out the DIMSE timeout, aborted, and failed the remaining sub-operations.
     The reactor thread is the Association thread; the sender is any other thread."""
     assoc = Association(AE(), "requestor")
-    _SenderTakesEveryMessage.install(assoc)
-    _SenderTakesEveryMessage.install(assoc)  # idempotent: one wrapper, not a chain
-    assert isinstance(assoc.dimse.get_msg, _SenderTakesEveryMessage)
-    assert not isinstance(assoc.dimse.get_msg.get_msg, _SenderTakesEveryMessage)
+    SenderTakesEveryMessage.install(assoc)
+    SenderTakesEveryMessage.install(assoc)  # idempotent: one wrapper, not a chain
+    assert isinstance(assoc.dimse.get_msg, SenderTakesEveryMessage)
+    assert not isinstance(assoc.dimse.get_msg.get_msg, SenderTakesEveryMessage)
     rsp = C_STORE()
     rsp.MessageIDBeingRespondedTo = 7
     rsp.Status = 0

@@ -22,7 +22,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from appliance.app import prepare
 from appliance.config import Settings
 from appliance.context import AppContext
-from appliance.dicom.frontend import IMPLEMENTATION_UID
+from appliance.dicom.native_scp import IMPLEMENTATION_UID
 from appliance.dicom.receiver import Receiver
 from tests.servers import free_port
 

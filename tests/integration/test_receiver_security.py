@@ -29,7 +29,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
 )
 
-from appliance.dicom import ul
+from appliance.dicom import dimse, ul
 from tests.certs import Pki, make_pki
 from tests.integration.test_receiver import AE_TITLE, Appliance, _storescu
 from tests.servers import free_port
@@ -381,7 +381,7 @@ def test_a_thousand_unfinished_fragments_keep_memory_bounded(
     kind, length = ul.parse_header(sock.recv(6, socket.MSG_WAITALL))
     assert kind == ul.A_ASSOCIATE_AC
     sock.recv(length, socket.MSG_WAITALL)
-    command = ul.store_request(1, sop_class, sop_instance)
+    command = dimse.store_request(1, sop_class, sop_instance)
     sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(command) + 2, 1, 3) + command))
     payload = bytes(MiB - 64)  # a PDU within the receiver's 1 MiB maximum
     fragment = ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(payload) + 2, 1, 0) + payload)

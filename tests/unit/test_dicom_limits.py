@@ -15,8 +15,9 @@ import pytest
 from pydantic import ValidationError
 
 from appliance.config import Settings, valid_ae_title
-from appliance.dicom import ul
-from appliance.dicom.frontend import Frontend, printable_ae
+from appliance.dicom import dimse, ul
+from appliance.dicom.association_policy import printable_ae
+from appliance.dicom.frontend import Frontend
 from appliance.dicom.gate import Gate
 from appliance.dicom.spool import Spool
 from tests.servers import free_port
@@ -63,7 +64,7 @@ def _connect_from(frontend: Frontend, source_ip: str) -> socket.socket:
 
 def _send_store(sock: socket.socket, context: int, sop_file: Path, fragment: int) -> bytes:
     sop_class, sop_instance, dataset = _split(sop_file)
-    command = ul.store_request(1, sop_class, sop_instance)
+    command = dimse.store_request(1, sop_class, sop_instance)
     sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(command) + 2, context, 3) + command))
     for start in range(0, len(dataset), fragment):
         piece = dataset[start : start + fragment]

@@ -13,8 +13,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from appliance.dicom import ul
-from appliance.dicom.frontend import IMPLEMENTATION_UID, Frontend, Policy
+from appliance.dicom import dimse, ul
+from appliance.dicom.association_policy import Policy
+from appliance.dicom.frontend import Frontend
+from appliance.dicom.native_scp import IMPLEMENTATION_UID
 from tests.servers import free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -133,7 +135,7 @@ def _associate(frontend: Frontend, *contexts: tuple[int, str, list[str]], **kw: 
     return sock, results, body
 
 
-def _response(sock: socket.socket) -> tuple[ul.Command, list[int]]:
+def _response(sock: socket.socket) -> tuple[dimse.Command, list[int]]:
     """Read P-DATA PDUs until a last command fragment; the command and each PDU's length."""
     parts: list[bytes] = []
     lengths: list[int] = []
@@ -145,7 +147,7 @@ def _response(sock: socket.socket) -> tuple[ul.Command, list[int]]:
             assert pdv.is_command
             parts.append(bytes(pdv.data))
             if pdv.is_last:
-                return ul.decode_command(b"".join(parts)), lengths
+                return dimse.decode_command(b"".join(parts)), lengths
 
 
 def _split(sop_file: Path) -> tuple[str, str, bytes]:
@@ -175,16 +177,16 @@ def test_p_data_encoding_respects_the_maximum_and_reassembles() -> None:
 
 
 def test_command_round_trip_and_padding() -> None:
-    request = ul.decode_command(ul.store_request(7, MR, "1.2.3"))
+    request = dimse.decode_command(dimse.store_request(7, MR, "1.2.3"))
     assert (request.command_field, request.message_id, request.affected_sop_instance) == (
-        ul.C_STORE_RQ,
+        dimse.C_STORE_RQ,
         7,
         "1.2.3",
     )
     assert request.has_data_set
-    raw = ul.store_response(request, 0xC000, "quarantined: x" * 10)
+    raw = dimse.store_response(request, 0xC000, "quarantined: x" * 10)
     assert len(raw) % 2 == 0
-    response = ul.decode_command(raw)
+    response = dimse.decode_command(raw)
     assert response.status == 0xC000 and len(response.error_comment) <= 64
     assert response.affected_sop_class == MR and not response.has_data_set
     (group_length,) = struct.unpack_from("<I", raw, 8)
@@ -292,7 +294,7 @@ def test_fragmented_pdvs_are_reassembled_into_the_file(
     sop_class, sop_instance, dataset = _split(T1[0])
     sock, results, _ = _associate(frontend, (5, sop_class, [EXPLICIT_LE]))
     assert results[0].result == ul.ACCEPTANCE
-    command = ul.store_request(11, sop_class, sop_instance)
+    command = dimse.store_request(11, sop_class, sop_instance)
     # the command in two PDUs, then the data set in 700-byte PDVs, three per PDU
     for part, last in ((command[:20], False), (command[20:], True)):
         sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(part) + 2, 5, 1 | 2 * last)
@@ -305,7 +307,7 @@ def test_fragmented_pdvs_are_reassembled_into_the_file(
             body += struct.pack(">IBB", len(pieces[index]) + 2, 5, control) + pieces[index]
         sock.sendall(ul.pdu(ul.P_DATA_TF, body))
     response, _ = _response(sock)
-    assert (response.command_field, response.status) == (ul.C_STORE_RSP, 0x0000)
+    assert (response.command_field, response.status) == (dimse.C_STORE_RSP, 0x0000)
     assert response.message_id == 0  # a response carries Message ID Being Responded To
     assert response.affected_sop_instance == sop_instance
     (stored,) = services.stored
@@ -325,18 +327,18 @@ def test_responses_respect_the_peers_maximum_pdu_length(
     sop_class, sop_instance, dataset = _split(T1[1])
     sock, _, _ = _associate(frontend, (1, sop_class, [EXPLICIT_LE]), (3, VERIFICATION,
                             [IMPLICIT_LE]), max_pdu=40)  # fmt: skip
-    command = ul.store_request(2, sop_class, sop_instance)
+    command = dimse.store_request(2, sop_class, sop_instance)
     sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(command) + 2, 1, 3) + command))
     sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(dataset) + 2, 1, 2) + dataset))
     response, lengths = _response(sock)
     assert response.status == 0xC000 and response.error_comment.startswith("quarantined")
     assert len(lengths) > 1 and max(lengths) <= 40
-    echo = ul.encode_command([(ul.AFFECTED_SOP_CLASS_UID, VERIFICATION),
-                              (ul.COMMAND_FIELD, ul.C_ECHO_RQ), (ul.MESSAGE_ID, 3),
-                              (ul.COMMAND_DATA_SET_TYPE, ul.NO_DATA_SET)])  # fmt: skip
+    echo = dimse.encode_command([(dimse.AFFECTED_SOP_CLASS_UID, VERIFICATION),
+                              (dimse.COMMAND_FIELD, dimse.C_ECHO_RQ), (dimse.MESSAGE_ID, 3),
+                              (dimse.COMMAND_DATA_SET_TYPE, dimse.NO_DATA_SET)])  # fmt: skip
     sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(echo) + 2, 3, 3) + echo))
     response, lengths = _response(sock)
-    assert (response.command_field, response.status) == (ul.C_ECHO_RSP, 0)
+    assert (response.command_field, response.status) == (dimse.C_ECHO_RSP, 0)
     assert max(lengths) <= 40
     sock.close()
 
@@ -411,7 +413,7 @@ def test_bad_first_pdus_are_aborted(frontend: Frontend, raw: bytes) -> None:
 def test_a_pdu_cut_short_by_the_peer_ends_quietly(frontend: Frontend, services: _Services) -> None:
     sock, _, _ = _associate(frontend, (1, MR, [EXPLICIT_LE]))
     sop_class, sop_instance, dataset = _split(T1[2])
-    command = ul.store_request(1, sop_class, sop_instance)
+    command = dimse.store_request(1, sop_class, sop_instance)
     sock.sendall(ul.pdu(ul.P_DATA_TF, struct.pack(">IBB", len(command) + 2, 1, 3) + command))
     # a data PDU announcing the whole data set, of which only a part is sent before closing
     body = struct.pack(">IBB", len(dataset) + 2, 1, 2) + dataset

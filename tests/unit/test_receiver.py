@@ -37,12 +37,12 @@ from appliance.app import prepare
 from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.dicom.query import IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS
-from appliance.dicom.receiver import (
+from appliance.dicom.receiver import Receiver
+from appliance.dicom.statuses import (
     MOVE_DESTINATION_UNKNOWN,
     OUT_OF_SPACE,
     QUARANTINED,
     STORE_FAILED,
-    Receiver,
 )
 from tests.servers import free_port
 
@@ -558,7 +558,7 @@ def test_a_port_in_use_is_reported_not_raised(
 def test_ct_context_is_accepted_in_every_configured_syntax(
     served: tuple[Receiver, AppContext],
 ) -> None:
-    from appliance.dicom.receiver import TRANSFER_SYNTAXES
+    from appliance.dicom.ae_setup import TRANSFER_SYNTAXES
 
     receiver, _ = served
     ae = AE()

@@ -24,7 +24,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from appliance.app import prepare
 from appliance.config import Settings
 from appliance.context import AppContext
-from appliance.dicom.receiver import NOT_AUTHORIZED, Receiver, _Summariser
+from appliance.dicom.receiver import Receiver
+from appliance.dicom.statuses import NOT_AUTHORIZED
+from appliance.dicom.summariser import Summariser
 from tests.certs import Pki, make_pki
 from tests.servers import free_port
 
@@ -184,7 +186,7 @@ def test_a_flood_of_refusals_is_audited_in_summary(receiver: tuple[Receiver, App
         ("10.1.1.1", {"calling_ae": "FLOOD", "reason": "calling IP address not allowed"}),
     ]
     assert server.status().refused_associations == 51
-    summariser = _Summariser(0.2)
+    summariser = Summariser(0.2)
     assert [summariser.repeated(("a",)) for _ in range(3)] == [0, None, None]
     time.sleep(0.3)
     assert summariser.repeated(("a",)) == 2  # the next row says how many were left out

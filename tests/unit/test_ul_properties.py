@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.dicom import ul
+from appliance.dicom import dimse, ul
 
 _UID = st.from_regex(r"\A[1-9][0-9]{0,8}(\.(0|[1-9][0-9]{0,8})){1,6}\Z")
 _AE = st.from_regex(r"\A[A-Z0-9_]{1,16}\Z")
@@ -89,8 +89,10 @@ def test_p_data_round_trip(context_id: int, is_command: bool, payload: bytes, ma
 def test_store_request_round_trip(
     message_id: int, sop_class: str, sop_instance: str, priority: int
 ) -> None:
-    command = ul.decode_command(ul.store_request(message_id, sop_class, sop_instance, priority))
-    assert command.command_field == ul.C_STORE_RQ
+    command = dimse.decode_command(
+        dimse.store_request(message_id, sop_class, sop_instance, priority)
+    )
+    assert command.command_field == dimse.C_STORE_RQ
     assert command.message_id == message_id
     assert (command.affected_sop_class, command.affected_sop_instance) == (sop_class, sop_instance)
     assert command.has_data_set
@@ -107,9 +109,9 @@ def test_store_request_round_trip(
 def test_store_response_round_trip(
     message_id: int, sop_class: str, sop_instance: str, status: int, comment: str | None
 ) -> None:
-    request = ul.decode_command(ul.store_request(message_id, sop_class, sop_instance))
-    response = ul.decode_command(ul.store_response(request, status, comment or None))
-    assert response.command_field == ul.C_STORE_RSP
+    request = dimse.decode_command(dimse.store_request(message_id, sop_class, sop_instance))
+    response = dimse.decode_command(dimse.store_response(request, status, comment or None))
+    assert response.command_field == dimse.C_STORE_RSP
     assert response.status == status
     assert (response.affected_sop_class, response.affected_sop_instance) == (
         sop_class,
