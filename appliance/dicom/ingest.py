@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import enum
 import hashlib
-import json
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,11 +42,11 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import ConnectionPool, transaction
-from appliance.db.rows import fetch_one, new_id, now_iso
+from appliance.db.rows import new_id, now_iso
+from appliance.dicom.index_rows import index_instance
 from appliance.dicom.limits import meta_uids
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.scan import scan_instance
-from appliance.patients.service import fold, search_key
 from appliance.storage.service import ObjectStore, instance_key
 
 _LOCKS = [threading.Lock() for _ in range(64)]
@@ -364,221 +363,12 @@ class Ingestor:
         actor: Actor,
         existing: Any,
     ) -> IngestResult:
-        now = now_iso()
-        patient_id = _patient(db, info, now)
-        study_id = _study(db, info, patient_id, now)
-        series_id = _series(db, info, study_id, now)
-        geometry = {
-            "image_position": json.dumps(info.image_position) if info.image_position else None,
-            "image_orientation": json.dumps(info.image_orientation)
-            if info.image_orientation
-            else None,
-            "pixel_spacing": json.dumps(info.pixel_spacing) if info.pixel_spacing else None,
-        }
-        if existing is None:
-            instance_id = new_id()
-            db.execute(
-                "INSERT INTO instances (id, series_id, sop_instance_uid, sop_class_uid,"
-                " instance_number, transfer_syntax_uid, rows, columns, image_position,"
-                " image_orientation, pixel_spacing, slice_thickness, number_of_frames,"
-                " storage_key, size, sha256, source, origin, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    instance_id,
-                    series_id,
-                    info.sop_instance_uid,
-                    info.sop_class_uid,
-                    info.instance_number,
-                    info.transfer_syntax_uid,
-                    info.rows,
-                    info.columns,
-                    geometry["image_position"],
-                    geometry["image_orientation"],
-                    geometry["pixel_spacing"],
-                    info.slice_thickness,
-                    info.number_of_frames,
-                    key,
-                    size,
-                    sha256,
-                    source,
-                    origin,
-                    now,
-                ),
-            )
-            db.execute(
-                "UPDATE series SET instance_count = instance_count + 1, last_instance_at = ?,"
-                " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
-                (now, now, series_id),
-            )
-            db.execute(
-                "UPDATE studies SET instance_count = instance_count + 1, last_instance_at = ?,"
-                " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
-                (now, now, study_id),
-            )
-            action = "dicom.store"
-        else:
-            instance_id = existing[0]
-            if existing[2] != series_id:
-                raise Rejected("this SOP Instance UID is stored in another series")
-            db.execute(
-                "UPDATE instances SET sop_class_uid = ?, instance_number = ?,"
-                " transfer_syntax_uid = ?, rows = ?, columns = ?, image_position = ?,"
-                " image_orientation = ?, pixel_spacing = ?, slice_thickness = ?,"
-                " number_of_frames = ?, storage_key = ?, size = ?, sha256 = ?, source = ?,"
-                " origin = ?, received_at = ? WHERE id = ?",
-                (
-                    info.sop_class_uid,
-                    info.instance_number,
-                    info.transfer_syntax_uid,
-                    info.rows,
-                    info.columns,
-                    geometry["image_position"],
-                    geometry["image_orientation"],
-                    geometry["pixel_spacing"],
-                    info.slice_thickness,
-                    info.number_of_frames,
-                    key,
-                    size,
-                    sha256,
-                    source,
-                    origin,
-                    now,
-                    instance_id,
-                ),
-            )
-            action = "dicom.overwrite"
-        audit.record(
-            db,
-            actor,
-            action,
-            object_type="instance",
-            object_id=instance_id,
-            detail={"study_id": study_id, "series_id": series_id, "source": source},
-        )
+        ids = index_instance(db, info, key, size, sha256, source, origin, actor, existing)
         return IngestResult(
             Outcome.STORED,
             info.sop_instance_uid,
-            instance_id=instance_id,
-            series_id=series_id,
-            study_id=study_id,
-            patient_id=patient_id,
+            instance_id=ids.instance_id,
+            series_id=ids.series_id,
+            study_id=ids.study_id,
+            patient_id=ids.patient_id,
         )
-
-
-def _patient(db: sqlite_utils.Database, info: InstanceInfo, now: str) -> str:
-    """The patient with this MRN; created when unknown. Differing demographics are kept aside
-    in ``patient_demographics`` and flag the patient; the record itself is not overwritten."""
-    mrn = info.patient_id or "NOID-" + hashlib.sha256(info.study_uid.encode()).hexdigest()[:16]
-    incoming = {
-        "first_name": info.patient_given,
-        "last_name": info.patient_family,
-        "birth_date": info.birth_date,
-        "sex": info.sex,
-    }
-    row = fetch_one(db, "SELECT * FROM patients WHERE mrn = ?", (mrn,))
-    if row is None:
-        patient_id = new_id()
-        record = {
-            "id": patient_id,
-            "mrn": mrn,
-            **incoming,
-            "source": "dicom",
-            "demographics_conflict": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        record["search_key"] = search_key(record)
-        db.table("patients").insert(record)
-        return patient_id
-    conflict = any(v and row[k] and fold(str(v)) != fold(str(row[k])) for k, v in incoming.items())
-    # Empty fields are completed only from a source that agrees with everything known: a
-    # conflicting identity must not be blended into the record.
-    fill = {} if conflict else {k: v for k, v in incoming.items() if v and not row[k]}
-    if fill:
-        merged = {**row, **fill}
-        db.table("patients").update(
-            row["id"], {**fill, "search_key": search_key(merged), "updated_at": now}
-        )
-    if conflict:
-        db.execute(
-            "UPDATE patients SET demographics_conflict = 1, updated_at = ? WHERE id = ?",
-            (now, row["id"]),
-        )
-        db.execute(
-            "INSERT OR IGNORE INTO patient_demographics (id, patient_id, first_name, last_name,"
-            " birth_date, sex, study_uid, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new_id(),
-                row["id"],
-                incoming["first_name"],
-                incoming["last_name"],
-                incoming["birth_date"],
-                incoming["sex"],
-                info.study_uid,
-                now,
-            ),
-        )
-    return str(row["id"])
-
-
-def _study(db: sqlite_utils.Database, info: InstanceInfo, patient_id: str, now: str) -> str:
-    row = db.execute(
-        "SELECT id, patient_id, modalities FROM studies WHERE study_uid = ?", (info.study_uid,)
-    ).fetchone()
-    if row is None:
-        study_id = new_id()
-        db.execute(
-            "INSERT INTO studies (id, patient_id, study_uid, study_date, study_time,"
-            " accession_number, description, modalities, referring_physician, status,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'receiving', ?, ?)",
-            (
-                study_id,
-                patient_id,
-                info.study_uid,
-                info.study_date,
-                info.study_time,
-                info.accession_number,
-                info.study_description,
-                info.modality,
-                info.referring_physician,
-                now,
-                now,
-            ),
-        )
-        return study_id
-    if row[1] != patient_id:
-        raise Rejected("this StudyInstanceUID is already stored for a different PatientID")
-    modalities = set(filter(None, (row[2] or "").split("\\")))
-    if info.modality and info.modality not in modalities:
-        merged = "\\".join(sorted(modalities | {info.modality}))
-        db.execute("UPDATE studies SET modalities = ? WHERE id = ?", (merged, row[0]))
-    return str(row[0])
-
-
-def _series(db: sqlite_utils.Database, info: InstanceInfo, study_id: str, now: str) -> str:
-    row = db.execute(
-        "SELECT id, study_id FROM series WHERE series_uid = ?", (info.series_uid,)
-    ).fetchone()
-    if row is None:
-        series_id = new_id()
-        db.execute(
-            "INSERT INTO series (id, study_id, series_uid, modality, series_number, description,"
-            " body_part, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'receiving', ?, ?)",
-            (
-                series_id,
-                study_id,
-                info.series_uid,
-                info.modality,
-                info.series_number,
-                info.series_description,
-                info.body_part,
-                now,
-                now,
-            ),
-        )
-        db.execute("UPDATE studies SET series_count = series_count + 1 WHERE id = ?", (study_id,))
-        return series_id
-    if row[1] != study_id:
-        raise Rejected("this SeriesInstanceUID is already stored in a different study")
-    return str(row[0])
