@@ -159,29 +159,9 @@ def _walk(data: bytes, pos: int, *, explicit: bool, little: bool) -> None:
         vr: bytes | None = None
         start = pos + 8
         if exp:
-            _, _, vr, short = explicit_head.unpack_from(data, pos)
-            if vr in _LONG_VRS:
-                if size - pos < 12:
-                    raise Refused(f"the data is truncated: element {_tag(tag)} has no length")
-                (length,) = long_length.unpack_from(data, pos + 8)
-                start = pos + 12
-            elif vr in _SHORT_VRS:
-                length = short
-            elif vr.isalpha() and vr.isupper():
-                # dcmtk reads an unknown VR with a 4-byte length, pydicom with 2: no two
-                # readers agree on the rest of the data set (PS3.5 6.2, 7.1.2)
-                raise Refused(f"element {_tag(tag)} has an unknown VR '{vr.decode()}'")
-            else:
-                raise _Unsure
+            vr, length, start = _explicit_header(data, pos, tag, explicit_head, long_length)
         if length == _UNDEFINED:
-            if vr in (b"OB", b"OW") or (vr is None and tag == 0x7FE00010):
-                stack.append((_FRAGMENTS, None, exp))
-            elif vr in (b"SQ", b"UN") or vr is None:
-                # an undefined-length UN is an implicit VR LE sequence (PS3.5 6.2.2)
-                _check_depth(stack)
-                stack.append((_SEQUENCE, None, exp and vr != b"UN"))
-            else:
-                raise _Unsure
+            _enter_undefined(stack, vr, tag, exp)
             pos = start
             continue
         if start + length > size:
@@ -197,6 +177,40 @@ def _walk(data: bytes, pos: int, *, explicit: bool, little: bool) -> None:
         pos = start + length
         if end is not None and pos > end:
             raise _Unsure
+
+
+def _explicit_header(
+    data: bytes, pos: int, tag: int, head: struct.Struct, long_length: struct.Struct
+) -> tuple[bytes, int, int]:
+    """(VR, value length, value offset) of an Explicit VR element (PS3.5 7.1.2)."""
+    _, _, vr, short = head.unpack_from(data, pos)
+    if vr in _LONG_VRS:
+        if len(data) - pos < 12:
+            raise Refused(f"the data is truncated: element {_tag(tag)} has no length")
+        (length,) = long_length.unpack_from(data, pos + 8)
+        return vr, length, pos + 12
+    if vr in _SHORT_VRS:
+        return vr, short, pos + 8
+    if vr.isalpha() and vr.isupper():
+        # dcmtk reads an unknown VR with a 4-byte length, pydicom with 2: no two
+        # readers agree on the rest of the data set (PS3.5 6.2, 7.1.2)
+        raise Refused(f"element {_tag(tag)} has an unknown VR '{vr.decode()}'")
+    raise _Unsure
+
+
+def _enter_undefined(
+    stack: list[tuple[int, int | None, bool]], vr: bytes | None, tag: int, exp: bool
+) -> None:
+    """Push the frame of an undefined-length element: encapsulated pixel data's fragments or
+    a sequence (PS3.5 7.5.2, A.4)."""
+    if vr in (b"OB", b"OW") or (vr is None and tag == 0x7FE00010):
+        stack.append((_FRAGMENTS, None, exp))
+    elif vr in (b"SQ", b"UN") or vr is None:
+        # an undefined-length UN is an implicit VR LE sequence (PS3.5 6.2.2)
+        _check_depth(stack)
+        stack.append((_SEQUENCE, None, exp and vr != b"UN"))
+    else:
+        raise _Unsure
 
 
 def _check_depth(stack: list[tuple[int, int | None, bool]]) -> None:
