@@ -13,7 +13,8 @@ reported with its instance id for a person to restore from the replica. Files yo
 just before its index row is committed); start-up :func:`appliance.dicom.recovery.recover`, which
 runs when nothing is in flight, handles those.
 
-:func:`walk_index` is the one comparison of store and index, shared with start-up recovery.
+:func:`appliance.dicom.store_index.walk_index` is the one comparison of store and index, shared
+with start-up recovery.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import enum
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +31,11 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
+from appliance.dicom.store_index import quarantine_orphan, walk_index
 from appliance.logs import get_logger
 from appliance.reports.verify import verify_all as verify_reports
 from appliance.storage.service import (
     CHUNK_SIZE,
-    DICOM_PREFIX,
     TEMP_PREFIX,
     ObjectStore,
     UnsafeKey,
@@ -45,91 +45,6 @@ log = get_logger("radiant.fsck")
 ACTOR = Actor.system("fsck")
 NOT_INDEXED = "not indexed (found by fsck)"
 GRACE_S = 300.0
-
-
-# -- the comparison of store and index (shared with start-up recovery) ---------------------
-
-
-@dataclass(frozen=True)
-class IndexedFile:
-    """One key seen in the index, on disk, or both.
-
-    ``instance_id`` is None for a file no row names (not indexed); ``on_disk`` is False for a
-    row whose file is absent. ``local`` is the row's ``storage_state == 'local'``.
-    """
-
-    key: str
-    on_disk: bool
-    instance_id: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-    local: bool = False
-
-
-def walk_index(db: sqlite_utils.Database, store: ObjectStore) -> Iterator[IndexedFile]:
-    """Merge the ``instances`` rows and the files under ``dicom/``, both in key order.
-
-    Streams both sides (no key set in memory). SQLite orders TEXT bytewise and
-    :meth:`ObjectStore.iter_keys` by code point, which agree for UTF-8. Do not write to ``db``
-    while iterating: collect first, then act.
-    """
-    rows = db.execute(
-        "SELECT storage_key, id, size, sha256, storage_state FROM instances ORDER BY storage_key"
-    )
-    files = store.iter_keys(DICOM_PREFIX + "/")
-    row = next(rows, None)
-    key = next(files, None)
-    while row is not None or key is not None:
-        if key is not None and (row is None or key < row[0]):
-            yield IndexedFile(key, on_disk=True)
-            key = next(files, None)
-            continue
-        assert row is not None
-        row_key = str(row[0])
-        if key is None or row_key < key:
-            # Not among the dicom/ files: absent, unless it lives outside dicom/.
-            on_disk = not row_key.startswith(DICOM_PREFIX + "/") and _exists(store, row_key)
-        else:
-            on_disk = True
-        yield IndexedFile(
-            row_key, on_disk, str(row[1]), int(row[2]), str(row[3]), row[4] == "local"
-        )
-        row = next(rows, None)
-        # Several rows may name one key: keep the file until the last of them.
-        if on_disk and key == row_key and (row is None or row[0] != key):
-            key = next(files, None)
-
-
-def unindexed_keys(db: sqlite_utils.Database, store: ObjectStore) -> list[str]:
-    """Keys of the files under ``dicom/`` that no ``instances`` row names."""
-    return [f.key for f in walk_index(db, store) if f.instance_id is None]
-
-
-def quarantine_orphan(
-    ctx: AppContext,
-    db: sqlite_utils.Database,
-    key: str,
-    *,
-    reason: str,
-    source: str,
-    actor: Actor,
-) -> str:
-    """Move the unindexed file ``key`` into quarantine (kept byte for byte with ``reason``) and
-    delete it from the store; returns the quarantine id."""
-    with ctx.store.open(key) as stream:
-        data = stream.read()
-    qid = ctx.quarantine.keep(
-        db, data, reason=reason, source=source, origin=None, sop_instance_uid=None, actor=actor
-    )
-    ctx.store.delete(key)
-    return qid
-
-
-def _exists(store: ObjectStore, key: str) -> bool:
-    try:
-        return store.exists(key)
-    except UnsafeKey:
-        return False
 
 
 # -- the check ------------------------------------------------------------------------------

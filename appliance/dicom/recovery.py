@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from appliance.audit.models import Actor
 from appliance.context import AppContext
-from appliance.dicom.fsck import quarantine_orphan, unindexed_keys
+from appliance.dicom.store_index import quarantine_orphan, unindexed_keys
 from appliance.logs import get_logger
 
 log = get_logger("radiant.recovery")

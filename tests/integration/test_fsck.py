@@ -17,8 +17,9 @@ from appliance.cli import main as radiant
 from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.db.connection import open_database
-from appliance.dicom.fsck import NOT_INDEXED, IndexedFile, walk_index
+from appliance.dicom.fsck import NOT_INDEXED
 from appliance.dicom.recovery import UNINDEXED, recover
+from appliance.dicom.store_index import IndexedFile, walk_index
 from tests.servers import RADIANT, clean_env
 
 pytestmark = pytest.mark.integration
