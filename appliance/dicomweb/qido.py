@@ -117,20 +117,10 @@ def _fuzzy_words(value: str) -> list[str]:
     return [w for w in re.split(r"[\s^*?,=]+", fold(value)) if w]
 
 
-def parse(level: q.Level, items: Iterable[tuple[str, str]], scope: dict[str, str]) -> Parsed:
-    """Build the query of one QIDO-RS request: ``items`` are the query parameters in order,
-    ``scope`` the UIDs the path fixes (``StudyInstanceUID`` for ``/studies/{study}/series``)."""
-    params: dict[str, list[str]] = {}
-    for name, value in items:
-        params.setdefault(name, []).append(value)
-    fuzzy = params.get("fuzzymatching", ["false"])[-1].lower()
-    if fuzzy not in ("true", "false"):
-        raise BadQuery("fuzzymatching must be true or false")
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = level.name
-    ignored: list[str] = []
+def _include_fields(identifier: Dataset, level: q.Level, values: list[str]) -> None:
+    """Return keys: the level's required ones plus ``includefield`` (PS3.18 8.3.4.3), empty."""
     wanted = list(REQUIRED[level])
-    for value in params.get("includefield", []):
+    for value in values:
         for name in (v.strip() for v in value.split(",")):
             if name == "all":
                 wanted += [k.keyword for k in q.KEYS.values() if k.level <= level]
@@ -140,6 +130,14 @@ def parse(level: q.Level, items: Iterable[tuple[str, str]], scope: dict[str, str
         tag = tag_for_keyword(keyword)
         if tag is not None and keyword not in identifier:
             _put(identifier, tag, None)
+
+
+def _match_keys(
+    identifier: Dataset, level: q.Level, params: dict[str, list[str]], fuzzy: bool
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Matching keys (PS3.18 8.3.4.1) into ``identifier``; returns the parameters ignored
+    (unknown, nested, or of a lower level) and the person names to match fuzzily."""
+    ignored: list[str] = []
     fuzzy_names: list[tuple[str, str]] = []
     for name, values in params.items():
         if name in _CONTROL:
@@ -151,12 +149,28 @@ def parse(level: q.Level, items: Iterable[tuple[str, str]], scope: dict[str, str
         value = values[-1]
         if q.KEYS[keyword].kind in (q.Kind.UID, q.Kind.MODALITIES):
             value = "\\".join(v.strip() for v in re.split(r"[,\\]", value) if v.strip())
-        if fuzzy == "true" and keyword in _PERSON and value.strip("* "):
+        if fuzzy and keyword in _PERSON and value.strip("* "):
             fuzzy_names.append((keyword, value))
             continue
         tag = tag_for_keyword(keyword)
         assert tag is not None
         _put(identifier, tag, value)
+    return ignored, fuzzy_names
+
+
+def parse(level: q.Level, items: Iterable[tuple[str, str]], scope: dict[str, str]) -> Parsed:
+    """Build the query of one QIDO-RS request: ``items`` are the query parameters in order,
+    ``scope`` the UIDs the path fixes (``StudyInstanceUID`` for ``/studies/{study}/series``)."""
+    params: dict[str, list[str]] = {}
+    for name, value in items:
+        params.setdefault(name, []).append(value)
+    fuzzy = params.get("fuzzymatching", ["false"])[-1].lower()
+    if fuzzy not in ("true", "false"):
+        raise BadQuery("fuzzymatching must be true or false")
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = level.name
+    _include_fields(identifier, level, params.get("includefield", []))
+    ignored, fuzzy_names = _match_keys(identifier, level, params, fuzzy == "true")
     for keyword, value in scope.items():
         tag = tag_for_keyword(keyword)
         assert tag is not None
