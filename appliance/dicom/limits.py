@@ -159,7 +159,11 @@ def _walk(data: bytes, pos: int, *, explicit: bool, little: bool) -> None:
         vr: bytes | None = None
         start = pos + 8
         if exp:
-            vr, length, start = _explicit_header(data, pos, tag, explicit_head, long_length)
+            _, _, vr, short = explicit_head.unpack_from(data, pos)
+            if vr in _SHORT_VRS:
+                length = short
+            else:
+                length, start = _long_length(data, pos, tag, vr, long_length)
         if length == _UNDEFINED:
             _enter_undefined(stack, vr, tag, exp)
             pos = start
@@ -179,18 +183,16 @@ def _walk(data: bytes, pos: int, *, explicit: bool, little: bool) -> None:
             raise _Unsure
 
 
-def _explicit_header(
-    data: bytes, pos: int, tag: int, head: struct.Struct, long_length: struct.Struct
-) -> tuple[bytes, int, int]:
-    """(VR, value length, value offset) of an Explicit VR element (PS3.5 7.1.2)."""
-    _, _, vr, short = head.unpack_from(data, pos)
+def _long_length(
+    data: bytes, pos: int, tag: int, vr: bytes, long_length: struct.Struct
+) -> tuple[int, int]:
+    """(value length, value offset) of an Explicit VR element whose VR has a 4-byte length
+    (PS3.5 7.1.2, Table 7.1-1); an unknown VR is refused."""
     if vr in _LONG_VRS:
         if len(data) - pos < 12:
             raise Refused(f"the data is truncated: element {_tag(tag)} has no length")
         (length,) = long_length.unpack_from(data, pos + 8)
-        return vr, length, pos + 12
-    if vr in _SHORT_VRS:
-        return vr, short, pos + 8
+        return length, pos + 12
     if vr.isalpha() and vr.isupper():
         # dcmtk reads an unknown VR with a 4-byte length, pydicom with 2: no two
         # readers agree on the rest of the data set (PS3.5 6.2, 7.1.2)

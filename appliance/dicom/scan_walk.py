@@ -63,6 +63,7 @@ WANTED: dict[int, str] = {
     0x00280030: "DS",  # PixelSpacing
     0x00280100: "US",  # BitsAllocated
 }
+_KEPT = frozenset(WANTED) | {_PIXEL_DATA}
 _VR_CACHE: dict[int, str | None] = {}
 
 
@@ -127,29 +128,33 @@ class ElementWalker:
             return tag, vr, length, pos + 12
         return tag, vr, short, pos + 8
 
-    def _next_header(self, pos: int, end: int) -> tuple[int, bytes | None, int, int]:
-        """:meth:`header`, with the common case (Explicit VR, a whole header) inline."""
-        if self.explicit and end - pos >= 12:
-            group, element, vr_raw, length = _EXPLICIT_SHORT.unpack_from(self.data, pos)
-            if group == 0xFFFE:
-                return self.header(pos, end)
-            tag = group << 16 | element
-            if vr_raw in _LONG_VRS:
-                (length,) = _UINT.unpack_from(self.data, pos + 8)
-                return tag, vr_raw, length, pos + 12
-            if vr_raw in VRS:
-                return tag, vr_raw, length, pos + 8
-            raise Unsure
-        return self.header(pos, end)
-
     def elements(self, pos: int, end: int, top: bool) -> int:
         """Walk elements from ``pos`` to ``end`` (or to an item delimiter when ``end`` is
-        unbounded for an undefined-length item); return the position after them."""
-        data_end = len(self.data)
+        unbounded for an undefined-length item); return the position after them.
+
+        The hot loop of ingest: the Explicit VR header is decoded inline (no call per
+        element); rare cases (undefined lengths, the kept index values) are methods."""
+        data = self.data
+        data_end = len(data)
         end = min(end, data_end)
+        explicit = self.explicit
+        unpack_short = _EXPLICIT_SHORT.unpack_from
         last = -1
         while pos < end:
-            tag, vr_raw, length, start = self._next_header(pos, end)
+            if explicit and end - pos >= 12:
+                group, element, vr_raw, length = unpack_short(data, pos)
+                tag = group << 16 | element
+                if group == 0xFFFE:
+                    tag, vr_raw, length, start = self.header(pos, end)
+                elif vr_raw in _LONG_VRS:
+                    (length,) = _UINT.unpack_from(data, pos + 8)
+                    start = pos + 12
+                elif vr_raw in VRS:
+                    start = pos + 8
+                else:
+                    raise Unsure
+            else:
+                tag, vr_raw, length, start = self.header(pos, end)
             if tag == _ITEM_END:
                 if top or length != 0:
                     raise Unsure
@@ -164,7 +169,12 @@ class ElementWalker:
             stop = start + length
             if stop > data_end or stop > end:
                 raise Unsure  # truncated: the full reader says so
-            self._value(tag, vr, start, stop, top)
+            if vr == "SQ":
+                self.sequence(start, stop)
+            elif (vr == "IS" or vr == "DS") and not _numbers_ok(data[start:stop], vr):
+                raise Unsure
+            if top and tag in _KEPT:
+                self._keep(tag, vr, start, stop)
             pos = stop
         if pos != end and end != data_end:
             raise Unsure
@@ -178,19 +188,14 @@ class ElementWalker:
             raise Unsure
         return self.sequence(start, None)
 
-    def _value(self, tag: int, vr: str | None, start: int, stop: int, top: bool) -> None:
-        """Check one defined-length value; keep it when it is a top-level index tag."""
-        if vr == "SQ":
-            self.sequence(start, stop)
-        elif (vr == "IS" or vr == "DS") and not _numbers_ok(self.data[start:stop], vr):
+    def _keep(self, tag: int, vr: str | None, start: int, stop: int) -> None:
+        """A top-level index value (of its dictionary VR), or the pixel data's length."""
+        if tag == _PIXEL_DATA:
+            self.pixel_length = stop - start
+            return
+        if vr != WANTED[tag]:
             raise Unsure
-        if top:
-            if tag in WANTED:
-                if vr != WANTED[tag]:
-                    raise Unsure
-                self.top[tag] = self.data[start:stop]
-            elif tag == _PIXEL_DATA:
-                self.pixel_length = stop - start
+        self.top[tag] = self.data[start:stop]
 
     def sequence(self, pos: int, end: int | None) -> int:
         """Items of a sequence; ``end`` None: undefined length, up to the delimiter. Deeper than
