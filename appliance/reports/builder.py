@@ -275,10 +275,8 @@ def draft(
         verdict = json.loads(analysis["safety"]) if analysis.get("safety") else {}
         flagged = [SafetyFlag(**_flag(f)) for f in verdict.get("overall_flags", [])]
         content.impression_flags = flagged
-        # A flagged impression goes in marked, awaiting the radiologist's decision.
-        content.impression_review = "pending" if any(
-            f.reason != "reworded" for f in flagged
-        ) else None
+        # A flagged impression (reworded included) goes in marked, awaiting a decision.
+        content.impression_review = "pending" if flagged else None
         content.limitations = AI_LIMITATIONS
         content.provenance = Provenance(
             analysis_id=analysis["id"],

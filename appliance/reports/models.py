@@ -173,12 +173,9 @@ class ReportFinding(BaseModel):
 
     @property
     def needs_decision(self) -> bool:
-        """An AI finding with a flag (a rewording alone is not one) still pending."""
-        return (
-            self.source == "ai"
-            and self.review_state == "pending"
-            and any(f.reason != "reworded" for f in self.flags)
-        )
+        """An AI finding with any flag of the safety layer (a bare diagnosis it reworded
+        included) that the radiologist has not yet accepted, edited or rejected."""
+        return self.source == "ai" and self.review_state == "pending" and bool(self.flags)
 
 
 class RejectedFinding(BaseModel):
@@ -315,6 +312,22 @@ class FinalizeRequest(BaseModel):
         description="The radiologist confirms every AI finding was reviewed (must be true)"
     )
     expected_version: int | None = None
+
+
+class ReviewRequest(BaseModel):
+    """A radiologist's decision on one AI item of a draft."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item: str = Field(
+        min_length=1,
+        max_length=64,
+        description="A finding id (f1, f2, ...) or 'impression' (a flagged impression)",
+    )
+    decision: Literal["accepted", "rejected"] = Field(
+        description="accepted keeps the item as it stands; rejected moves a finding out of the "
+        "report into its history (an impression is kept or edited, not rejected)"
+    )
 
 
 # -- answers --------------------------------------------------------------------------------

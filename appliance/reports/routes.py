@@ -19,6 +19,7 @@ from appliance.reports.models import (
     ReportSummary,
     ReportUpdate,
     ReportVersions,
+    ReviewRequest,
 )
 from appliance.reports.policy import ReportAction
 
@@ -29,6 +30,7 @@ Creators = Allow(*policy.roles(ReportAction.CREATE_DRAFT))
 Editors = Allow(*policy.roles(ReportAction.EDIT_DRAFT, ReportAction.ADDENDUM))
 Readers = Allow(*policy.roles(ReportAction.READ))
 Signers = Allow(*policy.roles(ReportAction.SIGN))
+Reviewers = Allow(*policy.roles(ReportAction.REVIEW_FINDINGS))
 Reader = Annotated[Actor, Depends(Readers)]
 
 
@@ -73,14 +75,35 @@ def update_report(
     return service.update(ctx.pool.get(), report_id, body, actor)
 
 
+@router.post(
+    "/{report_id}/review",
+    response_model=ReportOut,
+    responses={409: {"description": "The report is signed and its content is locked"}},
+)
+def review_item(
+    report_id: str, body: ReviewRequest, actor: Annotated[Actor, Depends(Reviewers)], ctx: Ctx
+) -> ReportOut:
+    """A radiologist's decision on one AI item of a draft (audited ``report.review``, a new
+    version): accept or reject a finding, or keep a flagged impression as it stands."""
+    return service.review_finding(ctx.pool.get(), report_id, body.item, body.decision, actor)
+
+
 @router.patch(
     "/{report_id}/finalize",
     response_model=ReportOut,
-    responses={422: {"description": "ai_findings_reviewed is not true"}},
+    responses={
+        409: {
+            "description": "Signed already, expected_version is stale, or items the safety "
+            "layer flagged await a decision (``undecided``: their ids; ``items``: each with "
+            "its flags)"
+        },
+        422: {"description": "ai_findings_reviewed is not true"},
+    },
 )
 def finalize_report(
     report_id: str, body: FinalizeRequest, actor: Annotated[Actor, Depends(Signers)], ctx: Ctx
 ) -> ReportOut:
-    """Sign the report (radiologists only): requires ``{"ai_findings_reviewed": true}``;
-    records signer and time and locks the content."""
+    """Sign the report (radiologists only): requires ``{"ai_findings_reviewed": true}`` and a
+    decision on every flagged item (``POST .../review``); records signer and time and locks
+    the content."""
     return service.finalize(ctx.pool.get(), report_id, body, actor)

@@ -20,7 +20,7 @@ from appliance.audit.models import Actor
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
 from appliance.errors import AppError, Conflict, InvalidInput
-from appliance.reports import builder, diff
+from appliance.reports import builder, decisions, diff
 from appliance.reports.models import (
     Addendum,
     FinalizeRequest,
@@ -42,7 +42,8 @@ from appliance.storage.service import ObjectStore
 
 SIGNED = ("final", "amended")
 #: The review target naming the report's impression (findings are named by their id).
-IMPRESSION = "impression"
+IMPRESSION = decisions.IMPRESSION
+undecided_items = decisions.undecided_items
 
 
 @dataclass(frozen=True)
@@ -457,20 +458,14 @@ def _addendum(
     return content, "amended", "addendum"
 
 
-def undecided_items(content: ReportContent) -> list[str]:
-    """Flagged AI items still awaiting the radiologist: finding ids and ``impression``."""
-    items = [f.id for f in content.findings if f.needs_decision]
-    if content.impression_review == "pending":
-        items.append("impression")
-    return items
-
-
 def finalize(
     db: sqlite_utils.Database, report_id: str, data: FinalizeRequest, actor: Actor
 ) -> ReportOut:
     """Sign the current draft: records signer and time, locks the content (radiologists only;
     the route allows no other role). The confirmation that every AI finding was reviewed is
-    required (InvalidInput otherwise); pending AI findings become ``accepted``."""
+    required (InvalidInput otherwise), and an explicit decision on every item the safety layer
+    flagged (:class:`~appliance.reports.decisions.UndecidedItems`, 409, otherwise); pending
+    unflagged AI findings become ``accepted``."""
     error: AppError | None = None
     with transaction(db):
         report = load(db, report_id)
@@ -489,13 +484,7 @@ def finalize(
                     f"the report is at version {report.row['current_version']}, "
                     f"not {data.expected_version}: reload it"
                 )
-            undecided = undecided_items(report.content)
-            if undecided:
-                raise InvalidInput(
-                    "decide on each flagged item before signing (accept, edit or reject): "
-                    + ", ".join(undecided),
-                    undecided=undecided,
-                )
+            decisions.require_decided(report.content)
         except AppError as exc:
             _refuse(db, actor, "report.finalize", report_id, exc)
             error = exc

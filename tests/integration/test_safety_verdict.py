@@ -124,11 +124,15 @@ def test_every_flag_is_stored_carried_and_decided_before_signing(
     )
     assert f1["measurements"][0]["unit"] == "1"
 
-    # Signing asks for a decision on each flagged item.
+    # Signing asks for a decision on each flagged item: a 409 problem document lists them.
     sign = {"ai_findings_reviewed": True}
     refused = client.patch(f"/api/reports/{rid}/finalize", json=sign, headers=rad)
-    assert refused.status_code == 422, refused.text
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["undecided"] == [f1["id"], "impression"]
+    assert refused.json()["items"][1] == {
+        "id": "impression", "kind": "impression", "location": None, "reasons": ["quotation"]
+    }
     rejected = client.patch(
         f"/api/reports/{rid}",
         json={"impression": "Possible left temporal mass; MRI may help characterise it."},
@@ -136,15 +140,12 @@ def test_every_flag_is_stored_carried_and_decided_before_signing(
     )
     assert rejected.json()["content"]["impression_review"] == "edited"
     still = client.patch(f"/api/reports/{rid}/finalize", json=sign, headers=rad)
-    assert still.status_code == 422 and still.json()["undecided"] == [f1["id"]]
+    assert still.status_code == 409 and still.json()["undecided"] == [f1["id"]]
 
-    from appliance.audit.models import Actor
-    from appliance.reports import service as reports
-
-    db = app.state.ctx.pool.get()
-    (user_id,) = db.execute("SELECT id FROM users WHERE role = 'radiologist'").fetchone()
-    actor = Actor(name="radiologist-user", role="radiologist", user_id=user_id)
-    reports.review_finding(db, rid, f1["id"], "rejected", actor)
+    decided = client.post(
+        f"/api/reports/{rid}/review", json={"item": f1["id"], "decision": "rejected"}, headers=rad
+    )
+    assert decided.status_code == 200, decided.text
     signed = client.patch(f"/api/reports/{rid}/finalize", json=sign, headers=rad)
     assert signed.status_code == 200, signed.text
     final = signed.json()["content"]

@@ -76,6 +76,9 @@ def test_the_api_and_the_service_follow_the_table(
         assert done.status_code == 200, done.text
         return rid
 
+    def first_finding(rid: str) -> str:
+        return reports.load(db, rid).content.findings[0].id
+
     failures: list[str] = []
     for role in Role:
         headers = as_role(role.value)
@@ -101,6 +104,11 @@ def test_the_api_and_the_service_follow_the_table(
             ).status_code,
             ReportAction.ADDENDUM: client.patch(
                 f"/api/reports/{signed()}", json={"addendum": "Phoned."}, headers=headers
+            ).status_code,
+            ReportAction.REVIEW_FINDINGS: client.post(
+                f"/api/reports/{rid}/review",
+                json={"item": first_finding(rid), "decision": "accepted"},
+                headers=headers,
             ).status_code,
         }
         for action, status in answers.items():

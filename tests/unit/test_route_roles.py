@@ -66,6 +66,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/reports/{report_id}/versions"): ALL,
     ("PATCH", "/api/reports/{report_id}"): RADIOLOGIST,
     ("PATCH", "/api/reports/{report_id}/finalize"): RADIOLOGIST,
+    ("POST", "/api/reports/{report_id}/review"): RADIOLOGIST,
     ("GET", "/api/export/report/{report_id}/pdf"): ALL,
     ("GET", "/api/export/report/{report_id}/json"): ALL,
     ("GET", "/api/export/report/{report_id}/dicom-sr"): ALL,

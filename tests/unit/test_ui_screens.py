@@ -916,17 +916,25 @@ def test_every_safety_flag_is_shown_and_signing_waits_for_decisions(tmp_path: Pa
         await s.see(marker=f"flag-{finding.id}")
         await s.see("Unit not recognised (\u201cfurlongs\u201d): the number is kept without"
                     " a unit.")
+        await s.see(marker=f"pending-{finding.id}")
+        await s.see("Flagged items awaiting your decision: 2.")
         s.user.find(marker="report-finalize").click()
+        await s.see(marker="undecided-list")
+        await s.see(f"Finding {finding.id} (left temporal lobe): a bare diagnosis reworded"
+                    " by the safety layer, unit not recognised, confidence out of range")
+        await s.see("The impression: a quoted diagnosis that could not be hedged")
         s.user.find(marker="confirm-reviewed").click()
+        (sign,) = s.user.find(marker="confirm-sign").elements
+        assert isinstance(sign, ui.button) and not sign.enabled  # Sign waits for decisions
         s.user.find(marker="confirm-sign").click()
-        await s.see("decide on each flagged item before signing (accept, edit or reject):"
-                    f" {finding.id}, impression")
         assert reports.load(s.db, created.id).status == "draft"
 
         s.user.find(marker="impression-accept").click()
         await s.see("Version 2")
+        await s.see("Flagged items awaiting your decision: 1.")
         s.user.find(marker=f"reject-{finding.id}").click()
         await s.see("Version 3")
+        await s.user.should_not_see(marker="undecided-count")
         await s.see(marker="rejected-finding")
         await s.see("Rejected by radiologist-1")
         await s.user.should_not_see("The version chain does not verify")

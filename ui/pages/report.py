@@ -19,6 +19,7 @@ from appliance.auth.models import Role
 from appliance.export import routes as export_routes
 from appliance.export import service as export
 from appliance.reports import service as reports
+from appliance.reports.decisions import UndecidedItems, undecided
 from appliance.reports.models import (
     FinalizeRequest,
     FindingEdit,
@@ -32,7 +33,7 @@ from appliance.reports.models import (
 from appliance.reports.policy import POLICY, ReportAction
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
-from ui import components, format, i18n, ohif, runtime, session, urgency_panel
+from ui import components, decisions, format, i18n, ohif, runtime, session, urgency_panel
 
 SECTIONS = ("clinical_indication", "technique", "comparison", "impression", "recommendations",
             "limitations")
@@ -176,6 +177,8 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
     content = report.content
     signed = report.status in ("final", "amended")
     editable = user.may(EDITORS) and not signed
+    # Flagged AI items awaiting the radiologist's decision: Sign stays disabled until none.
+    pending = [] if signed else undecided(content)
     has_ai = bool(content.provenance) or any(f.source != "radiologist" for f in content.findings)
     verification = report.verification
     if signed:
@@ -245,6 +248,9 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                             "text-caption text-weight-bold")
                     components.chip(i18n.t(f"review.{finding.review_state}"), "blue-grey-8")
                 components.safety_flags(finding.flags, f"flag-{finding.id}")
+                if finding.needs_decision and not signed:
+                    ui.label(i18n.t("decision.finding_pending")).classes(
+                        "radiant-error text-body1").mark(f"pending-{finding.id}")
                 if editable:
                     finding_editors[finding.id] = ui.textarea(
                         i18n.t("report.finding_text"), value=finding.text
@@ -343,6 +349,9 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         try:
             await runtime.off_loop(lambda: reports.finalize(runtime.get().db(), report.id, body,
                                                             current.actor))
+        except UndecidedItems as exc:  # decided elsewhere meanwhile: say which, in words
+            message.set_text(decisions.refusal_words(exc))
+            return
         except Exception as exc:
             components.notify_error(exc)
             return
@@ -388,6 +397,7 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
         if user.may(SIGNERS) and not signed:
             with ui.dialog() as dialog, ui.card().classes("q-pa-lg gap-3"):
                 ui.label(i18n.t("report.finalize_title")).classes("text-h6")
+                decisions.listing(pending)
                 reviewed = ui.checkbox(i18n.t("report.confirm_reviewed")).props(
                     "data-testid=confirm-reviewed").mark("confirm-reviewed")
                 dialog_message = ui.label().classes("radiant-error").props(
@@ -403,12 +413,19 @@ def _page(user: session.SessionUser, loaded: Loaded, reload: Any) -> None:
                         dialog.close()
                         await finalize(True)
 
-                    ui.button(i18n.t("report.sign"), icon="verified", on_click=confirm).props(
+                    sign = ui.button(i18n.t("report.sign"), icon="verified",
+                                     on_click=confirm).props(
                         "no-caps size=lg color=positive data-testid=confirm-sign").mark(
                         "confirm-sign")
+                    if pending:
+                        sign.disable()
             ui.button(i18n.t("report.finalize"), icon="verified", on_click=dialog.open).props(
                 "no-caps size=lg color=positive data-testid=report-finalize").mark(
                 "report-finalize")
+            if pending:
+                ui.label(i18n.t("decision.count", count=len(pending))).classes(
+                    "radiant-error text-body1").props("data-testid=undecided-count").mark(
+                    "undecided-count")
         if user.may(HANDERS) and not signed:
             ui.button(i18n.t("report.hand_over"), icon="send", on_click=hand_over).props(
                 "no-caps size=lg color=primary data-testid=hand-over").mark("hand-over")
