@@ -19,6 +19,8 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+from tests import flag_answer
+from tests.ai_server import Scripted, chat_completion
 from tests.e2e.browser import wait_for_nicegui
 from tests.e2e.server import ApplianceServer
 
@@ -177,6 +179,10 @@ def test_day(
     check("04-viewer")
 
     # -- analysis against the OpenAI-protocol test server ---------------------------------------
+    # Its answer is issue 13's acceptance answer: the definitive wording of the usual answer,
+    # a bare diagnosis, a confidence of 1.7, a unit "furlongs", an impression that cannot be
+    # hedged (tests/flag_answer.py).
+    server.ai.script(Scripted(body=chat_completion(flag_answer.ANSWER)))
     open_screen(page, f"/analysis/{study_id}")
     page.get_by_test_id("run-analysis").click()
     expect(page.get_by_test_id("analysis-message")).to_have_text(
@@ -200,6 +206,13 @@ def test_day(
     expect(page.get_by_test_id("safety-flag").first).to_be_visible()
     expect(page.get_by_text("Reworded by the safety layer: \u201cMalignant brain tumour."
                             ).first).to_be_visible()
+    expect(findings).to_have_count(4)
+    for shown in (
+        "Could not be hedged: names a disorder inside quoted words (\u201cglioma\u201d).",
+        "Confidence out of range (1.7), replaced by",
+        "Unit not recognised (\u201cfurlongs\u201d): the number is kept without a unit.",
+    ):
+        expect(page.get_by_text(shown).first).to_be_visible()
     assert server.ai.requests, "the analysis never reached the AI server"
     check("05-analysis")
 
@@ -238,6 +251,27 @@ def test_day(
     impression.fill("Probable right frontal mass; MRI with contrast recommended.")
     page.get_by_test_id("report-save").click()
     expect(page.get_by_test_id("report-version")).to_have_text("Version 2", timeout=30_000)
+    # The edited impression is decided; each flagged finding still waits for a decision, and
+    # the sign dialog lists them with Sign disabled.
+    expect(page.get_by_test_id("undecided-count")).to_contain_text(
+        "Flagged items awaiting your decision: 4.")
+    page.get_by_test_id("report-finalize").click()
+    expect(page.get_by_test_id("undecided-item")).to_have_count(4)
+    expect(page.get_by_test_id("undecided-list")).to_contain_text(
+        "left frontal lobe): unit not recognised")
+    expect(page.get_by_test_id("confirm-sign")).to_be_disabled()
+    page.get_by_role("button", name="Cancel").click()
+    cards = page.get_by_test_id("report-finding")
+    for version, (flag, button) in enumerate((  # each finding by its own flag
+        ("Confidence out of range (1.7)", "finding-reject"),
+        ("\u201cThis is definitely a malignant mass", "finding-accept"),
+        (f"\u201c{flag_answer.BARE_DIAGNOSIS}", "finding-accept"),
+        ("\u201cfurlongs\u201d", "finding-accept"),
+    ), start=3):
+        cards.filter(has_text=flag).get_by_test_id(button).click()
+        expect(page.get_by_test_id("report-version")).to_have_text(f"Version {version}",
+                                                                   timeout=30_000)
+    expect(page.get_by_test_id("undecided-count")).to_have_count(0)
     page.get_by_test_id("report-finalize").click()
     page.get_by_test_id("confirm-sign").click()
     expect(page.get_by_test_id("confirm-message")).to_have_text(
