@@ -75,47 +75,71 @@ class SelectionRule(_Frozen):
         return value
 
     def rejection(self, series: SeriesInfo) -> str | None:
-        """Why ``series`` does not match this rule, in plain words, or None when it does.
+        """Why ``series`` does not match this rule, in plain English, or None when it does.
         Counts are slices/frames (:func:`images_of`), so one enhanced multi-frame file of
         520 frames counts 520."""
+        found = self.refusal(series)
+        return None if found is None else refusal_words(*found)
+
+    def refusal(self, series: SeriesInfo) -> tuple[str, dict[str, str | int | float]] | None:
+        """:meth:`rejection` as a code and its values (:data:`REFUSAL_WORDS`), for screens
+        that say it in their own language."""
         if series.modality.upper() not in {item.upper() for item in self.modality}:
-            wanted = "/".join(self.modality)
-            return f"it is {series.modality or 'of unknown modality'}, not {wanted}"
+            return "modality", {"modality": series.modality, "wanted": "/".join(self.modality)}
         images = images_of(series)
         if images < self.min_instances:
-            return (
-                f"it has {images} {'image' if images == 1 else 'images'}; "
-                f"at least {self.min_instances} are needed"
-            )
+            return "too_few_images", {"count": images, "needed": self.min_instances}
         if self.orientation is not None:
             plane = orientation_of(series.image_orientation_patient)
             if plane != self.orientation:
-                seen = f"{plane}" if plane else "of unknown orientation"
-                return f"its images are {seen}, not {self.orientation}"
+                return "orientation", {"plane": plane or "", "wanted": self.orientation}
         limits = self.slice_thickness_mm
         if limits is not None:
             thickness = series.slice_thickness
             if thickness is None:
-                return "its slice thickness is not recorded"
+                return "thickness_unknown", {}
             if (limits.min is not None and thickness < limits.min) or (
                 limits.max is not None and thickness > limits.max
             ):
                 low = f"{limits.min:g}" if limits.min is not None else "0"
                 high = f"{limits.max:g}" if limits.max is not None else "any"
-                return f"its slices are {thickness:g} mm thick, outside {low} to {high} mm"
+                return "thickness", {"thickness": f"{thickness:g}", "low": low, "high": high}
         description = series.series_description or ""
         if self.description_include and not re.search(
             self.description_include, description, re.IGNORECASE
         ):
-            return f"its description {description!r} is not the kind of series this rule wants"
+            return "description_include", {"description": description}
         if self.description_exclude and re.search(
             self.description_exclude, description, re.IGNORECASE
         ):
-            return (
-                f"its description {description!r} marks it as a helper series "
-                "(scout, localizer, dose report or reformat)"
-            )
+            return "description_exclude", {"description": description}
         return None
+
+
+#: The English words of each refusal code (the screens' catalogs say the same).
+REFUSAL_WORDS = {
+    "modality": "it is {modality}, not {wanted}",
+    "too_few_images": "it has {count} {images}; at least {needed} are needed",
+    "orientation": "its images are {plane}, not {wanted}",
+    "thickness_unknown": "its slice thickness is not recorded",
+    "thickness": "its slices are {thickness} mm thick, outside {low} to {high} mm",
+    "description_include": "its description {description!r} is not the kind of series this "
+    "rule wants",
+    "description_exclude": "its description {description!r} marks it as a helper series "
+    "(scout, localizer, dose report or reformat)",
+}
+
+
+def refusal_words(code: str, values: dict[str, str | int | float]) -> str:
+    """A refusal of :meth:`SelectionRule.refusal` in plain English."""
+    shown = dict(values)
+    if code == "modality" and not shown.get("modality"):
+        shown["modality"] = "of unknown modality"
+    if code == "orientation" and not shown.get("plane"):
+        shown["plane"] = "of unknown orientation"
+    if code == "too_few_images":
+        shown["images"] = "image" if int(shown["count"]) == 1 else "images"
+    return REFUSAL_WORDS[code].format(**shown)
 
 
 class SeriesSelection(_Frozen):

@@ -43,12 +43,11 @@ from ai.prompts import (
     build_comparison,
     build_focused,
     build_primary,
-    load_selection_rules,
     select_series,
 )
 from ai.safety import SafeAnalysis, apply_safety
 from ai.urgency import load_critical_list
-from appliance.analysis import completeness, egress
+from appliance.analysis import completeness, egress, refusals
 from appliance.analysis.failures import failure_kind
 from appliance.analysis.models import (
     AnalysisOut,
@@ -283,23 +282,14 @@ def choose_series(
 
 def refusal_reasons(infos: list[SeriesInfo], modalities: tuple[str, ...]) -> str:
     """Why no series of a study can be analysed, series by series, in plain words."""
-    if not infos:
-        return "No series of this study can be analysed: it has no images."
-    rules = load_selection_rules()
-    lines = []
-    for info in sorted(infos, key=lambda i: (i.series_number is None, i.series_number or 0)):
-        code = info.modality.upper()
-        name = f"series {info.series_number if info.series_number is not None else '?'}"
-        if info.series_description:
-            name += f" ({info.series_description})"
-        applicable = [r for r in rules if code in r.modality]
-        if code not in modalities or not applicable:
-            lines.append(f"{name}: {code or 'unknown'} images are not analysed")
-            continue
-        lines.append(f"{name}: {applicable[-1].rejection(info) or 'not chosen'}")
-    return "No series of this study can be analysed (no series fits the selection rules). " + (
-        "; ".join(lines) + "."
-    )
+    return refusals.words(refusals.series_refusals(infos, modalities))
+
+
+def study_refusals(db: sqlite_utils.Database, study_id: str) -> list[refusals.SeriesRefusal]:
+    """Why each series of the study is refused, as data (the screens translate it)."""
+    infos = list(_series_info(db, study_id).values())
+    present = [info.modality.upper() for info in infos]
+    return refusals.series_refusals(infos, ("CT", "MR", *present))
 
 
 def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str | None:

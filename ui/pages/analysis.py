@@ -13,11 +13,12 @@ from nicegui import ui
 from appliance.analysis import completeness
 from appliance.analysis import service as analysis_service
 from appliance.analysis.models import AnalysisOut, AnalysisRequest
+from appliance.errors import Forbidden
 from appliance.jobs import service as jobs
 from appliance.jobs.models import JobOut
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
-from ui import components, format, i18n, runtime, session
+from ui import components, format, i18n, refusals, runtime, session
 
 TYPES = ("primary", "comparison", "focused")
 RUNNING = ("queued", "running")
@@ -202,9 +203,10 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
             if result.status == "failed":
                 ui.label(i18n.t(f"analysis.failure.{result.failure or 'unexpected'}")).classes(
                     "radiant-error text-body1").props("role=alert").mark("analysis-failure")
-                if result.failure == "no_series" and result.error:
-                    # The selection's own reasons, series by series, in plain words.
-                    ui.label(result.error).classes("text-body1").mark("analysis-refusals")
+                if result.failure == "no_series":
+                    # The selection's own reasons, series by series, in the screen's words.
+                    refused = ui.column().classes("gap-1").mark("analysis-refusals")
+                    ui.timer(0.01, lambda: refusals.show_series(refused, study.id), once=True)
                 return
             findings_panel(result)
             with ui.row().classes("gap-2"):
@@ -246,6 +248,14 @@ def _form(user: session.SessionUser, setup: Setup) -> None:
             analysis_id, job_id = await runtime.off_loop(lambda: _request(body, current))
         except analysis_service.EngineNotConfigured:
             message.set_text(i18n.t("analysis.no_engine") + " " + i18n.t("analysis.no_engine_next"))
+            enable_run()
+            return
+        except completeness.StudyIncomplete as exc:  # more images arrived meanwhile
+            message.set_text(refusals.arriving_words(exc, study.id))
+            arrival_timer.activate()
+            return
+        except Forbidden:
+            components.refuse()
             enable_run()
             return
         except Exception as exc:
