@@ -129,9 +129,19 @@ def safety_flags(flags: list[Any], marker: str) -> None:
             "data-testid=safety-flag").mark(marker)
 
 
+#: Service errors whose problem document carries a ``code`` the catalogs translate.
+ERROR_CODES = frozenset({"report_stale", "report_signed"})
+
+
 def notify_error(exc: Exception) -> None:
-    """An error in plain words (the service's sentence for an AppError)."""
-    message = exc.detail if isinstance(exc, AppError) else i18n.t("error.unexpected")
+    """An error in plain words: the catalog's sentence for an AppError with a known ``code``,
+    else the service's sentence for an AppError."""
+    if not isinstance(exc, AppError):
+        message = i18n.t("error.unexpected")
+    elif exc.extra.get("code") in ERROR_CODES:
+        message = i18n.t(f"error.{exc.extra['code']}")
+    else:
+        message = exc.detail
     ui.notify(message, type="negative", multi_line=True, close_button=i18n.t("action.close"))
 
 

@@ -389,7 +389,8 @@ def update(
             ):
                 raise Conflict(
                     f"the report is at version {report.row['current_version']}, "
-                    f"not {data.expected_version}: reload it"
+                    f"not {data.expected_version}: reload it",
+                    code="report_stale",
                 )
             require(actor, ReportAction.ADDENDUM if report.signed else ReportAction.EDIT_DRAFT)
             if report.signed:
@@ -440,7 +441,8 @@ def _addendum(
 ) -> tuple[ReportContent, str, str]:
     if data.section_fields():
         raise Conflict(
-            "the report is signed and its content is locked: send the change as an addendum"
+            "the report is signed and its content is locked: send the change as an addendum",
+            code="report_signed",
         )
     if data.addendum is None:
         raise InvalidInput("a signed report takes an addendum text")
@@ -476,13 +478,17 @@ def finalize(
                     "confirm that every AI finding was reviewed (ai_findings_reviewed: true)"
                 )
             if report.signed:
-                raise Conflict(f"the report is already {report.status}; add an addendum instead")
+                raise Conflict(
+                    f"the report is already {report.status}; add an addendum instead",
+                    code="report_signed",
+                )
             if data.expected_version is not None and data.expected_version != int(
                 report.row["current_version"]
             ):
                 raise Conflict(
                     f"the report is at version {report.row['current_version']}, "
-                    f"not {data.expected_version}: reload it"
+                    f"not {data.expected_version}: reload it",
+                    code="report_stale",
                 )
             decisions.require_decided(report.content)
         except AppError as exc:
@@ -569,7 +575,9 @@ def review_finding(
         try:
             require(actor, ReportAction.REVIEW_FINDINGS)
             if report.signed:
-                raise Conflict("the report is signed and its content is locked")
+                raise Conflict(
+                    "the report is signed and its content is locked", code="report_signed"
+                )
             if finding_id == IMPRESSION:
                 if decision != "accepted" or report.content.impression_review != "pending":
                     raise InvalidInput(
@@ -631,7 +639,7 @@ def hand_over(db: sqlite_utils.Database, report_id: str, actor: Actor) -> dict[s
         try:
             require(actor, ReportAction.HAND_OVER)
             if report.signed:
-                raise Conflict(f"the report is already {report.status}")
+                raise Conflict(f"the report is already {report.status}", code="report_signed")
         except AppError as exc:
             error = exc
         if error is not None:

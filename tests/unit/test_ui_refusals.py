@@ -1,6 +1,7 @@
 """The analysis screen says its refusals in the screen's language, never the service's
-English: why no series can be analysed (series by series) and the 409 of a study that started
-arriving again after Run was offered. NiceGUI's simulated user, in French."""
+English: why no series can be analysed (series by series), the 409 of a study that started
+arriving again after Run was offered, and the report screen's 409 of a stale version.
+NiceGUI's simulated user, in French."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from appliance.analysis import service as analysis_service
 from appliance.analysis.failures import failure_kind
 from appliance.audit.models import Actor
 from appliance.auth.models import Role
+from appliance.reports import service as reports
+from appliance.reports.models import ReportCreate, ReportUpdate
 from tests.dicom_files import DATA
 from tests.reporting import settle
 from tests.unit.test_ui_screens import Screen, ct_study, import_set, run
@@ -76,3 +79,24 @@ def test_a_study_arriving_again_is_refused_in_the_screen_language(tmp_path: Path
         assert s.db.execute("SELECT COUNT(*) FROM analyses").fetchone()[0] == 0
 
     run(tmp_path, body, ai_engine="openai", ai_endpoint="http://127.0.0.1:9/v1")
+
+
+def test_a_stale_report_save_is_refused_in_the_screen_language(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        report_id = reports.create(
+            s.db, s.ctx.store, ReportCreate(study_id=study_id), Actor.system("test"),
+            facility="Test clinic").id
+        await _sign_in_french(s)
+        await s.user.open(f"/report/{study_id}")
+        await s.see(marker="report-save")
+        # Another session saves a version meanwhile: this screen's save answers 409.
+        reports.update(s.db, report_id, ReportUpdate(impression="Other session."),
+                       Actor(name="dr-2", role="radiologist"))
+        s.user.find(marker="section-impression").type("No acute finding.")
+        s.user.find(marker="report-save").click()
+        await s.see("Le compte rendu a été modifié entre-temps")
+        await s.user.should_not_see("reload it")
+        assert reports.load(s.db, report_id).content.impression == "Other session."
+
+    run(tmp_path, body)
