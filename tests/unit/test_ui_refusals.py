@@ -100,3 +100,16 @@ def test_a_stale_report_save_is_refused_in_the_screen_language(tmp_path: Path) -
         assert reports.load(s.db, report_id).content.impression == "Other session."
 
     run(tmp_path, body)
+
+
+def test_every_refusal_code_and_flag_reason_has_words_in_every_catalog() -> None:
+    from ai.prompts.series import REFUSAL_WORDS
+    from ui import components, i18n
+    from ui import refusals as screen_refusals
+
+    assert set(REFUSAL_WORDS) <= screen_refusals.CODES
+    keys = {f"refusal.{code}" for code in screen_refusals.CODES}
+    keys |= {f"reason.{reason}" for reason in components.FLAG_REASONS | {"other"}}
+    keys |= {f"error.{code}" for code in components.ERROR_CODES}
+    for code in i18n.languages():
+        assert keys - set(i18n.catalog(code)) == set(), code
