@@ -56,9 +56,7 @@ class Allow:
         request.state.actor = actor
         return actor
 
-    def _user(
-        self, request: Request, token: str | None, db: sqlite_utils.Database
-    ) -> UserOut:
+    def _user(self, request: Request, token: str | None, db: sqlite_utils.Database) -> UserOut:
         if not token:
             raise Unauthorized("sign in first: this needs a bearer access token")
         secret = cast(str, request.app.state.jwt_key)
@@ -77,9 +75,7 @@ class AllowWithSession(Allow):
     for reads (GET/HEAD only: a write with only a cookie is refused, so a cross-site form can
     never store anything even if a browser ignored SameSite)."""
 
-    def _user(
-        self, request: Request, token: str | None, db: sqlite_utils.Database
-    ) -> UserOut:
+    def _user(self, request: Request, token: str | None, db: sqlite_utils.Database) -> UserOut:
         if token:
             return super()._user(request, token, db)
         resolver = cast(SessionResolver | None, getattr(request.app.state, "session_user", None))
@@ -109,12 +105,20 @@ def route_guard(route: APIRoute) -> Allow | Public | None:
 def iter_api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
     """Every APIRoute, descending into included routers (FastAPI keeps those as entries that
     point at the original router)."""
+    for _, route in iter_api_paths(routes):
+        yield route
+
+
+def iter_api_paths(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    """Every APIRoute with the path it is published at: a router included into another one
+    keeps its own paths, and the prefixes of the includes above it are added here."""
     for route in routes:
         if isinstance(route, APIRoute):
-            yield route
+            yield prefix + route.path, route
         original = getattr(route, "original_router", None)
         if original is not None:
-            yield from iter_api_routes(original.routes)
+            context = getattr(route, "include_context", None)
+            yield from iter_api_paths(original.routes, prefix + str(getattr(context, "prefix", "")))
 
 
 def check_guarded(app: FastAPI) -> None:

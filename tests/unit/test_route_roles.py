@@ -15,7 +15,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from appliance.auth.access import Allow, check_guarded, iter_api_routes
+from appliance.auth.access import Allow, check_guarded, iter_api_paths
 
 PUBLIC = frozenset({"public"})
 ALL = frozenset({"admin", "radiologist", "technician", "viewer"})
@@ -161,8 +161,8 @@ def test_an_undeclared_route_stops_the_app_from_being_built() -> None:
 
 def test_the_guard_walk_sees_every_published_route(app: FastAPI) -> None:
     walked = {
-        (method, route.path)
-        for route in iter_api_routes(app.router.routes)
+        (method, path)
+        for path, route in iter_api_paths(app.router.routes)
         if route.include_in_schema
         for method in route.methods or ()
     }
