@@ -1,0 +1,114 @@
+"""Viewer: series thumbnails, the current image large, slices by swipe, slider, mouse wheel
+and arrow keys, window presets, drag to window/level, pinch or buttons to zoom, demographics and
+technique overlay, AI findings beside the image (tap one: its slice, its box).
+
+Images are rendered on the server by the studies and volumes services (each read audited) and
+sent to this session only, as data URLs. Presets and drag window/level both re-render from the
+stored values on the server: a drag changes the window centre/width in the browser (shown at
+once in the overlay) and sends it, throttled, to the server, which renders the latest one with
+the LINEAR VOI function (PS3.3 C.11.2.1.2.1). Zoom and pinch scale the image in the browser.
+
+Components: :mod:`.panels` (header, thumbnails, findings), :mod:`.viewport`, :mod:`.toolbar`,
+:mod:`.overlay`, :mod:`.gestures` (browser side), :mod:`.controller` (behaviour and events),
+:mod:`.state` and :mod:`.data` (reads)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from nicegui import ui
+
+from ui import components, i18n, runtime, session
+from ui.pages.viewer import data, panels
+from ui.pages.viewer.controller import WINDOW_EVENT_THROTTLE_S, Viewer
+from ui.pages.viewer.gestures import GESTURES_JS
+from ui.pages.viewer.state import (
+    PRESETS,
+    Slice,
+    ViewState,
+    box_svg,
+    data_url,
+    dragged_window,
+    slice_of,
+    window_numbers,
+)
+from ui.pages.viewer.toolbar import toolbar
+from ui.pages.viewer.viewport import viewport
+
+__all__ = [
+    "GESTURES_JS",
+    "PRESETS",
+    "WINDOW_EVENT_THROTTLE_S",
+    "Slice",
+    "ViewState",
+    "box_svg",
+    "build",
+    "data_url",
+    "dragged_window",
+    "register",
+    "slice_of",
+    "window_numbers",
+]
+
+
+def register() -> None:
+    @ui.page("/viewer/{study_id}")
+    def viewer_page(study_id: str) -> components.Guarded:
+        user = components.guard_page(session.EVERYONE)
+        if not isinstance(user, session.SessionUser):
+            return user
+        build(user, study_id)
+        return None
+
+
+def build(user: session.SessionUser, study_id: str) -> None:
+    ui.add_body_html(GESTURES_JS)
+    with components.frame(user, ""):
+        holder = ui.column().classes("w-full gap-2")
+        with holder:
+            ui.label(i18n.t("common.loading")).classes("text-h6 radiant-muted")
+
+    async def load() -> None:
+        loaded = await components.load_or_not_found(
+            holder, lambda: data.load_study(study_id, user)
+        )
+        if loaded is not None:
+            with holder:
+                await _layout(user, ViewState(*loaded))
+
+    ui.timer(0.01, load, once=True)
+
+
+async def _layout(user: session.SessionUser, view: ViewState) -> None:
+    study = view.study
+    viewer = Viewer(user, view)
+    panels.header(user, study)
+    with ui.row().classes("w-full no-wrap gap-3 items-start"):
+        thumbs = ui.column().classes("gap-2").style("width: 148px; min-width: 148px;"
+                                                    " max-height: 600px; overflow-y: auto")
+        with ui.column().classes("col gap-2").style("min-width: 0"):
+            viewer.screen = viewport()
+            viewer.controls = toolbar(viewer.step, viewer.set_preset, viewer.reset_view)
+        findings_box = ui.column().classes("gap-2").style("width: 300px; min-width: 300px")
+    viewer.listen()
+    with thumbs:
+        viewer.thumbs = panels.thumbnails(study, viewer.open_series)
+    with findings_box:
+        panels.findings(view.analysis, viewer.show_finding)
+
+    viewer.follow_timer = ui.timer(3.0, viewer.follow)
+    element_id = viewer.screen.element.id
+    ui.timer(0.3, lambda: ui.run_javascript(f"radiantViewerAttach({element_id})"), once=True)
+
+    first = view.analysis.series_id if view.analysis and view.analysis.series_id else None
+    image_series = [s for s in study.series if s.instance_count]
+    chosen = first or (max(image_series, key=lambda s: s.instance_count).id
+                       if image_series else None)
+    if chosen:
+        await viewer.open_series(chosen)
+    else:
+        viewer.overlay()
+    for series in study.series:
+        png = await runtime.off_loop(partial(data.thumbnail, series.id, user))
+        if png:
+            viewer.thumbs.images[series.id].set_source(data_url(png))
