@@ -22,10 +22,9 @@ from appliance.dicom.media import ImportProgress, ImportSummary, Media
 from appliance.errors import AppError
 from appliance.studies import service as studies
 from appliance.studies import upload as upload_service
-from appliance.studies.models import FileResult, UploadReport
+from appliance.studies.models import UploadReport
 from ui import components, i18n, runtime, session
-
-ISSUES_SHOWN = 20
+from ui.pages import import_panels
 
 
 def register() -> None:
@@ -156,172 +155,121 @@ async def store_uploads(
     )
 
 
-def upload_line(result: FileResult) -> str:
-    """One uploaded file or archive entry and what became of it, in words."""
-    name = f"{result.archive}/{result.name}" if result.archive else result.name
-    reason = f" ({result.reason})" if result.reason else ""
-    return i18n.t("import.upload_file", name=name, outcome=i18n.t(f"upload.{result.outcome}"),
-                  reason=reason)
-
-
 def _media_now() -> list[Media]:
     watcher = runtime.get().state("media_watcher")
     return list(watcher.current()) if watcher is not None else []
 
 
 def build(user: session.SessionUser) -> None:
-    state: dict[str, Any] = {"run": None, "media_key": None}
-    with components.frame(user, "nav.import"):
-        ui.label(i18n.t("import.title")).classes("text-h4")
-        with ui.row().classes("w-full gap-4 items-stretch"):
-            with ui.card().classes("radiant-card col q-pa-md"):
-                ui.label(i18n.t("import.media")).classes("text-h5")
-                media_list = ui.column().classes("w-full gap-2").mark("media-list")
-            with ui.card().classes("radiant-card col q-pa-md"):
-                ui.label(i18n.t("import.receiver")).classes("text-h5")
-                receiver_box = ui.column().classes("gap-1").mark("receiver")
+    ImportScreen().build(user)
+
+
+class ImportScreen:
+    """The import screen of one session: the media import under way and what is shown."""
+
+    def __init__(self) -> None:
+        self.run: ImportRun | None = None
+        self.media_key: tuple[tuple[str, int | None], ...] | None = None
+
+    def build(self, user: session.SessionUser) -> None:
+        with components.frame(user, "nav.import"):
+            ui.label(i18n.t("import.title")).classes("text-h4")
+            with ui.row().classes("w-full gap-4 items-stretch"):
+                with ui.card().classes("radiant-card col q-pa-md"):
+                    ui.label(i18n.t("import.media")).classes("text-h5")
+                    self.media_list = ui.column().classes("w-full gap-2").mark("media-list")
+                with ui.card().classes("radiant-card col q-pa-md"):
+                    ui.label(i18n.t("import.receiver")).classes("text-h5")
+                    self.receiver_box = ui.column().classes("gap-1").mark("receiver")
+            self._progress_card()
+            with ui.card().classes("radiant-card w-full q-pa-md"):
+                ui.label(i18n.t("import.upload")).classes("text-h5")
+                ui.label(i18n.t("import.upload_hint")).classes("radiant-muted")
+                self.upload_result = ui.column().classes("w-full gap-1").mark("upload-result")
+                self.uploader = ui.upload(multiple=True, auto_upload=True, max_files=500,
+                                          label=i18n.t("import.upload_label")).props(
+                    "dark bordered data-testid=upload").classes("w-full").mark("upload")
+        self.cancel.on_click(self.stop)
+        self.uploader.on_multi_upload(self.uploaded)
+        ui.timer(0.01, self.show_receiver, once=True)
+        ui.timer(0.01, self.show_media, once=True)
+        ui.timer(2.0, self.show_media)
+        ui.timer(0.3, self.show_progress)
+
+    def _progress_card(self) -> None:
         with ui.card().classes("radiant-card w-full q-pa-md"):
             ui.label(i18n.t("import.progress")).classes("text-h5")
-            bar = ui.linear_progress(value=0, show_value=False, size="28px").props(
+            self.bar = ui.linear_progress(value=0, show_value=False, size="28px").props(
                 "rounded color=light-blue-5 data-testid=import-progress")
-            progress_text = ui.label(i18n.t("import.idle")).classes("text-body1").props(
+            self.progress_text = ui.label(i18n.t("import.idle")).classes("text-body1").props(
                 "data-testid=import-progress-text").mark("import-progress-text")
-            cancel = ui.button(i18n.t("action.cancel"), icon="stop").props(
+            self.cancel = ui.button(i18n.t("action.cancel"), icon="stop").props(
                 "no-caps outline size=lg data-testid=import-cancel")
-            cancel.set_visibility(False)
-            summary_box = ui.column().classes("w-full gap-1").props(
+            self.cancel.set_visibility(False)
+            self.summary_box = ui.column().classes("w-full gap-1").props(
                 "data-testid=import-summary").mark("import-summary")
-        with ui.card().classes("radiant-card w-full q-pa-md"):
-            ui.label(i18n.t("import.upload")).classes("text-h5")
-            ui.label(i18n.t("import.upload_hint")).classes("radiant-muted")
-            upload_result = ui.column().classes("w-full gap-1").mark("upload-result")
-            uploader = ui.upload(multiple=True, auto_upload=True, max_files=500,
-                                 label=i18n.t("import.upload_label")).props(
-                "dark bordered data-testid=upload").classes("w-full").mark("upload")
 
-    async def show_receiver() -> None:
+    async def show_receiver(self) -> None:
         facts = await runtime.off_loop(_receiver_facts)
-        receiver_box.clear()
-        with receiver_box:
-            ui.label(i18n.t("import.ae_title", value=facts["ae_title"])).classes("text-h6")
-            ui.label(i18n.t("import.port", value=facts["port"])).classes("text-h6")
-            ui.label(i18n.t("import.ip", value=", ".join(facts["addresses"]))).classes("text-h6")
-            if facts["listening"]:
-                ui.label(i18n.t("import.listening")).classes("radiant-ok")
-            else:
-                ui.label(i18n.t("import.not_listening", reason=facts["error"] or "-")).classes(
-                    "radiant-error")
+        self.receiver_box.clear()
+        with self.receiver_box:
+            import_panels.receiver_facts(facts)
 
-    async def show_media() -> None:
+    async def show_media(self) -> None:
         found = await runtime.off_loop(_media_now)
         key = tuple((str(m.path), m.file_count) for m in found)
-        if key == state["media_key"]:
+        if key == self.media_key:
             return
-        state["media_key"] = key
-        media_list.clear()
-        with media_list:
-            if not found:
-                ui.label(i18n.t("import.no_media")).classes("radiant-muted text-body1")
-            for medium in found:
-                with ui.row().classes("w-full items-center no-wrap gap-3").props(
-                    "data-testid=medium"
-                ):
-                    ui.icon("album" if medium.has_dicomdir else "usb").classes("text-h5")
-                    with ui.column().classes("col gap-0"):
-                        ui.label(medium.label).classes("text-h6")
-                        files = "?" if medium.file_count is None else medium.file_count
-                        ui.label(
-                            i18n.t("import.medium_facts", files=files,
-                                   dicomdir=i18n.t("common.yes" if medium.has_dicomdir
-                                                   else "common.no"))
-                        ).classes("radiant-muted")
-                    ui.button(i18n.t("action.import"), icon="download",
-                              on_click=lambda m=medium: start(m)).props(
-                        "no-caps size=lg color=primary data-testid=import-medium")
+        self.media_key = key
+        self.media_list.clear()
+        with self.media_list:
+            import_panels.media_rows(found, self.start)
 
-    async def start(medium: Media) -> None:
+    async def start(self, medium: Media) -> None:
         current = session.require(session.CLINICAL)
         if current is None:
             components.refuse()
             return
-        run: ImportRun | None = state["run"]
+        run = self.run
         if run is not None and not run.done:
             ui.notify(i18n.t("import.busy"), type="warning")
             return
         run = ImportRun(label=medium.label)
-        state["run"] = run
-        summary_box.clear()
-        bar.set_value(0)
-        progress_text.set_text(i18n.t("import.starting", label=medium.label))
-        cancel.set_visibility(True)
+        self.run = run
+        self.summary_box.clear()
+        self.bar.set_value(0)
+        self.progress_text.set_text(i18n.t("import.starting", label=medium.label))
+        self.cancel.set_visibility(True)
         await runtime.off_loop(lambda: _run_import(run, medium.path, current))
-        show_progress()
+        self.show_progress()
 
-    def show_progress() -> None:
-        run: ImportRun | None = state["run"]
+    def show_progress(self) -> None:
+        run = self.run
         if run is None:
             return
         if run.progress is not None and not run.done:
             p = run.progress
-            bar.set_value(p.files_done / p.files_total if p.files_total else 0)
-            progress_text.set_text(
+            self.bar.set_value(p.files_done / p.files_total if p.files_total else 0)
+            self.progress_text.set_text(
                 i18n.t("import.files", done=p.files_done, total=p.files_total)
             )
         if run.done and not run.shown:
             run.shown = True
-            cancel.set_visibility(False)
-            bar.set_value(1)
-            show_summary(run)
+            self.cancel.set_visibility(False)
+            self.bar.set_value(1)
+            with self.summary_box:
+                import_panels.import_summary(run, self.progress_text)
 
-    def show_summary(run: ImportRun) -> None:
-        with summary_box:
-            if run.error is not None:
-                ui.label(i18n.t("import.failed", reason=run.error)).classes("radiant-error")
-                return
-            summary = run.summary
-            assert summary is not None
-            counts = summary.counts()
-            progress_text.set_text(
-                i18n.t("import.files", done=counts["files"], total=summary.files_total)
-            )
-            key = "import.done" if summary.stopped is None else "import.stopped"
-            ui.label(i18n.t(key, label=run.label)).classes("text-h6 radiant-ok")
-            ui.label(
-                i18n.t("import.summary", imported=counts["imported"],
-                       duplicates=counts["duplicates"], quarantined=counts["quarantined"],
-                       refused=counts["refused"] + counts["errors"],
-                       skipped=counts["skipped"])
-            ).classes("text-body1").props("data-testid=import-counts").mark("import-counts")
-            index = run.counts or {}
-            ui.label(
-                i18n.t("import.index", patients=index.get("patients", 0),
-                       studies=index.get("studies", 0), series=index.get("series", 0))
-            ).classes("text-h6").props("data-testid=import-index").mark("import-index")
-            issues = [*summary.quarantined, *summary.refused, *summary.errors]
-            if summary.dicomdir_problem:
-                ui.label(summary.dicomdir_problem).classes("radiant-error")
-            if issues:
-                ui.label(i18n.t("import.issues")).classes("text-h6 radiant-error")
-                for issue in issues[:ISSUES_SHOWN]:
-                    ui.label(f"{issue.path}: {issue.reason}").classes("text-body2")
-                if len(issues) > ISSUES_SHOWN:
-                    ui.label(i18n.t("import.more", count=len(issues) - ISSUES_SHOWN))
-            ui.button(i18n.t("nav.worklist"), icon="list",
-                      on_click=lambda: ui.navigate.to("/")).props(
-                "no-caps size=lg color=primary data-testid=to-worklist")
+    def stop(self) -> None:
+        if self.run is not None:
+            self.run.cancel.set()
 
-    def stop() -> None:
-        run: ImportRun | None = state["run"]
-        if run is not None:
-            run.cancel.set()
-
-    cancel.on_click(stop)
-
-    async def uploaded(event: events.MultiUploadEventArguments) -> None:
+    async def uploaded(self, event: events.MultiUploadEventArguments) -> None:
         current = session.require(session.CLINICAL)
         if current is None:
             components.refuse()
             return
+        upload_result = self.upload_result
         upload_result.clear()
         with upload_result:
             ui.label(i18n.t("import.upload_storing", count=len(event.files))).classes(
@@ -339,33 +287,7 @@ def build(user: session.SessionUser) -> None:
             components.notify_error(exc)
             return
         finally:
-            uploader.reset()
-        show_upload(report)
-
-    def show_upload(report: UploadReport) -> None:
-        counts = report.counts
+            self.uploader.reset()
         upload_result.clear()
         with upload_result:
-            ui.label(
-                i18n.t("import.upload_summary", imported=counts.stored,
-                       duplicates=counts.duplicate, quarantined=counts.quarantined,
-                       refused=counts.rejected)
-            ).classes("text-h6").props("data-testid=upload-counts").mark("upload-counts")
-            issues = [r for r in report.files if r.outcome in ("quarantined", "rejected")]
-            if issues:
-                ui.label(i18n.t("import.issues")).classes("text-h6 radiant-error")
-                for result in issues[:ISSUES_SHOWN]:
-                    ui.label(upload_line(result)).classes("text-body2").mark("upload-issue")
-                if len(issues) > ISSUES_SHOWN:
-                    ui.label(i18n.t("import.more", count=len(issues) - ISSUES_SHOWN))
-            if report.study_ids:
-                ui.button(i18n.t("nav.worklist"), icon="list",
-                          on_click=lambda: ui.navigate.to("/")).props(
-                    "no-caps size=lg color=primary data-testid=upload-to-worklist"
-                ).mark("upload-to-worklist")
-
-    uploader.on_multi_upload(uploaded)
-    ui.timer(0.01, show_receiver, once=True)
-    ui.timer(0.01, show_media, once=True)
-    ui.timer(2.0, show_media)
-    ui.timer(0.3, show_progress)
+            import_panels.upload_summary(report)
