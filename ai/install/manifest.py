@@ -106,6 +106,20 @@ def _field(data: dict[str, Any], name: str, default: str | None = None) -> str:
     return value.strip()
 
 
+def _file_entry(item: Any, where: str) -> FileEntry:
+    """One ``files[]`` item: a safe relative path, a size and a SHA-256."""
+    if not isinstance(item, dict):
+        raise ManifestError(f"{where} must be an object with path, size and sha256")
+    path = check_path(item.get("path"), where)
+    size = item.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestError(f"{where} ({path}): size must be a whole number of bytes >= 0")
+    digest = item.get("sha256")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
+        raise ManifestError(f"{where} ({path}): sha256 must be 64 hexadecimal digits")
+    return FileEntry(path=path, size=size, sha256=digest.lower())
+
+
 def parse_manifest(raw: bytes) -> Manifest:
     """Validate manifest bytes (see the module docstring); ManifestError says what is wrong."""
     if len(raw) > MAX_MANIFEST_BYTES:
@@ -126,20 +140,11 @@ def parse_manifest(raw: bytes) -> Manifest:
     entries: list[FileEntry] = []
     seen: set[str] = set()
     for index, item in enumerate(files):
-        where = f"files[{index}]"
-        if not isinstance(item, dict):
-            raise ManifestError(f"{where} must be an object with path, size and sha256")
-        path = check_path(item.get("path"), where)
-        size = item.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ManifestError(f"{where} ({path}): size must be a whole number of bytes >= 0")
-        digest = item.get("sha256")
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
-            raise ManifestError(f"{where} ({path}): sha256 must be 64 hexadecimal digits")
-        if path in seen:
-            raise ManifestError(f"{where}: {path!r} is listed twice")
-        seen.add(path)
-        entries.append(FileEntry(path=path, size=size, sha256=digest.lower()))
+        entry = _file_entry(item, f"files[{index}]")
+        if entry.path in seen:
+            raise ManifestError(f"files[{index}]: {entry.path!r} is listed twice")
+        seen.add(entry.path)
+        entries.append(entry)
     for entry in entries:
         for parent in PurePosixPath(entry.path).parents:
             if str(parent) in seen:
