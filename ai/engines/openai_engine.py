@@ -32,15 +32,11 @@ process (a Vertex AI access token lasts one hour) is picked up without a restart
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import json
-import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,7 +48,6 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from ai.engines.base import (
     EngineError,
-    EngineLimitError,
     EngineName,
     EngineRequest,
     EngineResponse,
@@ -62,25 +57,24 @@ from ai.engines.base import (
     Route,
     joined_parts,
 )
+from ai.engines.openai_errors import (
+    RetryableStatus,
+    error_message,
+    limit_error,
+    limit_kind,
+    parse_retry_after,
+    retryable,
+)
 
 log = structlog.get_logger("radiant.ai.openai")
 
-#: Server error text (llama.cpp, vLLM, OpenAI, Ollama) meaning the prompt exceeds the context.
-_CONTEXT_LIMIT = re.compile(
-    r"context[_ ]length|maximum context|context size|context window|exceed_context_size"
-    r"|max_model_len|maximum model length|prompt is too long|too many tokens"
-    r"|input is too large|n_ctx",
-    re.IGNORECASE,
-)
-#: Server error text meaning too many images, images not accepted, or an image too large.
-_IMAGE_LIMIT = re.compile(
-    r"at most \d+ image|too many images|image input is not supported|images? (?:is |are )?too large"
-    r"|image[^.]{0,40}exceeds|exceeds[^.]{0,40}image|maximum (?:number of )?images"
-    r"|limit[_ ]mm[_ ]per[_ ]prompt",
-    re.IGNORECASE,
-)
-_MAX_MESSAGE = 300
-
+__all__ = [
+    "EndpointConfig",
+    "OpenAIEngine",
+    "RetryPolicy",
+    "limit_kind",
+    "parse_retry_after",
+]
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
@@ -108,85 +102,6 @@ class RetryPolicy:
     max_wait_s: float = 60.0
     timeout_s: float = 300.0
     connect_timeout_s: float = 10.0
-
-
-class _RetryableStatus(Exception):
-    """A 429 or 5xx answer that may succeed later."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _RetryableStatus | httpx.TransportError)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's error text: ``error.message`` / ``error`` / ``detail`` / the body, cut."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text.strip()[:_MAX_MESSAGE] or response.reason_phrase
-    message: Any = body
-    if isinstance(body, dict):
-        error = body.get("error", body.get("detail", body.get("message")))
-        if isinstance(error, dict):
-            parts = [str(error.get(key)) for key in ("type", "code") if error.get(key)]
-            message = " ".join([str(error.get("message", "")), *parts]).strip()
-        elif error is not None:
-            message = error
-    text = message if isinstance(message, str) else json.dumps(message)
-    return text.strip()[:_MAX_MESSAGE] or response.reason_phrase
-
-
-def limit_kind(message: str) -> str | None:
-    """``context`` or ``image`` when a server error text is about a limit, else None."""
-    if _IMAGE_LIMIT.search(message):
-        return "image"
-    if _CONTEXT_LIMIT.search(message):
-        return "context"
-    return None
-
-
-def _limit_error(message: str, kind: str, request: EngineRequest) -> EngineLimitError:
-    if kind == "image":
-        advice = (
-            f"the server cannot take {request.image_count} images of this size: raise its "
-            "image limit (vLLM --limit-mm-per-prompt, llama.cpp needs the --mmproj projector) "
-            "or send fewer images"
-        )
-    else:
-        advice = (
-            f"the prompt with {request.image_count} images (256 tokens each) does not fit the "
-            "server's context: raise it (llama.cpp -c, vLLM --max-model-len, Ollama num_ctx) "
-            "or send fewer images"
-        )
-    return EngineLimitError(f"{advice} (server said: {message})")
 
 
 class OpenAIEngine:
@@ -289,7 +204,7 @@ class OpenAIEngine:
         wait = min(backoff, self.policy.max_wait_s)
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
-        if isinstance(error, _RetryableStatus) and error.retry_after is not None:
+        if isinstance(error, RetryableStatus) and error.retry_after is not None:
             wait = max(wait, error.retry_after)
         return float(wait)
 
@@ -299,7 +214,7 @@ class OpenAIEngine:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         return (
-            isinstance(error, _RetryableStatus)
+            isinstance(error, RetryableStatus)
             and error.retry_after is not None
             and error.retry_after > self.policy.max_wait_s
         )
@@ -324,15 +239,15 @@ class OpenAIEngine:
         response = self._client.post(self.url, content=body, headers=headers)
         if response.is_success:
             return response
-        message = _error_message(response)
+        message = error_message(response)
         kind = limit_kind(message)
         status = response.status_code
         if kind is not None and status != 429:
-            raise _limit_error(message, kind, request)
+            raise limit_error(message, kind, request)
         if status == 413:
-            raise _limit_error(message, "image", request)
+            raise limit_error(message, "image", request)
         if status == 429 or status >= 500:
-            raise _RetryableStatus(
+            raise RetryableStatus(
                 status, message, parse_retry_after(response.headers.get("Retry-After"))
             )
         prefix = self.endpoint.setting_prefix
@@ -356,7 +271,7 @@ class OpenAIEngine:
         retrying = Retrying(
             stop=self._stop,
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             sleep=self._sleep,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -367,7 +282,7 @@ class OpenAIEngine:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     response = self._post_once(body, request)
-        except _RetryableStatus as exc:
+        except RetryableStatus as exc:
             asked = ""
             if exc.retry_after is not None and exc.retry_after > self.policy.max_wait_s:
                 asked = (

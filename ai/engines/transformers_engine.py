@@ -32,7 +32,6 @@ import copy
 import hashlib
 import importlib
 import importlib.util
-import io
 import json
 import re
 import threading
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from PIL import Image
 
 from ai.engines.base import (
     EngineError,
@@ -51,11 +49,20 @@ from ai.engines.base import (
     EngineRequest,
     EngineResponse,
     EngineUnavailable,
-    ImagePart,
-    joined_parts,
 )
+from ai.engines.transformers_prompt import chat_messages, tokenized
 
 log = structlog.get_logger("radiant.ai.transformers")
+
+__all__ = [
+    "DEFAULT_MODEL_DIR_NAME",
+    "GEMMA3_MODEL_TYPE",
+    "CheckpointInfo",
+    "TransformersEngine",
+    "chat_messages",
+    "checkpoint_revision",
+    "inspect_checkpoint",
+]
 
 #: Default checkpoint folder name under ``<data_dir>/models``.
 DEFAULT_MODEL_DIR_NAME = "medgemma-1.5-4b-it"
@@ -297,7 +304,7 @@ class TransformersEngine:
         """The prompt exactly as the model receives it (the processor's token ids decoded,
         control and image tokens included), for inspection; loads the checkpoint if needed."""
         loaded = self._ensure_loaded()
-        inputs = _tokenized(loaded, request)
+        inputs = tokenized(loaded.processor, request)
         decoded: str = loaded.processor.tokenizer.decode(
             inputs["input_ids"][0], skip_special_tokens=False
         )
@@ -306,7 +313,7 @@ class TransformersEngine:
     def _generate(self, loaded: _Loaded, request: EngineRequest) -> EngineResponse:
         torch = loaded.torch
         started = time.perf_counter()
-        inputs = _tokenized(loaded, request)
+        inputs = tokenized(loaded.processor, request)
         inputs = inputs.to(loaded.model.device, dtype=torch.bfloat16)
         tokens_in = int(inputs["input_ids"].shape[-1])
         if loaded.max_positions and tokens_in + request.max_new_tokens > loaded.max_positions:
@@ -367,48 +374,3 @@ class TransformersEngine:
                 del loaded
                 torch = importlib.import_module("torch")
                 torch.cuda.empty_cache()
-
-
-def chat_messages(request: EngineRequest) -> list[dict[str, Any]]:
-    """The request as chat messages for the processor's template: a system turn when given, then
-    ONE user turn with the parts in order (consecutive text parts joined, see
-    :func:`ai.engines.base.joined_parts`; images as PIL images)."""
-    messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
-    content: list[dict[str, Any]] = []
-    for position, part in enumerate(joined_parts(request.parts)):
-        if isinstance(part, ImagePart):
-            content.append({"type": "image", "image": _decode_jpeg(part.jpeg, position)})
-        else:
-            content.append({"type": "text", "text": part.text})
-    messages.append({"role": "user", "content": content})
-    return messages
-
-
-def _tokenized(loaded: _Loaded, request: EngineRequest) -> Any:
-    """The processor's inputs (input_ids, attention_mask, token_type_ids, pixel_values)."""
-    try:
-        inputs = loaded.processor.apply_chat_template(
-            chat_messages(request),
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-        )
-    except (ValueError, TypeError, KeyError) as exc:
-        raise EngineError(f"the processor could not build the prompt: {exc}") from None
-    if "token_type_ids" not in inputs:
-        raise EngineError(
-            "the processor returned no token_type_ids; MedGemma needs them (is this a "
-            "Gemma 3 processor?)"
-        )
-    return inputs
-
-
-def _decode_jpeg(data: bytes, position: int) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise EngineError(f"part {position + 1} is not a readable JPEG image: {exc}") from None
