@@ -7,190 +7,75 @@ transaction (administrator, mode, audit row): the settings file, the pinned flee
 marker ``provisioned.json`` are renamed into place at its end, so a failure leaves neither a
 half-provisioned database nor half the files. A provisioned box refuses another run unless it is
 forced by an administrator's credentials. The settings take effect when the appliance (re)starts.
+
+The answers are checked in :mod:`provisioning.answers`; the marker and the bucket registration
+live in :mod:`provisioning.marker`.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
 
 from appliance import __version__, tls
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
-from appliance.auth.models import Role, UserCreate, check_password, check_username
-from appliance.config import ENV_PREFIX, ConfigError, Mode, Settings
+from appliance.auth.models import Role, UserCreate, check_password
+from appliance.config import ConfigError, Mode, Settings
 from appliance.db.connection import transaction
 from appliance.db.rows import now_iso
 from appliance.errors import AppError
 from provisioning import device, envfile, signing
-from provisioning.bucket import DEVICE_DOC, FleetBucket, for_box
+from provisioning.answers import (
+    ProvisionError,
+    Validated,
+    answer_name,
+    read_bundle,
+    secret_fields,
+    validate,
+)
+from provisioning.bucket import FleetBucket
+from provisioning.marker import (
+    MARKER_FILE,
+    device_document,
+    is_provisioned,
+    marker_path,
+    read_marker,
+    register,
+)
 from provisioning.models import (
-    ANSWER_SETTINGS,
-    BUNDLE_SETTINGS,
-    ENROLLMENT_FORMAT,
-    REMOTE_ANSWERS,
-    SECRET_ANSWERS,
-    Answers,
     ProvisionResult,
 )
 from sync.mode import set_mode
 from sync.probe import Reach
 from sync.rclone import RcloneError
 
-MARKER_FILE = "provisioned.json"
-_SETTING_TO_ANSWER = {field: answer for answer, field in ANSWER_SETTINGS.items()}
+__all__ = [
+    "MARKER_FILE",
+    "AlreadyProvisioned",
+    "ProvisionError",
+    "Validated",
+    "check_remote",
+    "device_document",
+    "is_provisioned",
+    "marker_path",
+    "provision",
+    "provision_box",
+    "read_bundle",
+    "read_marker",
+    "register",
+    "validate",
+]
 
-
-class ProvisionError(Exception):
-    """A bad answer: ``field`` names it; the message is one line."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class AlreadyProvisioned(Exception):
     """The box is provisioned and the run was not forced by an administrator."""
-
-
-def marker_path(settings: Settings) -> Path:
-    return settings.data_dir / MARKER_FILE
-
-
-def is_provisioned(settings: Settings) -> bool:
-    """True once ``radiant provision`` (or the first-boot screen) has completed on this box."""
-    return marker_path(settings).is_file()
-
-
-@dataclass(frozen=True)
-class Validated:
-    """Answers that passed every check, and the settings they become."""
-
-    answers: Answers
-    values: dict[str, str]  # Settings field -> value, for provisioned.env
-    settings: Settings  # the settings the box will run with (answers over the current ones)
-    fleet_key: Ed25519PublicKey | None
-
-
-def _answer_name(field: str) -> str:
-    return _SETTING_TO_ANSWER.get(field, f"{ENV_PREFIX}{field.upper()}")
-
-
-def _message(error: Any) -> str:
-    text = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    for answer, field in ANSWER_SETTINGS.items():
-        text = text.replace(f"{ENV_PREFIX}{field.upper()}", answer)
-    return text
-
-
-def read_bundle(
-    data: bytes, *, expected_fingerprint: str | None = None, pinned: Ed25519PublicKey | None = None
-) -> dict[str, Any]:
-    """The answers an enrollment bundle pre-fills (its signature checked); ProvisionError with
-    field ``bundle`` when it is corrupt, altered, or signed by another key than expected."""
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ProvisionError(
-            "bundle", "not a JSON enrollment bundle (corrupt or truncated)"
-        ) from None
-    if not isinstance(document, dict) or document.get("format") != ENROLLMENT_FORMAT:
-        raise ProvisionError("bundle", f"not an enrollment bundle (format {ENROLLMENT_FORMAT})")
-    try:
-        key = signing.parse_public(str(document.get("fleet_public_key", "")))
-    except ValueError as exc:
-        raise ProvisionError("bundle", f"its fleet_public_key is unusable ({exc})") from None
-    try:
-        signing.verify(document, key)
-    except signing.SignatureError as exc:
-        raise ProvisionError("bundle", str(exc)) from None
-    found = signing.fingerprint(key)
-    if expected_fingerprint and expected_fingerprint.strip() != found:
-        raise ProvisionError(
-            "bundle", f"signed by fleet key {found}, not the expected {expected_fingerprint}"
-        )
-    if pinned is not None and signing.fingerprint(pinned) != found:
-        raise ProvisionError(
-            "bundle",
-            f"signed by fleet key {found}, not the one this box pinned "
-            f"({signing.fingerprint(pinned)})",
-        )
-    remote, preset = document.get("remote") or {}, document.get("settings") or {}
-    if not isinstance(remote, dict) or not isinstance(preset, dict):
-        raise ProvisionError("bundle", "remote and settings must be JSON objects")
-    for name in remote:
-        if name not in REMOTE_ANSWERS:
-            raise ProvisionError("bundle", f"unknown remote field {name!r}")
-    for name in preset:
-        if name not in BUNDLE_SETTINGS:
-            raise ProvisionError("bundle", f"unknown setting {name!r}")
-    answers: dict[str, Any] = {**preset, **remote}
-    answers["fleet_public_key"] = signing.public_text(key)
-    if document.get("device_name"):
-        answers["device_name"] = document["device_name"]
-    return answers
-
-
-def validate(raw: dict[str, Any], current: Settings) -> Validated:
-    """Check every answer; ProvisionError names the first bad one."""
-    for name in ("site_name", "timezone", "language", "dicom_ae_title"):
-        if isinstance(raw.get(name), str) and not raw[name].strip():
-            raise ProvisionError(name, "must not be empty or all spaces")
-    try:
-        answers = Answers.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ())) or "answers"
-        if err.get("type") == "missing":
-            raise ProvisionError(field, "required") from None
-        if err.get("type") == "extra_forbidden":
-            raise ProvisionError(field, "unknown answer") from None
-        raise ProvisionError(field, _message(err)) from None
-    if any(ord(ch) < 32 for ch in answers.site_name):
-        raise ProvisionError("site_name", "must not contain control characters")
-    try:
-        check_username(answers.admin_username)
-    except ValueError as exc:
-        raise ProvisionError("admin_username", str(exc)) from None
-    if answers.language.lower() not in ("en", "fr"):
-        raise ProvisionError("language", f"{answers.language!r} is not supported (en or fr)")
-    fleet_key = None
-    if answers.fleet_public_key:
-        try:
-            fleet_key = signing.parse_public(answers.fleet_public_key)
-        except ValueError as exc:
-            raise ProvisionError("fleet_public_key", str(exc)) from None
-    mode = answers.mode or (Mode.ONLINE if answers.remote else Mode.OFFLINE)
-    values: dict[str, str] = {}
-    for answer, field in ANSWER_SETTINGS.items():
-        value = getattr(answers, answer)
-        if answer == "mode":
-            value = mode.value
-        if value is None or value == "":
-            continue
-        values[field] = str(value)
-    for field, value in values.items():
-        try:
-            envfile.quote(value)
-        except ValueError as exc:
-            raise ProvisionError(_answer_name(field), str(exc)) from None
-    # The box's settings with these answers: every rule of appliance.config applies.
-    base = current.model_dump(exclude={name for name in ANSWER_SETTINGS.values()})
-    try:
-        candidate = Settings(_env_file=None, **{**base, **values})  # type: ignore[call-arg]
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err.get("loc") else "?"
-        raise ProvisionError(_answer_name(field), _message(err)) from None
-    return Validated(answers, values, candidate, fleet_key)
 
 
 def provision_box(
@@ -281,25 +166,9 @@ def provision(
     answers = checked.answers
     warnings: list[str] = []
     if already:
-        try:
-            user = auth.authenticate(db, answers.admin_username, password, client="localhost")
-        except AppError as exc:
-            raise ProvisionError("admin_password", exc.detail) from None
-        if user.role is not Role.ADMIN:
-            raise ProvisionError("admin_username", f"{user.username} is not an administrator")
-        actor = Actor(name=user.username, role=user.role.value, user_id=user.id, client="localhost")
-        pinned = device.pinned_fleet_key(settings)
-        if pinned is not None and checked.fleet_key is None:
-            checked = Validated(answers, checked.values, checked.settings, pinned)
+        checked, actor = _administrator(settings, db, checked, password)
     else:
-        try:
-            check_password(password)
-        except ValueError as exc:
-            raise ProvisionError("admin_password", str(exc)) from None
-        if db.execute(
-            "SELECT 1 FROM users WHERE username = ?", (answers.admin_username,)
-        ).fetchone():
-            raise ProvisionError("admin_username", f"{answers.admin_username!r} is already taken")
+        _first_administrator(db, answers.admin_username, password)
     if answers.remote and probe_remote:
         with tempfile.TemporaryDirectory(prefix="radiant-provision-") as scratch:
             warning = check_remote(checked.settings, Path(scratch))
@@ -360,6 +229,35 @@ def provision(
     )
 
 
+def _administrator(
+    settings: Settings, db: sqlite_utils.Database, checked: Validated, password: str
+) -> tuple[Validated, Actor]:
+    """A forced run: the answers' administrator signs in; the pinned fleet key is kept when the
+    answers name none. Returns the answers and the administrator as the actor."""
+    answers = checked.answers
+    try:
+        user = auth.authenticate(db, answers.admin_username, password, client="localhost")
+    except AppError as exc:
+        raise ProvisionError("admin_password", exc.detail) from None
+    if user.role is not Role.ADMIN:
+        raise ProvisionError("admin_username", f"{user.username} is not an administrator")
+    actor = Actor(name=user.username, role=user.role.value, user_id=user.id, client="localhost")
+    pinned = device.pinned_fleet_key(settings)
+    if pinned is not None and checked.fleet_key is None:
+        checked = Validated(answers, checked.values, checked.settings, pinned)
+    return checked, actor
+
+
+def _first_administrator(db: sqlite_utils.Database, username: str, password: str) -> None:
+    """A first run: the new administrator's password is strong enough and the name is free."""
+    try:
+        check_password(password)
+    except ValueError as exc:
+        raise ProvisionError("admin_password", str(exc)) from None
+    if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+        raise ProvisionError("admin_username", f"{username!r} is already taken")
+
+
 def _commit(
     settings: Settings,
     db: sqlite_utils.Database,
@@ -401,7 +299,7 @@ def _commit(
                 "fleet_key": marker["fleet_key"],
                 "bundle_sha256": bundle_sha256,
                 "settings": sorted(
-                    _answer_name(f) for f in checked.values if f not in _secret_fields()
+                    answer_name(f) for f in checked.values if f not in secret_fields()
                 ),
             },
         )
@@ -413,38 +311,3 @@ def _commit(
         )
 
 
-def _secret_fields() -> frozenset[str]:
-    return frozenset(ANSWER_SETTINGS[a] for a in SECRET_ANSWERS)
-
-
-def device_document(settings: Settings, device_name: str | None) -> dict[str, Any]:
-    """``device.json``: who the box is, signed by its own key."""
-    key = device.ensure_device_key(settings)
-    ident = device.identity(settings)
-    body = {
-        "format": "radiant-device/1",
-        "device_id": ident.device_id,
-        "device_name": device_name,
-        "site_name": settings.site_name,
-        "public_key": ident.public_key,
-        "registered_at": now_iso(),
-        "version": __version__,
-    }
-    return signing.sign(body, key)
-
-
-def register(settings: Settings, device_name: str | None = None) -> None:
-    """Write ``fleet/devices/<id>/device.json`` to the bucket (RcloneError when it fails)."""
-    name = device_name
-    if name is None:
-        name = read_marker(settings).get("device_name")
-    document = device_document(settings, name)
-    for_box(settings).put_json(document["device_id"], DEVICE_DOC, document)
-
-
-def read_marker(settings: Settings) -> dict[str, Any]:
-    try:
-        value = json.loads(marker_path(settings).read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
