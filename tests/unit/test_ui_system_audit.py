@@ -14,7 +14,7 @@ from appliance.audit.models import Actor
 from appliance.auth.models import Role
 from appliance.patients import service as patients
 from appliance.patients.models import PatientCreate
-from tests.unit.test_ui_screens import Screen, audit_actions, run
+from tests.unit.test_ui_screens import Screen, audit_actions, ct_study, draft, import_set, run
 
 
 def test_admin_reads_names_and_mrns_filters_and_exports(tmp_path: Path) -> None:
@@ -61,3 +61,25 @@ async def _rows(s: Screen, marker: str, ready: Any) -> list[dict[str, Any]]:
             return list(table.rows)
         await asyncio.sleep(0.05)
     raise AssertionError(f"table {marker} never got the expected rows: {table.rows}")
+
+
+def test_report_screen_shows_the_study_turnaround(tmp_path: Path) -> None:
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        draft(s, study_id)
+        await s.sign_in(s.add_user(Role.RADIOLOGIST))
+        await s.see("Worklist")
+        await s.user.open(f"/report/{study_id}")
+        await s.see("Turnaround")
+        await s.see(marker="turnaround-strip")
+        # Complete (imported whole) and not yet analysed, handed over or signed.
+        labels = [
+            str(getattr(e, "text", ""))
+            for e in s.user.find(marker="turnaround-strip").elements
+            for e in e.default_slot.children
+        ]
+        assert any(text.startswith("· Complete +") for text in labels), labels
+        for step in ("AI analysed", "Handed over", "Signed"):
+            assert f"· {step} not yet" in labels, labels
+
+    run(tmp_path, body)

@@ -17,7 +17,7 @@ from nicegui import app, ui
 from appliance.export import service as export
 from appliance.reports.decisions import undecided
 from ui import components, i18n, runtime, session, urgency_panel
-from ui.pages.report import content, data, header
+from ui.pages.report import content, data, header, turnaround
 from ui.pages.report.actions import ReportActions
 from ui.pages.report.data import Loaded
 from ui.pages.report.exports import exports
@@ -107,6 +107,7 @@ def _page(
 ) -> None:
     report = loaded.report
     header.title_row(user, loaded.study)
+    turnaround.strip(loaded.study.id)
     if report is None:
         header.no_report(user, loaded, reload)
         return
