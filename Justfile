@@ -48,7 +48,7 @@ ohif:
 
 # ruff and mypy over the project's packages.
 lint:
-    {{venv}}/ruff check appliance ui ai sync provisioning tests bench image
+    {{venv}}/ruff check appliance ui ai sync provisioning radiant tests bench image
     {{venv}}/mypy
 
 # Ingest benchmark: the appliance's receiver against Orthanc (not a test).

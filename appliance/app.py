@@ -1,4 +1,7 @@
-"""``create_app()``: the FastAPI app with its routers, the NiceGUI screen and the lifespan."""
+"""``create_app()``: the FastAPI app with its routers, the NiceGUI screen and the lifespan.
+
+The services it serves come from the composition root (:mod:`appliance.bootstrap`); the
+database, storage and keys from :func:`appliance.context.prepare`."""
 
 from __future__ import annotations
 
@@ -9,62 +12,28 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from appliance import __version__, logs, problems, tls
-from appliance.analysis import service as analysis
+from appliance import __version__, bootstrap, logs, problems, tls
 from appliance.analysis.routes import router as analysis_router
 from appliance.audit.routes import router as audit_router
 from appliance.auth.access import Public, check_guarded
 from appliance.auth.routes import router as auth_router
-from appliance.config import (
-    ConfigError,
-    Settings,
-    ensure_secret_key,
-    load_settings,
-    prepare_data_dir,
-)
-from appliance.context import AppContext
-from appliance.db.connection import ConnectionPool
-from appliance.db.migrate import apply_migrations
-from appliance.dicom.media import MediaWatcher
-from appliance.dicom.receiver import Receiver
-from appliance.dicom.recovery import recover
+from appliance.config import ConfigError, Settings, load_settings
+from appliance.context import prepare
 from appliance.dicomweb.routes import router as dicomweb_router
 from appliance.dicomweb.routes import uri_router as wado_uri_router
 from appliance.errors import NotFound
 from appliance.export.routes import router as export_router
-from appliance.integrations.pacs import PacsRetrier
 from appliance.jobs.routes import router as jobs_router
-from appliance.jobs.runner import JobRunner
 from appliance.patients.routes import router as patients_router
 from appliance.reports.routes import router as reports_router
 from appliance.studies.routes import router as studies_router
-from appliance.studies.stability import StabilityMonitor
-from appliance.studies.upload import discard_partial_uploads
 from appliance.system.routes import router as system_router
 from appliance.triage.routes import router as triage_router
-from appliance.volumes import service as volumes
 from appliance.volumes.routes import router as volumes_router
 from appliance.web_security import SecurityHeaders
-from provisioning.agent import FleetAgent, receiver_state
-from provisioning.audit_checkpoints import Checkpointer
-from sync.manager import SyncManager
 from sync.routes import router as sync_router
 
 log = logs.get_logger("radiant.app")
-
-
-def prepare(settings: Settings) -> AppContext:
-    """Data dir, secret key, schema and stores: everything that must hold before serving."""
-    prepare_data_dir(settings)
-    secret = ensure_secret_key(settings)
-    pool = ConnectionPool(settings.db_path, settings.db_busy_timeout_ms)
-    if settings.db_migrate_at_start:
-        applied = apply_migrations(pool.get())
-        if applied:
-            log.info("migrations_applied", versions=applied)
-    else:
-        log.info("migrations_held", reason="RADIANT_DB_MIGRATE_AT_START=false")
-    return AppContext.build(settings, pool, secret)
 
 
 def _tls_active(settings: Settings) -> bool:
@@ -93,58 +62,15 @@ def create_app(
     settings = settings or load_settings()
     logs.configure(settings.log_level)
     ctx = prepare(settings)
+    services = bootstrap.build_services(ctx, tls_active=_tls_active(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        recover(ctx)
-        discard_partial_uploads(settings)
-        jobs = JobRunner(ctx.pool, lock_path=settings.data_dir / "jobs.lock")
-        jobs.register(volumes.JOB_KIND, volumes.volume_job(ctx), concurrency=1, resumable=True)
-        jobs.register(analysis.JOB_KIND, analysis.analysis_job(ctx), concurrency=1, resumable=False)
-        jobs.start()  # re-queues or fails the jobs a crash left running
-        analysis.reconcile(ctx.pool.get())  # analyses of jobs a crash failed: failed too
-        app.state.jobs = jobs
-        stability = StabilityMonitor(ctx.pool, settings.stable_age_s)
-        stability.listeners.append(analysis.auto_analysis_listener(ctx, jobs.enqueue))
-        stability.listeners.append(volumes.auto_build_listener(ctx, jobs.enqueue))
-        stability.start()
-        app.state.stability = stability
-        media_watcher = MediaWatcher(settings.media_root_paths, exclude=[settings.data_dir])
-        media_watcher.start()
-        app.state.media_watcher = media_watcher
-        receiver = Receiver(ctx)
-        if with_receiver:
-            receiver.start()  # after recover(): nothing may arrive while it runs
-        app.state.receiver = receiver
-        pacs_retrier = PacsRetrier(ctx.pool, ctx.store, settings)
-        pacs_retrier.start()  # re-sends report objects a PACS did not take
-        app.state.pacs_retrier = pacs_retrier
-        sync_manager = SyncManager(ctx)
-        sync_manager.start()  # replication; does nothing until a remote is configured
-        app.state.sync = sync_manager
-        fleet_agent = FleetAgent(
-            ctx,
-            receiver_state=lambda: receiver_state(receiver.status()),
-            on_mode_change=sync_manager.wake,
-        )
-        fleet_agent.start()  # only on a provisioned box with a remote; talks only when online
-        app.state.fleet = fleet_agent
-        checkpointer = Checkpointer(settings, ctx.pool, settings.audit_checkpoint_rows)
-        checkpointer.start()
-        log.info("started", version=__version__, mode=settings.mode.value)
+        bootstrap.start(services, with_receiver=with_receiver)
         try:
             yield
         finally:
-            receiver.stop()
-            pacs_retrier.stop()
-            media_watcher.stop()
-            stability.stop()
-            jobs.stop()
-            fleet_agent.stop()
-            sync_manager.stop()
-            checkpointer.stop()  # the shutdown checkpoint, after the last writer stopped
-            ctx.pool.close_all()
-            log.info("stopped")
+            bootstrap.stop(services)
 
     app = FastAPI(
         title="RadiantAI appliance",
@@ -153,11 +79,9 @@ def create_app(
         "UNVERIFIED until a radiologist signs the report.",
         lifespan=lifespan,
     )
+    app.state.services = services  # read by type: appliance.dependencies, ui.runtime
     app.state.ctx = ctx
-    app.state.settings = settings
-    app.state.db_pool = ctx.pool
     app.state.jwt_key = ctx.keys.jwt
-    app.state.tls_active = _tls_active(settings)
     problems.install(app)
 
     for router in (
@@ -200,7 +124,7 @@ def create_app(
     if with_ui:
         from ui.mount import mount
 
-        mount(app, settings, ctx.keys.session)
+        mount(app, services)
     # Added last, so it wraps everything, the screen's session cookie included.
     app.add_middleware(
         SecurityHeaders, csp=settings.http_csp, hsts_max_age_s=settings.hsts_max_age_s

@@ -18,11 +18,11 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.auth import service as auth_service
 from appliance.auth.models import Role, UserCreate
 from appliance.config import Settings
+from appliance.context import prepare
 from appliance.db.connection import transaction
 from appliance.dicom.reading import InstanceInfo, read_instance
 from appliance.dicom.scan import scan_instance

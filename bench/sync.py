@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from appliance.app import prepare  # noqa: E402
 from appliance.config import Mode  # noqa: E402
+from appliance.context import prepare  # noqa: E402
 from appliance.db.connection import open_database, transaction  # noqa: E402
 from sync import litestream, queue  # noqa: E402
 from sync.litestream import LitestreamSupervisor  # noqa: E402

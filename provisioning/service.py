@@ -90,7 +90,7 @@ def provision_box(
 ) -> ProvisionResult:
     """Check everything first (nothing is written, not even the data dir), then prepare the data
     dir and database and :func:`provision`."""
-    from appliance.app import prepare
+    from appliance.context import prepare
 
     already = is_provisioned(settings)
     if already and not force:

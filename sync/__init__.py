@@ -11,5 +11,5 @@ stored meanwhile is shipped and verified. Parts:
 - :mod:`sync.queue`, :mod:`sync.uploader`: the ``sync_queue`` rows and their upload/verify.
 - :mod:`sync.probe`: reachable, unreachable, no such bucket, credentials refused.
 - :mod:`sync.snapshot`, :mod:`sync.eviction`, :mod:`sync.fetch`, :mod:`sync.restore`.
-- :mod:`sync.status`, :mod:`sync.routes`, :mod:`sync.cli`: what admins see and type.
+- :mod:`sync.status`, :mod:`sync.routes`, :mod:`radiant.commands.sync`: what admins see and type.
 """

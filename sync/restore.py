@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.config import Settings, check_sync_prefix, prepare_data_dir
+from appliance.context import prepare
 from appliance.db.connection import open_database
 from appliance.dicom.fsck import FsckReport, fsck
 from sync import crypt_keys, layout, litestream, rclone, snapshot
@@ -127,8 +128,6 @@ def _restore(
         list_file.unlink(missing_ok=True)
     _tighten(settings)
     os.sync()
-    from appliance.app import prepare
-
     ctx = prepare(settings)
     try:
         report = fsck(ctx)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.context import AppContext
-from appliance.dependencies import get_context
+from appliance.dependencies import ReplicationDep, get_context
 from sync import status
 from sync.mode import set_mode
 from sync.models import ModeIn, ModeOut, SyncStatus
@@ -22,12 +22,10 @@ Admin = Annotated[Actor, Depends(Allow(Role.ADMIN))]
 
 
 @router.post("/api/system/mode", response_model=ModeOut)
-def switch_mode(body: ModeIn, request: Request, actor: Admin, ctx: Ctx) -> ModeOut:
+def switch_mode(body: ModeIn, actor: Admin, ctx: Ctx, replication: ReplicationDep) -> ModeOut:
     """Switch the box online (replication, online inference) or offline; audited."""
     change = set_mode(ctx.pool.get(), ctx.settings, body.mode, actor)
-    manager = getattr(request.app.state, "sync", None)
-    if manager is not None:
-        manager.wake()
+    replication.wake()
     return ModeOut(mode=change.mode, previous=change.previous)
 
 

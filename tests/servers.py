@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-RADIANT = [sys.executable, "-m", "appliance.cli"]
+RADIANT = [sys.executable, "-m", "radiant"]
 
 
 def free_port() -> int:

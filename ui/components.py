@@ -78,7 +78,7 @@ def plaintext_banner() -> None:
     """A red banner on every page while the screen answers plain HTTP beyond this machine
     (``RADIANT_ALLOW_PLAINTEXT_HTTP=true``): passwords and sessions cross the network in clear."""
     rt = runtime.get()
-    if not tls.plaintext_exposed(rt.settings, bool(rt.state("tls_active"))):
+    if not tls.plaintext_exposed(rt.settings, rt.services.tls_active):
         return
     with ui.row().classes("w-full items-center no-wrap gap-2 bg-red-9 text-white q-px-md q-py-sm"):
         ui.icon("lock_open").classes("text-h6")

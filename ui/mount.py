@@ -8,7 +8,6 @@ its ``register(settings, ctx)`` is called here, and every page sends the user to
 from __future__ import annotations
 
 from types import ModuleType
-from typing import cast
 
 from fastapi import FastAPI
 from nicegui import app as nicegui_app
@@ -17,6 +16,7 @@ from nicegui.storage import Storage
 
 from appliance.config import Settings
 from appliance.context import AppContext
+from appliance.services import Services
 from ui import ohif, runtime, session
 from ui.pages import analysis, importing, report, sign_in, system, viewer, worklist
 
@@ -48,10 +48,10 @@ def _session_store(settings: Settings) -> None:
     nicegui_app.storage = Storage()
 
 
-def mount(app: FastAPI, settings: Settings, secret: str, ctx: AppContext | None = None) -> None:
-    """Serve the screens at ``/`` of ``app``; ``ctx`` defaults to ``app.state.ctx``."""
-    context = ctx or cast(AppContext, app.state.ctx)
-    runtime.install(runtime.Runtime(app, context))
+def mount(app: FastAPI, services: Services) -> None:
+    """Serve the screens at ``/`` of ``app`` with the services the composition root built."""
+    settings, context, secret = services.settings, services.ctx, services.ctx.keys.session
+    runtime.install(runtime.Runtime(services))
     app.state.session_user = session.request_user_id  # DICOMweb reads accept the screen cookie
     app.state.session_cookie_key = secret  # the key NiceGUI's session middleware signs with
     _session_store(settings)

@@ -1,6 +1,6 @@
-"""What the screens need from the running appliance: the AppContext and the FastAPI app (whose
-``state`` holds the job runner, media watcher, receiver and sync manager). Set by
-:func:`ui.mount.mount`; pages read it at each request, so a new app replaces an old one."""
+"""What the screens need from the running appliance: the :class:`~appliance.services.Services`
+the composition root built (context, job runner, receiver, media watcher, replication), by type.
+Set by :func:`ui.mount.mount`; pages read it at each request, so a new app replaces an old one."""
 
 from __future__ import annotations
 
@@ -8,34 +8,33 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import sqlite_utils
-from fastapi import FastAPI
 from nicegui import run
 
 from appliance.config import Settings
 from appliance.context import AppContext
+from appliance.services import Services
 
 T = TypeVar("T")
 
 
 @dataclass
 class Runtime:
-    app: FastAPI
-    ctx: AppContext
+    services: Services
+
+    @property
+    def ctx(self) -> AppContext:
+        return self.services.ctx
 
     @property
     def settings(self) -> Settings:
-        return self.ctx.settings
+        return self.services.settings
 
     def db(self) -> sqlite_utils.Database:
         """The calling thread's connection (call it inside the function run off the loop)."""
-        return self.ctx.pool.get()
-
-    def state(self, name: str) -> Any:
-        """A long-lived part the lifespan put on ``app.state`` (None before start-up)."""
-        return getattr(self.app.state, name, None)
+        return self.services.ctx.pool.get()
 
 
 _current: Runtime | None = None

@@ -25,7 +25,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.config import Mode, Settings
 from appliance.jobs.models import JobFailed
-from sync.mode import effective_mode
+from appliance.system.mode import effective_mode
 
 
 @dataclass(frozen=True, slots=True)

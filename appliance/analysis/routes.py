@@ -3,9 +3,9 @@ signed in). Cancelling goes through ``POST /api/jobs/{job_id}/cancel``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from appliance.analysis import service
@@ -14,8 +14,7 @@ from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.context import AppContext
-from appliance.dependencies import get_context
-from appliance.jobs import service as jobs
+from appliance.dependencies import Jobs, get_context
 from appliance.jobs.routes import accepted as accepted_response
 
 router = APIRouter(tags=["analysis"])
@@ -23,13 +22,6 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 Requesters = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN)
 Readers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.VIEWER)
 Reader = Annotated[Actor, Depends(Readers)]
-
-
-def _enqueue(request: Request, ctx: AppContext) -> Any:
-    runner = getattr(request.app.state, "jobs", None)
-    if runner is not None:
-        return runner.enqueue
-    return lambda kind, payload, actor: jobs.enqueue(ctx.pool.get(), kind, payload, actor)
 
 
 @router.post(
@@ -47,12 +39,12 @@ def _enqueue(request: Request, ctx: AppContext) -> Any:
 )
 def request_analysis(
     body: AnalysisRequest,
-    request: Request,
     actor: Annotated[Actor, Depends(Requesters)],
     ctx: Ctx,
+    runner: Jobs,
 ) -> JSONResponse:
     """Queue an analysis (a persisted ``analysis`` job); poll ``status_url``."""
-    analysis_id, job_id = service.request_analysis(ctx, body, actor, _enqueue(request, ctx))
+    analysis_id, job_id = service.request_analysis(ctx, body, actor, runner.enqueue)
     accepted = AnalysisAccepted(
         analysis_id=analysis_id,
         job_id=job_id,

@@ -74,10 +74,10 @@ from appliance.db.rows import new_id, now_iso
 from appliance.errors import AppError, Forbidden, InvalidInput, NotFound
 from appliance.jobs.models import Job, JobCancelled, JobFailed
 from appliance.logs import get_logger
+from appliance.system.mode import effective_mode
 from appliance.triage import alerts as triage_alerts
 from appliance.volumes import service as volumes
 from appliance.volumes.nifti import read_nifti
-from sync.mode import effective_mode
 
 log = get_logger("radiant.analysis")
 

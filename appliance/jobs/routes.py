@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -13,7 +13,7 @@ from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.context import AppContext
-from appliance.dependencies import get_context
+from appliance.dependencies import Jobs, get_context
 from appliance.jobs import service
 from appliance.jobs.models import JobOut
 
@@ -45,12 +45,10 @@ def get_job(job_id: str, actor: Annotated[Actor, Depends(Readers)], ctx: Ctx) ->
     responses={409: {"description": "The job has already finished"}},
 )
 def cancel_job(
-    job_id: str, request: Request, actor: Annotated[Actor, Depends(Writers)], ctx: Ctx
+    job_id: str, actor: Annotated[Actor, Depends(Writers)], ctx: Ctx, runner: Jobs
 ) -> JobOut:
     """Cancel a job: a queued one is cancelled at once; a running one stops at its next check
     (``cancel_requested`` is true until then)."""
     job = service.request_cancel(ctx.pool.get(), job_id, actor)
-    runner = getattr(request.app.state, "jobs", None)
-    if runner is not None:
-        runner.signal_cancel(job_id)
+    runner.signal_cancel(job_id)
     return job

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import FileResponse, JSONResponse
 
 from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.auth.models import Role
 from appliance.context import AppContext
-from appliance.dependencies import get_context
+from appliance.dependencies import Jobs, get_context
 from appliance.dicom.preview import Preset
-from appliance.jobs import service as jobs
 from appliance.jobs.models import JobAccepted, JobStatus
 from appliance.jobs.routes import accepted as accepted_response
 from appliance.volumes import service
@@ -31,13 +30,6 @@ _PNG: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _enqueue(request: Request, ctx: AppContext) -> Any:
-    runner = getattr(request.app.state, "jobs", None)
-    if runner is not None:
-        return runner.enqueue
-    return lambda kind, payload, actor: jobs.enqueue(ctx.pool.get(), kind, payload, actor)
-
-
 @router.post(
     "/api/volumes",
     status_code=status.HTTP_202_ACCEPTED,
@@ -50,14 +42,14 @@ def _enqueue(request: Request, ctx: AppContext) -> Any:
 )
 def build_volumes(
     body: VolumeBuildRequest,
-    request: Request,
     actor: Annotated[Actor, Depends(Builders)],
     ctx: Ctx,
+    runner: Jobs,
 ) -> JSONResponse:
     """Build the volumes of a series in the background (202 with the job), or answer 201 with
     them when they were already built from the series' current instances. Once the job is
     done, ``GET /api/jobs/{id}`` lists the volume ids in ``result.volume_ids``."""
-    found = service.request_build(ctx, body.series_id, actor, _enqueue(request, ctx))
+    found = service.request_build(ctx, body.series_id, actor, runner.enqueue)
     if found.volumes is not None:
         built = VolumesBuilt(series_id=found.series_id, volumes=found.volumes)
         return JSONResponse(built.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)

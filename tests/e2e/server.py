@@ -35,7 +35,7 @@ STOP_TIMEOUT_S = 20.0
 
 def radiant_command() -> list[str]:
     """``.venv/bin/radiant`` next to this interpreter (what ``./just run`` calls), else
-    ``python -m appliance.cli``."""
+    ``python -m radiant``."""
     script = Path(sys.executable).with_name("radiant")
     return [str(script)] if script.exists() else list(RADIANT)
 

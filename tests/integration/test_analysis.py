@@ -361,7 +361,7 @@ def test_ai_auto_queues_one_primary_analysis_per_stable_study(
         ct = ingest_ct(app.state.ctx)
         (listener,) = [
             item
-            for item in app.state.stability.listeners
+            for item in app.state.services.stability.listeners
             if item.__qualname__.startswith("auto_analysis_listener")
         ]
         listener(Stable("series", ct.series_id))  # a series alone: nothing

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from appliance import tls
-from appliance.app import prepare
-from appliance.cli import main
 from appliance.config import Mode, load_settings
+from appliance.context import prepare
 from appliance.db.connection import open_database
 from provisioning import audit_checkpoints, signing
 from provisioning.agent import FleetAgent
 from provisioning.bucket import DESIRED_DOC, FleetBucket
+from radiant.cli import main
 from sync.mode import effective_mode
 from tests.sync_servers import Remote, azurite, moto_s3, poll
 

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
-from appliance.cli import main as radiant
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.db.connection import open_database
 from appliance.dicom.fsck import NOT_INDEXED
 from appliance.dicom.recovery import UNINDEXED, recover
 from appliance.dicom.store_index import IndexedFile, walk_index
+from radiant.cli import main as radiant
 from tests.servers import RADIANT, clean_env
 
 pytestmark = pytest.mark.integration

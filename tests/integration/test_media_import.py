@@ -17,10 +17,9 @@ import pydicom
 import pytest
 import sqlite_utils
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom.media import (
     APPLEDOUBLE,
     MEDIA_INDEX,

@@ -19,9 +19,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from appliance.app import prepare
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom.native_scp import IMPLEMENTATION_UID
 from appliance.dicom.receiver import Receiver
 from tests.servers import free_port

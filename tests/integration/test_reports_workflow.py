@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ai.safety import DISCLAIMER
-from appliance.cli import main as radiant
 from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.reports.verify import GENESIS, verify_all, version_digest
+from radiant.cli import main as radiant
 from tests.reporting import FINDINGS, INDICATION, CtStudy, ingest_ct, insert_analysis
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.app import prepare
+from appliance.context import prepare
 from sync import status
 from sync.manager import SyncManager
 from tests.servers import RADIANT, clean_env

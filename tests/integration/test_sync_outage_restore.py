@@ -15,15 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.auth import service as auth_service
 from appliance.auth.models import Role, UserCreate
-from appliance.cli import main as radiant
 from appliance.config import Mode
+from appliance.context import prepare
 from appliance.db.connection import open_database
 from appliance.patients import service as patients
 from appliance.patients.models import PatientCreate
+from radiant.cli import main as radiant
 from sync import status
 from sync.identity import device_id
 from sync.manager import SyncManager

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from appliance.app import create_app, prepare
+from appliance.app import create_app
 from appliance.audit.models import Actor
 from appliance.auth import service as auth_service
 from appliance.auth.models import Role, UserCreate
 from appliance.config import Mode
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
 from sync import eviction

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.config import Mode
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.db.connection import open_database
 from appliance.patients import service as patients
 from appliance.patients.models import PatientCreate

@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
-from appliance.cli import main
 from provisioning import signing
 from provisioning.update.bucket import for_box
 from provisioning.update.release import ReleaseError, build, verify
 from provisioning.update.slots import Slots
 from provisioning.update.updater import Updater, db_schema
+from radiant.cli import main
 from tests.sync_servers import Remote, moto_s3, stop_process
 
 pytestmark = pytest.mark.integration

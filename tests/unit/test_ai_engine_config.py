@@ -202,9 +202,9 @@ def test_the_runtime_mode_switch_moves_the_engine(tmp_path: Path) -> None:
     """`radiant mode online` (or the screen, or the fleet) changes the engine of the next
     analysis without a restart; RADIANT_MODE alone is only the starting point."""
     from appliance.analysis.service import current_engine, engine_info
-    from appliance.app import prepare
     from appliance.audit.models import Actor
     from appliance.config import Mode
+    from appliance.context import prepare
     from sync.mode import set_mode
 
     settings = load_settings(

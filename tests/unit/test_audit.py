@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.cli import main as radiant
 from appliance.config import Settings
 from appliance.db.connection import open_database, transaction
 from appliance.db.migrate import apply_migrations
+from radiant.cli import main as radiant
 
 ACTOR = Actor(name="tester", role="admin", client="127.0.0.1")
 

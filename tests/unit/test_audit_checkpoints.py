@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from appliance.app import prepare
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.config import Settings
+from appliance.context import prepare
 from provisioning import audit_checkpoints as checkpoints
 from tests.servers import RADIANT, clean_env
 

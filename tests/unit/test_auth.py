@@ -18,9 +18,9 @@ from appliance.app import create_app
 from appliance.audit.models import Actor
 from appliance.auth.models import Role, UserCreate
 from appliance.auth.service import create_user
-from appliance.cli import main as radiant
 from appliance.config import Settings
 from appliance.db.connection import open_database
+from radiant.cli import main as radiant
 from tests.conftest import PASSWORD
 
 PROBLEM = "application/problem+json"

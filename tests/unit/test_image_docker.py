@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from appliance.cli import build_parser
+from radiant.cli import build_parser
 
 SERVE_CMD = '["sh", "-c", "radiant tls ensure && exec radiant serve"]'
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import build_parser
+from radiant.cli import build_parser
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
 UNITS = sorted((IMAGE / "systemd").iterdir())

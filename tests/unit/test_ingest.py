@@ -19,11 +19,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
-from appliance.app import prepare
 from appliance.audit import service as audit_service
 from appliance.audit.models import Actor
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom.ingest import _LOCKS, Outcome
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.recovery import UNINDEXED, recover

@@ -125,8 +125,8 @@ def test_ingest_quarantines_the_nested_data_set(settings_ctx: AppContext) -> Non
 
 @pytest.fixture
 def settings_ctx(settings: object) -> AppContext:
-    from appliance.app import prepare
     from appliance.config import Settings
+    from appliance.context import prepare
 
     assert isinstance(settings, Settings)
     return prepare(settings)

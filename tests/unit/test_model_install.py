@@ -34,8 +34,8 @@ from ai.install.errors import (
 from ai.install.manifest import MANIFEST_NAME, RECORD_NAME, make_manifest
 from ai.install.sources import FolderSource, MirrorSource
 from appliance.audit.models import Actor
-from appliance.cli import main
 from appliance.config import Settings
+from radiant.cli import main
 from tests.servers import free_port
 
 ACTOR = Actor.system("test")

@@ -14,12 +14,12 @@ import pytest
 from appliance import tls
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
-from appliance.cli import main
 from appliance.config import Mode, Settings, load_settings
 from appliance.db.connection import open_database
 from provisioning import desired, device, signing
 from provisioning.fleet import enroll_bundle
 from provisioning.service import is_provisioned
+from radiant.cli import main
 
 PASSWORD = "a long first passphrase"
 

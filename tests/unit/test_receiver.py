@@ -33,9 +33,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from appliance.app import prepare
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom.query import IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS
 from appliance.dicom.receiver import Receiver
 from appliance.dicom.statuses import (

@@ -21,9 +21,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from appliance.app import prepare
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom.receiver import Receiver
 from appliance.dicom.statuses import NOT_AUTHORIZED
 from appliance.dicom.summariser import Summariser

@@ -11,9 +11,9 @@ import pytest
 import sqlite_utils
 from pydicom.dataset import Dataset
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.config import Settings
+from appliance.context import prepare
 from appliance.dicom.query import (
     IDENTIFIER_MISMATCH,
     UNABLE_TO_PROCESS,

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom.ingest import Outcome
 from appliance.dicom.reading import Rejected, read_instance
 from appliance.dicom.scan import scan_instance

@@ -12,12 +12,11 @@ import pytest
 import sqlite_utils
 from fastapi.testclient import TestClient
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
-from appliance.cli import main as radiant
 from appliance.config import Mode, Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.db.rows import now_iso
+from radiant.cli import main as radiant
 from sync import binaries, crypt_keys, layout, litestream, rclone
 from sync import queue as sync_queue
 from sync.identity import device_id, sync_prefix

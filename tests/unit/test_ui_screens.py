@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlite_utils
-from fastapi import FastAPI
 from nicegui import app as nicegui_app
 from nicegui import events, ui
 from nicegui.elements.mixins.validation_element import ValidationElement
@@ -25,13 +24,13 @@ from pydantic import SecretStr
 
 from ai.parsing import parse_answer
 from ai.safety import apply_safety
+from appliance import bootstrap
 from appliance.analysis.verdict import finding_flags, verdict
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.auth import service as auth
 from appliance.auth.models import Role, UserCreate
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.dicom import media
 from appliance.errors import Forbidden
 from appliance.reports import service as reports
@@ -85,13 +84,14 @@ async def screen(
     Storage.path = (tmp_path / "screen-storage").resolve()
     nicegui_app.storage = Storage()
     ctx = prepare(settings)
-    fastapi_app = FastAPI()
-    fastapi_app.state.ctx = ctx
+    # The services the composition root builds for the app, not started (no worker claims
+    # jobs): the screens queue work the one way the API does, through the job runner.
+    services = bootstrap.build_services(ctx)
     real_unprovisioned = runtime.unprovisioned
     if provisioned:
         runtime.unprovisioned = lambda: False  # type: ignore[assignment]  # first boot is done
     async with user_simulation() as user:
-        runtime.install(runtime.Runtime(fastapi_app, ctx))
+        runtime.install(runtime.Runtime(services))
         mount.register_pages(settings, ctx)
         try:
             yield Screen(user, ctx, settings)

@@ -19,13 +19,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from appliance import cli
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.studies.stability import Stable
 from appliance.volumes import reconstruct as rc
 from appliance.volumes.nifti import read_nifti
 from appliance.volumes.service import current_volumes, key_image
+from radiant import cli
 from tests.dicom_files import instance_files
 
 Headers = Callable[[str], dict[str, str]]
@@ -298,7 +298,7 @@ def test_a_stable_series_gets_a_volume_job_for_volumetric_modalities_only(
 ) -> None:
     (mr,) = ingest(app, MR_SAG)
     (dx,) = ingest(app, DX)
-    listener = app.state.stability.listeners[-1]
+    listener = app.state.services.stability.listeners[-1]
     listener(Stable("study", "whatever"))
     listener(Stable("series", dx))
     assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
@@ -318,7 +318,7 @@ def test_auto_volumes_can_be_switched_off(
 ) -> None:
     (mr,) = ingest(app, MR_SAG)
     app.state.ctx.settings.auto_volumes = False
-    app.state.stability.listeners[-1](Stable("series", mr))
+    app.state.services.stability.listeners[-1](Stable("series", mr))
     assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
@@ -331,7 +331,7 @@ def test_cli_volume_build_writes_numbered_files_and_refuses_radiographs(
 ) -> None:
     ingest(app, FMRI)
     ingest(app, DX)
-    data_dir = str(app.state.settings.data_dir)
+    data_dir = str(app.state.services.settings.data_dir)
     fmri_uid, dx_uid = series_uid(instance_files(FMRI)[0]), series_uid(instance_files(DX)[0])
     out = tmp_path / "out" / "fmri.nii.gz"
     out.parent.mkdir()

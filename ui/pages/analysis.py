@@ -59,15 +59,7 @@ def _setup(study_id: str, user: session.SessionUser) -> Setup:
 
 def _request(body: AnalysisRequest, user: session.SessionUser) -> tuple[str, str]:
     rt = runtime.get()
-    runner = rt.state("jobs")
-    if runner is not None:
-        enqueue = runner.enqueue
-    else:
-
-        def enqueue(kind: str, payload: dict[str, Any], actor: Any) -> Any:
-            return jobs.enqueue(rt.db(), kind, payload, actor)
-
-    return analysis_service.request_analysis(rt.ctx, body, user.actor, enqueue)
+    return analysis_service.request_analysis(rt.ctx, body, user.actor, rt.services.jobs.enqueue)
 
 
 def _poll(analysis_id: str, job_id: str | None, user: session.SessionUser

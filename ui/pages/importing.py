@@ -96,8 +96,7 @@ def _run_import(run: ImportRun, path: Path, user: session.SessionUser) -> None:
 
 def _receiver_facts() -> dict[str, Any]:
     rt = runtime.get()
-    receiver = rt.state("receiver")
-    status = receiver.status() if receiver is not None else None
+    status = rt.services.receiver.status()
     return {
         "ae_title": rt.settings.dicom_ae_title,
         "port": rt.settings.dicom_port,
@@ -156,8 +155,7 @@ async def store_uploads(
 
 
 def _media_now() -> list[Media]:
-    watcher = runtime.get().state("media_watcher")
-    return list(watcher.current()) if watcher is not None else []
+    return list(runtime.get().services.media_watcher.current())
 
 
 def build(user: session.SessionUser) -> None:

@@ -62,7 +62,6 @@ def _facts() -> Facts:
     except Exception as exc:
         found, error = None, str(exc)
     usage = shutil.disk_usage(rt.settings.data_dir)
-    receiver = rt.state("receiver")
     return Facts(
         mode=sync_mode.effective_mode(db, rt.settings),
         sync=found,
@@ -70,10 +69,10 @@ def _facts() -> Facts:
         engine=analysis_service.engine_info(rt.settings, db),
         disk_total=usage.total,
         disk_free=usage.free,
-        receiver=receiver.status() if receiver is not None else None,
+        receiver=rt.services.receiver.status(),
         addresses=addresses(rt.settings.dicom_host),
         users=auth.list_users(db),
-        tls_active=bool(rt.state("tls_active")),
+        tls_active=rt.services.tls_active,
         tls_fingerprint=_fingerprint(rt.settings),
         locked=throttle.locked(db, utc_now()),
         blocked=throttle.blocked_clients(db, utc_now()),
@@ -89,9 +88,7 @@ def _fingerprint(settings: Settings) -> str | None:
 def _switch(mode: Mode, user: session.SessionUser) -> Mode:
     rt = runtime.get()
     change = sync_mode.set_mode(rt.db(), rt.settings, mode, user.actor)
-    manager = rt.state("sync")
-    if manager is not None:
-        manager.wake()
+    rt.services.sync.wake()
     return change.mode
 
 

@@ -5,43 +5,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
-from appliance.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, _cli_actor, _settings
 from appliance.config import Mode, Settings
-
-DataDirOption = Callable[[argparse.ArgumentParser], None]
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    """One line on stderr, like the other commands' errors (``python -m appliance.cli`` runs
-    that module as ``__main__``, so its CliError class is not the one imported here)."""
-    print(f"radiant: {message}", file=sys.stderr)
-    return code
+from radiant.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    DataDirOption,
+    cli_actor,
+    cli_settings,
+    fail,
+    open_context,
+    quiet_logs,
+)
 
 
 def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from appliance.app import prepare
-    from appliance.cli import _quiet_logs
-
-    return prepare(_quiet_logs(_settings(args)))
 
 
 def cmd_mode(args: argparse.Namespace) -> int:
     """Show the mode, or switch it (audited; the running appliance follows within a round)."""
     from sync.mode import effective_mode, set_mode
 
-    ctx = _context(args)
+    ctx = open_context(args)
     try:
         db = ctx.pool.get()
         if args.mode is None:
             print(effective_mode(db, ctx.settings).value)
             return EXIT_OK
-        change = set_mode(db, ctx.settings, Mode(args.mode), _cli_actor())
+        change = set_mode(db, ctx.settings, Mode(args.mode), cli_actor())
     finally:
         ctx.pool.close_all()
     print(f"mode: {change.mode.value} (was {change.previous.value})")
@@ -51,7 +46,7 @@ def cmd_mode(args: argparse.Namespace) -> int:
 def cmd_sync_status(args: argparse.Namespace) -> int:
     from sync import status
 
-    ctx = _context(args)
+    ctx = open_context(args)
     try:
         report = status.compute(ctx.settings, ctx.pool.get())
     finally:
@@ -99,14 +94,14 @@ def cmd_sync_passphrase(args: argparse.Namespace) -> int:
     """Print the crypt passphrase and salt (generated once), for the administrator to keep."""
     from sync import crypt_keys
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     from appliance.config import prepare_data_dir
 
     prepare_data_dir(settings)
     try:
         keys = crypt_keys.ensure(settings)
     except crypt_keys.KeysError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(
         "# Keep these two lines away from the appliance (a password manager, a safe). Without\n"
         "# them nobody can read the files in the bucket, nor restore a replacement box.",
@@ -122,16 +117,16 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
     from sync.probe import probe, where
     from sync.rclone import Rclone
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     if not settings.sync_remote:
-        return _fail("no remote configured: set RADIANT_SYNC_REMOTE (s3 or azure)", EXIT_CONFIG)
+        return fail("no remote configured: set RADIANT_SYNC_REMOTE (s3 or azure)", EXIT_CONFIG)
     from appliance.config import prepare_data_dir
 
     prepare_data_dir(settings)
     rclone.write_config(settings)
     result = probe(settings, Rclone(settings))
     if not result.ok:
-        return _fail(result.detail or "the bucket cannot be reached")
+        return fail(result.detail or "the bucket cannot be reached")
     print(f"ok: {where(settings)} is reachable")
     return EXIT_OK
 
@@ -142,23 +137,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from sync.restore import RestoreError, restore_from_remote
 
     if not args.from_remote:
-        return _fail("say where from: --from-remote", EXIT_CONFIG)
-    settings: Settings = _settings(args)
+        return fail("say where from: --from-remote", EXIT_CONFIG)
+    settings: Settings = cli_settings(args)
     keys = None
     if args.passphrase_stdin:
         try:
             keys = crypt_keys.parse(sys.stdin.read())
         except crypt_keys.KeysError as exc:
-            return _fail(str(exc), EXIT_CONFIG)
-    from appliance.cli import _quiet_logs
+            return fail(str(exc), EXIT_CONFIG)
 
-    _quiet_logs(settings)
+    quiet_logs(settings)
     try:
         report = restore_from_remote(
             settings, keys=keys, prefix=args.prefix, use_snapshot=args.snapshot
         )
     except RestoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for note in report.notes:
         print(f"note: {note}")
     for problem in report.fsck.problems:

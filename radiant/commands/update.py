@@ -9,17 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, _settings
+from radiant.commands.fleet import fleet_bucket, fleet_key
+from radiant.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, cli_settings
 
 Adder = Callable[[argparse.ArgumentParser], None]
 Wrap = Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]
 
 
 def cmd_release_build(args: argparse.Namespace) -> int:
-    from provisioning.cli import _fleet_key
     from provisioning.update.release import ReleaseError, build
 
-    key = _fleet_key(args)
+    key = fleet_key(args)
     try:
         document = build(Path(args.out), Path(args.wheels), args.version, args.channel, key)
     except ReleaseError as exc:
@@ -33,12 +33,11 @@ def cmd_release_build(args: argparse.Namespace) -> int:
 
 
 def cmd_release_publish(args: argparse.Namespace) -> int:
-    from provisioning.cli import _fleet_bucket, _fleet_key
     from provisioning.update.bucket import ReleaseBucket
     from provisioning.update.release import ReleaseError
 
-    key = _fleet_key(args)
-    with _fleet_bucket(args) as fleet:
+    key = fleet_key(args)
+    with fleet_bucket(args) as fleet:
         bucket = ReleaseBucket(fleet.settings, fleet.config_dir)
         bucket.prepare()
         try:
@@ -65,7 +64,7 @@ def cmd_update_run(args: argparse.Namespace) -> int:
     from provisioning.update.slots import Slots
     from provisioning.update.updater import SystemdRestarter, Updater
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     if not settings.sync_remote:
         print("radiant: no bucket configured: updates come through the fleet's bucket")
         return EXIT_OK
@@ -85,7 +84,7 @@ def cmd_update_run(args: argparse.Namespace) -> int:
 
 
 def cmd_update_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = cli_settings(args)
     path = settings.data_dir / "update" / "state.json"
     print(path.read_text("utf-8") if path.is_file() else "{}")
     return EXIT_OK

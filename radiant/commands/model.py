@@ -4,25 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from appliance.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, _cli_actor, _settings
-
-DataDirOption = Callable[[argparse.ArgumentParser], None]
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"radiant: {message}", file=sys.stderr)
-    return code
-
-
-def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from appliance.app import prepare
-    from appliance.cli import _quiet_logs
-
-    return prepare(_quiet_logs(_settings(args)))
+from radiant.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    DataDirOption,
+    cli_actor,
+    cli_settings,
+    fail,
+    open_context,
+)
 
 
 def _engine_note(engine: str) -> str | None:
@@ -42,14 +34,14 @@ def cmd_model_install(args: argparse.Namespace) -> int:
     try:
         source = open_source(args.location, args.manifest, attempts=args.attempts)
     except InstallError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
-    ctx = _context(args)
+        return fail(str(exc), EXIT_CONFIG)
+    ctx = open_context(args)
     try:
         result = install(
             ctx.settings,
             ctx.pool.get(),
             source,
-            _cli_actor(),
+            cli_actor(),
             name=args.name,
             manifest_sha256=args.manifest_sha256,
             enable=not args.no_enable,
@@ -57,9 +49,9 @@ def cmd_model_install(args: argparse.Namespace) -> int:
         )
     except SourceError as exc:
         hint = "; run the same command again to resume" if exc.resumable else ""
-        return _fail(f"{exc}{hint}; the previous model stays enabled")
+        return fail(f"{exc}{hint}; the previous model stays enabled")
     except InstallError as exc:
-        return _fail(f"{exc}; the previous model stays enabled")
+        return fail(f"{exc}; the previous model stays enabled")
     finally:
         source.close()
         ctx.pool.close_all()
@@ -85,11 +77,11 @@ def cmd_model_enable(args: argparse.Namespace) -> int:
     from ai.install.errors import InstallError
     from ai.install.service import enable_model
 
-    ctx = _context(args)
+    ctx = open_context(args)
     try:
-        previous = enable_model(ctx.settings, ctx.pool.get(), args.name, _cli_actor())
+        previous = enable_model(ctx.settings, ctx.pool.get(), args.name, cli_actor())
     except InstallError as exc:
-        return _fail(f"{exc}")
+        return fail(f"{exc}")
     finally:
         ctx.pool.close_all()
     print(f"enabled: {args.name}{' (was ' + previous + ')' if previous else ''}")
@@ -102,7 +94,7 @@ def cmd_model_enable(args: argparse.Namespace) -> int:
 def cmd_model_list(args: argparse.Namespace) -> int:
     from ai.install.service import list_models, pointer
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     models = list_models(settings)
     if not models:
         print(f"no models in {settings.data_dir / 'models'}")
@@ -125,17 +117,17 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
     from ai.install.errors import InstallError
     from ai.install.service import verify_model
 
-    ctx = _context(args)
+    ctx = open_context(args)
     try:
-        report = verify_model(ctx.settings, ctx.pool.get(), _cli_actor(), args.name)
+        report = verify_model(ctx.settings, ctx.pool.get(), cli_actor(), args.name)
     except InstallError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         ctx.pool.close_all()
     for problem in report.problems:
         print(f"problem: {problem}")
     if not report.ok:
-        return _fail(f"{report.name}: {len(report.problems)} problems (see above)")
+        return fail(f"{report.name}: {len(report.problems)} problems (see above)")
     print(
         f"{report.name}: {report.files} files, {report.bytes / 1e9:.2f} GB, all match the manifest"
     )
@@ -154,12 +146,12 @@ def cmd_model_manifest(args: argparse.Namespace) -> int:
             folder, model_id=args.model_id, revision=args.revision, license_text=args.license
         )
     except InstallError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
+        return fail(str(exc), EXIT_CONFIG)
     out: Path = args.out or folder / MANIFEST_NAME
     try:
         out.write_bytes(raw)
     except OSError as exc:
-        return _fail(f"{out}: cannot be written ({exc.strerror})", EXIT_CONFIG)
+        return fail(f"{out}: cannot be written ({exc.strerror})", EXIT_CONFIG)
     print(f"wrote {out} (sha256 {hashlib.sha256(raw).hexdigest()})")
     return EXIT_OK
 
