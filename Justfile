@@ -46,10 +46,11 @@ ohif:
         && cd .. && rm -rf {{ohif_version}} && mv {{ohif_version}}.part/package {{ohif_version}} \
         && rm -rf {{ohif_version}}.part )
 
-# ruff and mypy over the project's packages.
+# ruff, mypy and the import layers contract (pyproject.toml [tool.importlinter]).
 lint:
     {{venv}}/ruff check appliance ui ai sync provisioning radiant tests bench image
     {{venv}}/mypy
+    {{venv}}/lint-imports
 
 # Ingest benchmark: the appliance's receiver against Orthanc (not a test).
 bench-ingest *ARGS: (apt "bench")

@@ -4,7 +4,8 @@
 ``openai`` (an OpenAI-compatible server on the box or the clinic's network, e.g. llama.cpp on a
 Jetson) or ``none`` (the default: drafts are refused with what to configure).
 
-In ``offline`` mode the local engine is used. In ``online`` mode with
+In ``offline`` mode the local engine is used (the host says which mode through
+:meth:`ai.settings.AiSettings.online_active`). In ``online`` mode with
 ``RADIANT_AI_ONLINE_ENDPOINT`` set, requests go to that endpoint first; when it cannot be reached
 (connection error, timeout, 429 or 5xx after its retries) and ``RADIANT_AI_ONLINE_FALLBACK`` is
 true, the local engine answers instead and the response says so (``route="local"``,
@@ -28,12 +29,12 @@ from ai.engines.base import (
 from ai.engines.none_engine import NoneEngine
 from ai.engines.openai_engine import EndpointConfig, OpenAIEngine, RetryPolicy
 from ai.engines.transformers_engine import TransformersEngine
-from appliance.config import Mode, Settings
+from ai.settings import AiSettings
 
 log = structlog.get_logger("radiant.ai.select")
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
+def retry_policy(settings: AiSettings) -> RetryPolicy:
     """The retry and timeout settings of the HTTP engines."""
     return RetryPolicy(
         max_attempts=settings.ai_max_attempts,
@@ -44,7 +45,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def local_engine(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> Engine:
+def local_engine(settings: AiSettings, *, sleep: Callable[[float], None] = time.sleep) -> Engine:
     """The engine named by ``RADIANT_AI_ENGINE`` (nothing is loaded or contacted yet)."""
     if settings.ai_engine == "transformers":
         return TransformersEngine(settings.ai_model_path)
@@ -109,10 +110,10 @@ class OnlineEngine:
             self.fallback.close()
 
 
-def build_engine(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> Engine:
+def build_engine(settings: AiSettings, *, sleep: Callable[[float], None] = time.sleep) -> Engine:
     """The engine for the current mode (see the module docstring)."""
     local = local_engine(settings, sleep=sleep)
-    if settings.mode != Mode.ONLINE:
+    if not settings.online_active():
         return local
     if not settings.ai_online_endpoint:
         log.warning("ai.online.no_endpoint", local_engine=local.name)

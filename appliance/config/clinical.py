@@ -1,0 +1,56 @@
+"""The clinical work after intake: automatic volumes and analyses, what may go to the cloud,
+triage, reports and sending them to a PACS (appliance/volumes, analysis, triage, export,
+integrations/pacs.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from appliance.config.base import ENV_PREFIX, blank_is_unset
+
+
+class ClinicalSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    auto_volumes: bool = True
+    # Reports and exports (appliance/export, appliance/integrations/pacs.py).
+    report_page_size: Literal["A4", "LETTER"] = "A4"
+    report_font_path: Path | None = None
+    pacs_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
+    pacs_retry_base_s: Annotated[float, Field(ge=0.01, le=86_400)] = 30.0
+    pacs_retry_max_s: Annotated[float, Field(ge=0.01, le=7 * 86_400)] = 3600.0
+    pacs_retry_poll_s: Annotated[float, Field(ge=0.01, le=3600)] = 5.0
+    # Radiographs with Burned In Annotation YES go to the cloud endpoint only when true (audited).
+    ai_cloud_allow_burned_in: bool = False
+    # Queue a primary analysis for every stable study (appliance/analysis).
+    ai_auto: bool = False
+    # Triage (ai/urgency.py): the site's critical findings list (JSON; the packaged one if unset).
+    triage_critical_list: Path | None = None
+    # Seconds after which an unacknowledged critical alert sounds again / comes back (ui/alerts).
+    triage_realert_s: Annotated[int, Field(ge=30, le=3600)] = 180
+
+    @field_validator("triage_critical_list", "report_font_path", mode="before")
+    @classmethod
+    def _clinical_blank_is_unset(cls, value: Any) -> Any:
+        return blank_is_unset(value)
+
+    @field_validator("triage_critical_list")
+    @classmethod
+    def _clinical_critical_list(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from ai.urgency import CriticalListError, load_critical_list
+
+            try:
+                load_critical_list(value)
+            except CriticalListError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("report_page_size", mode="before")
+    @classmethod
+    def _clinical_page_size(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
