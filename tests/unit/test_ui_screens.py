@@ -350,6 +350,36 @@ def test_analysis_form_refuses_an_empty_indication(tmp_path: Path) -> None:
     run(tmp_path, body, ai_engine="openai", ai_endpoint="http://127.0.0.1:9/v1")
 
 
+def test_analysis_from_the_screen_is_queued_through_the_job_runner(tmp_path: Path) -> None:
+    """The screen queues work the one way the API does (the job runner): one ``analysis``
+    job row, queued for the worker, naming the analysis; the request is audited."""
+
+    async def body(s: Screen) -> None:
+        study_id = ct_study(s, import_set(s))
+        await s.sign_in(s.add_user(Role.TECHNICIAN))
+        await s.see("Worklist")
+        await s.user.open(f"/analysis/{study_id}")
+        await s.see(marker="run-analysis")
+        s.user.find(marker="indication").type("Headache after a fall")
+        s.user.find(marker="run-analysis").click()
+        for _ in range(100):
+            queued = s.db.execute(
+                "SELECT payload, status FROM jobs WHERE kind = 'analysis'").fetchall()
+            if queued:
+                break
+            await asyncio.sleep(0.1)
+        assert len(queued) == 1
+        payload, status = json.loads(queued[0][0]), queued[0][1]
+        assert status == "queued"  # no worker runs in this test: the row waits for one
+        (analysis,) = s.db.execute(
+            "SELECT id, status FROM analyses WHERE study_id = ?", (study_id,)).fetchall()
+        assert payload["analysis_id"] == analysis[0]
+        assert analysis[1] == "queued"
+        assert len(audit_actions(s.db, "analysis.request")) == 1
+
+    run(tmp_path, body, ai_engine="openai", ai_endpoint="http://127.0.0.1:9/v1")
+
+
 def test_analysis_waits_for_a_study_that_is_still_arriving(tmp_path: Path) -> None:
     async def body(s: Screen) -> None:
         study_id = ct_study(s, import_set(s, complete=False))
