@@ -10,11 +10,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from appliance import logs
 from appliance.audit.models import Actor
 from appliance.config import Settings, load_settings
-from appliance.context import AppContext, prepare
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -59,6 +62,9 @@ def quiet_logs(settings: Settings) -> Settings:
 
 
 def open_context(args: argparse.Namespace, *, quiet: bool = True) -> AppContext:
-    """The prepared data dir, database and stores of the command's settings."""
+    """The prepared data dir, database and stores of the command's settings (imported here:
+    ``radiant --help`` need not load the ingest path)."""
+    from appliance.context import prepare
+
     settings = cli_settings(args)
     return prepare(quiet_logs(settings) if quiet else settings)

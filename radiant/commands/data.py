@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from appliance.context import prepare
 from radiant.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -111,6 +110,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     """Check storage, index, quarantine and audit chain; ``--repair`` fixes what is safe."""
+    from appliance.context import prepare
     from appliance.dicom.fsck import fsck
 
     settings = cli_settings(args)
