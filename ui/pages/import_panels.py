@@ -3,19 +3,32 @@ found with their Import buttons, a media import's summary and an upload's report
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from nicegui import ui
 
-from appliance.dicom.media import Media
+from appliance.dicom.media import ImportProgress, ImportSummary, Media
 from appliance.studies.models import FileResult, UploadReport
 from ui import i18n
 
-if TYPE_CHECKING:
-    from ui.pages.importing import ImportRun
-
 ISSUES_SHOWN = 20
+
+
+@dataclass
+class ImportRun:
+    """One media import shared between its worker thread and the page's timer."""
+
+    label: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: ImportProgress | None = None
+    summary: ImportSummary | None = None
+    counts: dict[str, int] | None = None
+    error: str | None = None
+    done: bool = False
+    shown: bool = False
 
 
 def upload_line(result: FileResult) -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import secrets
 import socket
-import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,14 @@ from nicegui import events, ui
 from nicegui.elements.upload_files import FileUpload
 
 from appliance.dicom import media as media_service
-from appliance.dicom.media import ImportProgress, ImportSummary, Media
+from appliance.dicom.media import ImportProgress, Media
 from appliance.errors import AppError
 from appliance.studies import service as studies
 from appliance.studies import upload as upload_service
 from appliance.studies.models import UploadReport
 from ui import components, i18n, runtime, session
 from ui.pages import import_panels
+from ui.pages.import_panels import ImportRun
 
 
 def register() -> None:
@@ -58,20 +57,6 @@ def addresses(host: str) -> list[str]:
     except OSError:
         pass
     return found or ["127.0.0.1"]
-
-
-@dataclass
-class ImportRun:
-    """One media import shared between its worker thread and the page's timer."""
-
-    label: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    progress: ImportProgress | None = None
-    summary: ImportSummary | None = None
-    counts: dict[str, int] | None = None
-    error: str | None = None
-    done: bool = False
-    shown: bool = False
 
 
 def _run_import(run: ImportRun, path: Path, user: session.SessionUser) -> None:
