@@ -15,9 +15,9 @@ from ai.install.errors import CheckpointError, ManifestError, TargetError
 from ai.install.files import read_record
 from ai.install.manifest import MANIFEST_NAME, checkpoint_files, hash_file, parse_manifest
 from ai.install.pointer import enabled_path, models_dir, pointer
+from ai.settings import AiSettings
 from appliance.audit.models import Actor
 from appliance.audit.service import record
-from appliance.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def gemma_check(path: Path) -> None:
         raise CheckpointError(f"not enabled: {exc}") from None
 
 
-def list_models(settings: Settings) -> list[InstalledModel]:
+def list_models(settings: AiSettings) -> list[InstalledModel]:
     """The checkpoint folders under ``models/`` (hidden entries and links left out)."""
     models = models_dir(settings)
     if not models.is_dir():
@@ -131,7 +131,7 @@ def verify_dir(path: Path, name: str) -> VerifyReport:
 
 
 def verify_model(
-    settings: Settings, db: sqlite_utils.Database, actor: Actor, name: str | None = None
+    settings: AiSettings, db: sqlite_utils.Database, actor: Actor, name: str | None = None
 ) -> VerifyReport:
     """Re-hash a model's files against its manifest (default: the enabled one); audited."""
     if name is None:

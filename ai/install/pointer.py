@@ -15,26 +15,26 @@ from pathlib import Path
 from ai.install.errors import TargetError
 from ai.install.files import fsync_dir
 from ai.install.manifest import Manifest
-from appliance.config import Settings
+from ai.settings import AiSettings
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
-def models_dir(settings: Settings) -> Path:
-    return settings.data_dir / "models"
+def models_dir(settings: AiSettings) -> Path:
+    return settings.models_root()
 
 
-def pointer(settings: Settings) -> Path:
+def pointer(settings: AiSettings) -> Path:
     """The path the transformers engine loads (absolute, its last component not resolved)."""
     path = settings.ai_model_path
     return path.parent.resolve() / path.name
 
 
-def inside_models(settings: Settings, path: Path) -> bool:
+def inside_models(settings: AiSettings, path: Path) -> bool:
     return path.parent == models_dir(settings).resolve()
 
 
-def enabled_path(settings: Settings) -> Path | None:
+def enabled_path(settings: AiSettings) -> Path | None:
     """Where the pointer leads (a real folder for a checkpoint copied by hand), or None."""
     link = pointer(settings)
     if link.is_symlink():
@@ -44,7 +44,7 @@ def enabled_path(settings: Settings) -> Path | None:
     return link if link.is_dir() else None
 
 
-def enabled_name(settings: Settings) -> str | None:
+def enabled_name(settings: AiSettings) -> str | None:
     """The name of the enabled model under ``models/``, or None."""
     target = enabled_path(settings)
     if target is None or not inside_models(settings, target):
@@ -52,7 +52,7 @@ def enabled_name(settings: Settings) -> str | None:
     return target.name
 
 
-def check_name(settings: Settings, name: str) -> str:
+def check_name(settings: AiSettings, name: str) -> str:
     if not _NAME.fullmatch(name):
         raise TargetError(
             f"{name!r} is not a model name (1-100 letters, digits, '.', '_', '+', '-'; not "
@@ -74,7 +74,7 @@ def default_name(manifest: Manifest) -> str:
     return f"{base or 'model'}-{tag}"[:100]
 
 
-def check_pointer(settings: Settings) -> None:
+def check_pointer(settings: AiSettings) -> None:
     """Refuse, before fetching anything, a pointer this installer may not replace."""
     link = pointer(settings)
     if link.is_symlink() or not link.exists():
@@ -92,7 +92,7 @@ def check_pointer(settings: Settings) -> None:
     )
 
 
-def switch_pointer(settings: Settings, name: str) -> str | None:
+def switch_pointer(settings: AiSettings, name: str) -> str | None:
     """Point the engine's path at ``models/<name>`` atomically; returns the previous name."""
     link = pointer(settings)
     target = models_dir(settings).resolve() / name

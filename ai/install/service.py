@@ -91,9 +91,9 @@ from ai.install.pointer import (
     switch_pointer,
 )
 from ai.install.sources import Source
+from ai.settings import AiSettings
 from appliance.audit.models import Actor
 from appliance.audit.service import record
-from appliance.config import Settings
 
 #: Room kept free on the data partition beyond the checkpoint's own size.
 SPARE_BYTES = 256 * 1024 * 1024
@@ -148,7 +148,7 @@ def _audit_detail(manifest: Manifest | None, **extra: Any) -> dict[str, Any]:
 
 
 def install(
-    settings: Settings,
+    settings: AiSettings,
     db: sqlite_utils.Database,
     source: Source,
     actor: Actor,
@@ -241,7 +241,7 @@ def install(
 
 
 def _install_new(
-    settings: Settings,
+    settings: AiSettings,
     source: Source,
     manifest: Manifest,
     name: str,
@@ -331,7 +331,7 @@ def _install_new(
 
 
 def enable_model(
-    settings: Settings, db: sqlite_utils.Database, name: str, actor: Actor
+    settings: AiSettings, db: sqlite_utils.Database, name: str, actor: Actor
 ) -> str | None:
     """Enable an installed model (re-verified first); returns the previous one's name."""
     check_name(settings, name)
