@@ -15,7 +15,7 @@ from __future__ import annotations
 from ai.engines.base import Engine
 from appliance import __version__, logs
 from appliance.analysis import service as analysis
-from appliance.config import Settings
+from appliance.config import Mode, Settings
 from appliance.context import AppContext
 from appliance.dicom.media import MediaWatcher
 from appliance.dicom.receiver import Receiver
@@ -25,9 +25,12 @@ from appliance.jobs.runner import JobRunner
 from appliance.services import Services
 from appliance.studies.stability import StabilityMonitor
 from appliance.studies.upload import discard_partial_uploads
+from appliance.system.mode import effective_mode
+from appliance.triage.notify import WebhookConfig, WebhookNotifier
 from appliance.volumes import service as volumes
 from provisioning.agent import FleetAgent, receiver_state
 from provisioning.audit_checkpoints import Checkpointer
+from sync.identity import device_id
 from sync.manager import SyncManager
 
 log = logs.get_logger("radiant.bootstrap")
@@ -70,6 +73,23 @@ def build_services(ctx: AppContext, *, tls_active: bool = False) -> Services:
         checkpoints=Checkpointer(settings, ctx.pool, settings.audit_checkpoint_rows),
         engines=engines,
         tls_active=tls_active,
+        notifier=_notifier(ctx),
+    )
+
+
+def _notifier(ctx: AppContext) -> WebhookNotifier | None:
+    """The critical alert webhook (RADIANT_TRIAGE_WEBHOOK_*): posts only while online."""
+    settings = ctx.settings
+    if not settings.triage_webhook_url or settings.triage_webhook_secret is None:
+        return None
+    config = WebhookConfig(
+        url=settings.triage_webhook_url,
+        secret=settings.triage_webhook_secret.get_secret_value().encode(),
+        sender=device_id(settings),
+        max_age_s=float(settings.triage_webhook_max_age_s),
+    )
+    return WebhookNotifier(
+        ctx.pool, config, lambda: effective_mode(ctx.pool.get(), settings) == Mode.ONLINE
     )
 
 
@@ -90,6 +110,8 @@ def start(services: Services, *, with_receiver: bool = True) -> None:
     services.sync.start()  # replication; does nothing until a remote is configured
     services.fleet.start()  # only on a provisioned box with a remote; talks only when online
     services.checkpoints.start()
+    if services.notifier is not None:
+        services.notifier.start()  # delivers queued critical alert notifications while online
     log.info("started", version=__version__, mode=ctx.settings.mode.value)
 
 
@@ -102,6 +124,8 @@ def stop(services: Services) -> None:
     services.stability.stop()
     services.jobs.stop()
     services.fleet.stop()
+    if services.notifier is not None:
+        services.notifier.stop()
     services.sync.stop()
     services.checkpoints.stop()  # the shutdown checkpoint, after the last writer stopped
     services.ctx.pool.close_all()

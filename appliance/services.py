@@ -62,6 +62,8 @@ class Services:
     checkpoints: Background
     engines: EngineFactory
     tls_active: bool = False
+    #: Critical alert notifications to the hospital; None when no webhook is configured.
+    notifier: Background | None = None
 
     @property
     def settings(self) -> Settings:

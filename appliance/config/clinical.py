@@ -5,9 +5,9 @@ integrations/pacs.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from appliance.config.base import ENV_PREFIX, blank_is_unset
@@ -32,8 +32,20 @@ class ClinicalSettings(BaseSettings):
     triage_critical_list: Path | None = None
     # Seconds after which an unacknowledged critical alert sounds again / comes back (ui/alerts).
     triage_realert_s: Annotated[int, Field(ge=30, le=3600)] = 180
+    # Critical alerts to the hospital (appliance/triage/notify.py): a signed FHIR Communication
+    # POSTed to this URL while online (HTTPS; plain HTTP only to this machine), HMAC-SHA256 with
+    # the secret (16 bytes or more), retried until accepted, dropped after max age seconds.
+    triage_webhook_url: str | None = None
+    triage_webhook_secret: SecretStr | None = None
+    triage_webhook_max_age_s: Annotated[int, Field(ge=600, le=7 * 86_400)] = 86_400
 
-    @field_validator("triage_critical_list", "report_font_path", mode="before")
+    @field_validator(
+        "triage_critical_list",
+        "report_font_path",
+        "triage_webhook_url",
+        "triage_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _clinical_blank_is_unset(cls, value: Any) -> Any:
         return blank_is_unset(value)
@@ -49,6 +61,28 @@ class ClinicalSettings(BaseSettings):
             except CriticalListError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("triage_webhook_url")
+    @classmethod
+    def _clinical_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from appliance.triage.notify import check_url
+
+            check_url(value)
+        return value
+
+    @field_validator("triage_webhook_secret")
+    @classmethod
+    def _clinical_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("the webhook secret must be at least 16 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _clinical_webhook_pair(self) -> Self:
+        if self.triage_webhook_url and self.triage_webhook_secret is None:
+            raise ValueError("RADIANT_TRIAGE_WEBHOOK_URL needs RADIANT_TRIAGE_WEBHOOK_SECRET")
+        return self
 
     @field_validator("report_page_size", mode="before")
     @classmethod

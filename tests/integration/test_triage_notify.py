@@ -71,8 +71,20 @@ def server() -> Iterator[AIServer]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, server: AIServer) -> Settings:
-    return engine_settings(tmp_path, server)
+def receiver() -> Iterator[Receiver]:
+    with Receiver([503]) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(tmp_path: Path, server: AIServer, receiver: Receiver) -> Settings:
+    """The served appliance posts to ``receiver`` (its first answer: 503) while online."""
+    return engine_settings(
+        tmp_path,
+        server,
+        triage_webhook_url=receiver.url,
+        triage_webhook_secret=SECRET.decode(),
+    )
 
 
 def _config(url: str, **extra: Any) -> notify.WebhookConfig:
@@ -169,6 +181,30 @@ def test_critical_alert_is_notified_signed_and_retried(
         if value:
             assert str(value) not in raw.decode(), "patient data in the webhook"
     assert _actions(db, "triage.notify") == ["triage.notify_queue", "triage.notify_deliver"]
+
+
+def test_the_served_appliance_delivers_only_while_online(
+    app: FastAPI,
+    client: TestClient,
+    as_role: Headers,
+    db: sqlite_utils.Database,
+    receiver: Receiver,
+) -> None:
+    head = ingest_ct(app.state.ctx).study_id
+    assert _analyse(client, as_role("technician"), head)["urgency"] == "critical"
+    time.sleep(1.0)
+    assert receiver.received == [] and _notification(db)["attempts"] == 0  # offline
+    online = client.post("/api/system/mode", json={"mode": "online"}, headers=as_role("admin"))
+    assert online.status_code == 200, online.text
+    db.execute("UPDATE triage_notifications SET next_attempt_at = created_at")
+    deadline = time.monotonic() + 60
+    while _notification(db)["status"] != "delivered" and time.monotonic() < deadline:
+        if _notification(db)["attempts"] == 1:  # the 503: skip the 30 s backoff
+            db.execute("UPDATE triage_notifications SET next_attempt_at = created_at")
+        time.sleep(0.1)
+    assert [status for status, _, _ in receiver.received] == [503, 200]
+    _, headers, raw = receiver.received[-1]
+    assert notify.verify(SECRET, headers[notify.SIGNATURE_HEADER], raw, now=time.time())
 
 
 def test_old_notifications_expire_instead_of_being_sent_late(
