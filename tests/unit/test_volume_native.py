@@ -17,7 +17,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from appliance.volumes import reconstruct as rc
+from appliance.volumes import pixels
 
 
 def _write(
@@ -78,7 +78,7 @@ def test_native_read_equals_pydicom(
     expected = pixel_array(pydicom.dcmread(path))
     dataset = pydicom.dcmread(path, defer_size=16 * 1024)
     dataset.filename = str(path)
-    got = rc._read_native(dataset, None)
+    got = pixels.read_native(dataset, None)
     assert got is not None
     assert got.dtype == expected.dtype and got.shape == expected.shape
     assert np.array_equal(got, expected)
@@ -94,10 +94,10 @@ def test_native_read_of_one_frame_of_a_multi_frame_object(tmp_path: Path) -> Non
     dataset = pydicom.dcmread(path, defer_size=1024)
     dataset.filename = str(path)
     for index in range(4):
-        got = rc._read_native(dataset, index)
+        got = pixels.read_native(dataset, index)
         assert got is not None
         assert np.array_equal(got, pixel_array(pydicom.dcmread(path), index=index))
-    assert rc._read_native(dataset, None) is None  # the whole object: left to pydicom
+    assert pixels.read_native(dataset, None) is None  # the whole object: left to pydicom
 
 
 def test_other_syntaxes_are_left_to_pydicom(tmp_path: Path) -> None:
@@ -105,5 +105,5 @@ def test_other_syntaxes_are_left_to_pydicom(tmp_path: Path) -> None:
     path = _write(tmp_path / "b.dcm", raw, syntax=ExplicitVRBigEndian, bits_stored=16, signed=1)
     dataset = pydicom.dcmread(path, defer_size=16 * 1024)
     dataset.filename = str(path)
-    assert rc._read_native(dataset, None) is None
-    assert np.array_equal(rc._decode(dataset, None), raw)  # pydicom's big-endian decode
+    assert pixels.read_native(dataset, None) is None
+    assert np.array_equal(pixels.decode(dataset, None), raw)  # pydicom's big-endian decode

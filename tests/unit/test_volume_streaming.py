@@ -1,7 +1,7 @@
 """Reconstruction and NIfTI writing stream: one decoded image at a time, bounded memory.
 
 The benchmark (``just bench-volumes``) measures the memory of whole processes; these tests pin
-the properties it relies on with an instrumented decoder (``reconstruct._decode``) and
+the properties it relies on with an instrumented decoder (``pixels.decode``) and
 tracemalloc (which sees numpy's buffers): each image is decoded once and dropped before the
 next, no dataset keeps its Pixel Data after its decode, the working memory of a build stays
 under 2.5x the volume it returns, and writing a NIfTI file never copies the volume.
@@ -23,6 +23,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from appliance.volumes import assemble, pixels
 from appliance.volumes import reconstruct as rc
 from appliance.volumes.nifti import (
     PIECE_BYTES,
@@ -54,7 +55,7 @@ class DecodeLog:
 def decodes(monkeypatch: pytest.MonkeyPatch) -> DecodeLog:
     """Counts decodes and how many decoded images are alive at once (weak references)."""
     log = DecodeLog()
-    real: Callable[[Dataset, int | None], Any] = rc._decode
+    real: Callable[[Dataset, int | None], Any] = pixels.decode
 
     def counting(dataset: Dataset, index: int | None) -> Any:
         gc.collect()  # only what is really referenced counts as alive
@@ -66,7 +67,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> DecodeLog:
         weakref.finalize(image, log.died)
         return image
 
-    monkeypatch.setattr(rc, "_decode", counting)
+    monkeypatch.setattr(pixels, "decode", counting)
     return log
 
 
@@ -154,7 +155,7 @@ def test_without_kept_stored_values_the_resampled_volume_is_the_same(
     files = instance_files(TILTED)
     [kept] = rc.build_volumes(files)
     first = decodes.calls
-    monkeypatch.setattr(rc, "_SOURCE_BUDGET", 0.0)
+    monkeypatch.setattr(assemble, "_SOURCE_BUDGET", 0.0)
     [decoded_twice] = rc.build_volumes(files)
     assert decodes.calls - first == 2 * len(files)  # one pass for the fill value, one to resample
     assert decodes.most_alive <= 2
