@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from appliance.analysis.service import prepare_series
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.studies.stability import Stable
@@ -384,6 +385,35 @@ def test_the_key_image_is_the_middle_slice_of_the_largest_volume(
     )
     assert same.content == key.png
     assert "volume.key_image" in actions(db)
+
+
+def test_the_analysis_reads_the_volume_the_key_image_shows(
+    client: TestClient, app: FastAPI, as_role: Headers
+) -> None:
+    """A series split at a gap has two volumes, the smaller one first (ordinal 0): the key image
+    and the analysis both take the largest, not the first ready one."""
+    ctx: AppContext = app.state.ctx
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in instance_files(MR_SAG)]
+    normal = np.cross(
+        np.array(headers[0].ImageOrientationPatient[:3], dtype=float),
+        np.array(headers[0].ImageOrientationPatient[3:], dtype=float),
+    )
+    along = sorted(
+        zip(instance_files(MR_SAG), headers, strict=True),
+        key=lambda item: float(np.dot(np.array(item[1].ImagePositionPatient, float), normal)),
+    )
+    kept = [path for n, (path, _) in enumerate(along) if n != 10]  # 10 slices, gap, 24 slices
+    for path in kept:
+        result = ctx.ingestor.ingest(path.read_bytes(), source="test", actor=INGEST)
+        assert result.outcome.value == "stored", result.reason
+    (series_id,) = [r[0] for r in ctx.pool.get().execute("SELECT id FROM series").fetchall()]
+    volumes = build(client, as_role("technician"), series_id)
+    assert [v["shape"][2] for v in volumes] == [10, 24]
+    assert all(v["status"] == "ready" for v in volumes)
+    prepared = prepare_series(ctx, series_id, None)
+    key = key_image(ctx, series_id, INGEST)
+    assert prepared.shape == tuple(volumes[1]["shape"][::-1])
+    assert key.count == prepared.shape[0] == 24
 
 
 def test_an_explicit_window_renders_a_volume_slice_and_bad_values_are_422(

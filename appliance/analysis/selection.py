@@ -1,0 +1,105 @@
+"""Which series of a study the model sees (selection rules as data), why none fits, and the
+prior study a comparison uses.
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from ai.prompts import (
+    SeriesInfo,
+    select_series,
+)
+from appliance.analysis import refusals
+from appliance.analysis.store import one, rows
+from appliance.jobs.models import JobFailed
+
+#: Modalities that count as "the same" when looking for a prior study.
+_MODALITY_GROUPS = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
+
+
+def _series_info(db: sqlite_utils.Database, study_id: str) -> dict[str, SeriesInfo]:
+    found: dict[str, SeriesInfo] = {}
+    for row in rows(db, "SELECT * FROM series WHERE study_id = ?", (study_id,)):
+        first = rows(
+            db,
+            "SELECT image_orientation, slice_thickness FROM instances WHERE series_id = ?"
+            " ORDER BY instance_number IS NULL, instance_number LIMIT 1",
+            (row["id"],),
+        )
+        iop = (
+            json.loads(first[0]["image_orientation"])
+            if first and first[0]["image_orientation"]
+            else None
+        )
+        count, images = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(number_of_frames, 1), 1)), 0)"
+            " FROM instances WHERE series_id = ?",
+            (row["id"],),
+        ).fetchone()
+        found[row["id"]] = SeriesInfo(
+            series_instance_uid=row["series_uid"],
+            modality=row["modality"] or "",
+            instance_count=int(count),
+            image_count=int(images),
+            series_description=row["description"] or "",
+            series_number=row["series_number"],
+            image_orientation_patient=tuple(iop) if iop and len(iop) == 6 else None,
+            slice_thickness=first[0]["slice_thickness"] if first else None,
+        )
+    return found
+
+
+def modality_group(modality: str) -> tuple[str, ...]:
+    return _MODALITY_GROUPS.get(modality.upper(), (modality.upper(),))
+
+
+def choose_series(
+    db: sqlite_utils.Database, study_id: str, modalities: tuple[str, ...] | None = None
+) -> str:
+    """The series of the study the model sees (selection rules as data): CT first, then MR,
+    then the others, or only ``modalities`` (in that order) when given."""
+    infos = _series_info(db, study_id)
+    present = [info.modality.upper() for info in infos.values()]
+    for modality in modalities or ("CT", "MR", *present):
+        if modality not in present:
+            continue
+        chosen = select_series(list(infos.values()), modality)
+        if chosen.series is not None:
+            uid = chosen.series.series_instance_uid
+            return next(k for k, v in infos.items() if v.series_instance_uid == uid)
+    raise JobFailed(refusal_reasons(list(infos.values()), modalities or ("CT", "MR", *present)))
+
+
+def refusal_reasons(infos: list[SeriesInfo], modalities: tuple[str, ...]) -> str:
+    """Why no series of a study can be analysed, series by series, in plain words."""
+    return refusals.words(refusals.series_refusals(infos, modalities))
+
+
+def study_refusals(db: sqlite_utils.Database, study_id: str) -> list[refusals.SeriesRefusal]:
+    """Why each series of the study is refused, as data (the screens translate it)."""
+    infos = list(_series_info(db, study_id).values())
+    present = [info.modality.upper() for info in infos]
+    return refusals.series_refusals(infos, ("CT", "MR", *present))
+
+
+def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str | None:
+    """The latest earlier study of the same patient with the same modality, if any (CR and DX
+    count as one: both are projection radiographs)."""
+    study = one(db, "SELECT * FROM studies WHERE id = ?", (study_id,), "study")
+    group = modality_group(modality)
+    for row in rows(
+        db,
+        "SELECT s.id, s.study_date, s.created_at FROM studies s WHERE s.patient_id = ?"
+        " AND s.id != ? AND EXISTS (SELECT 1 FROM series x WHERE x.study_id = s.id"
+        " AND UPPER(x.modality) IN (?, ?)) ORDER BY s.study_date DESC, s.created_at DESC",
+        (study["patient_id"], study_id, group[0], group[-1]),
+    ):
+        if study["study_date"] and row["study_date"]:
+            if row["study_date"] < study["study_date"]:
+                return str(row["id"])
+        elif row["created_at"] < study["created_at"]:
+            return str(row["id"])
+    return None
