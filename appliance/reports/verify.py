@@ -19,7 +19,7 @@ import sqlite_utils
 from appliance.canonical import fields_digest
 
 GENESIS = "0" * 64
-# Every audit action that writes a version. :func:`appliance.reports.service._append_version`
+# Every audit action that writes a version. :func:`appliance.reports.store.append_version`
 # refuses any other action, so a new writer cannot forget to be listed here (a version written
 # under an unlisted action would read as "written outside the appliance").
 VERSION_ACTIONS = (

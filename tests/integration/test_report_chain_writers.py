@@ -102,7 +102,7 @@ def test_an_unlisted_action_cannot_write_a_version(
         db, ctx.store, ReportCreate(study_id=ct.study_id), rad, facility="Test clinic"
     )
     with pytest.raises(ValueError, match=r"report\.retitle is not a version-writing action"):
-        service._append_version(  # the guard itself is under test
+        service.append_version(  # the guard itself is under test
             db,
             rad,
             "report.retitle",
