@@ -1,0 +1,241 @@
+"""The flowing content of the report PDF: styles, ACR sections, the header and findings
+tables, key images with the finding's region outlined, the signature block and provenance.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from reportlab.lib import colors
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Flowable,
+    Image,
+    Paragraph,
+    Table,
+    TableStyle,
+)
+
+from appliance import __version__
+from appliance.export.pdf.content import (
+    KeyImageSource,
+    PdfInput,
+    confidence_text,
+    format_date,
+    format_moment,
+    format_time,
+    measurements_text,
+)
+from appliance.export.pdf.fonts import Fonts, markup
+from appliance.reports.models import ReportFinding
+
+
+def _marked_png(png: bytes, finding: ReportFinding) -> bytes:
+    """The key image with the finding's region outlined (when it has one)."""
+    if finding.region is None:
+        return png
+    image = PILImage.open(io.BytesIO(png)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    r = finding.region
+    width = max(1, round(max(image.size) / 256))
+    draw.rectangle((r.col0, r.row0, r.col1, r.row1), outline=(255, 40, 40), width=width)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+class Styles:
+    def __init__(self, font: Fonts) -> None:
+        self.font = font
+        base = ParagraphStyle("base", fontName=font.regular, fontSize=9.5, leading=12.5)
+        self.body = base
+        self.small = ParagraphStyle("small", parent=base, fontSize=8, leading=10)
+        self.cell = ParagraphStyle("cell", parent=base, fontSize=8.5, leading=10.5)
+        self.title = ParagraphStyle(
+            "title", parent=base, fontName=font.bold, fontSize=15, leading=19, spaceAfter=2
+        )
+        self.heading = ParagraphStyle(
+            "heading",
+            parent=base,
+            fontName=font.bold,
+            fontSize=11,
+            leading=14,
+            spaceBefore=8,
+            spaceAfter=3,
+            keepWithNext=1,
+            textColor=colors.HexColor("#1d3557"),
+        )
+        self.label = ParagraphStyle("label", parent=self.cell, fontName=font.bold)
+
+    def m(self, text: str | None) -> str:
+        """``text`` as Paragraph markup, each character in a font that has it."""
+        return markup(text, self.font)
+
+
+def section(styles: Styles, title: str, text: str | None) -> list[Flowable]:
+    return [
+        Paragraph(styles.m(title), styles.heading),
+        Paragraph(styles.m(text) if text else "<i>None.</i>", styles.body),
+    ]
+
+
+def header_table(styles: Styles, data: PdfInput) -> Table:
+    h = data.content.header
+    sex = {"M": "Male", "F": "Female", "O": "Other"}.get(h.sex or "", "-")
+    cells = [
+        ("Patient", h.patient_name or "-", "MRN", h.mrn),
+        ("Birth date", h.birth_date or "-", "Sex", sex),
+        ("Exam", h.exam or "-", "Accession", h.accession_number or "-"),
+        (
+            "Study date",
+            f"{format_date(h.study_date)} {format_time(h.study_time)}".strip(),
+            "Modalities",
+            ", ".join(h.modalities) or "-",
+        ),
+        ("Referring", h.referring_physician or "-", "Report", f"{data.status}, v{data.version}"),
+    ]
+    rows = [
+        [
+            Paragraph(styles.m(a), styles.label),
+            Paragraph(styles.m(b), styles.cell),
+            Paragraph(styles.m(c), styles.label),
+            Paragraph(styles.m(d), styles.cell),
+        ]
+        for a, b, c, d in cells
+    ]
+    table = Table(rows, colWidths=[24 * mm, 62 * mm, 24 * mm, None])
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), styles.font.regular),
+                ("BOX", (0, 0), (-1, -1), 0.6, colors.HexColor("#8d99ae")),
+                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f1f3f6")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("TOPPADDING", (0, 0), (-1, -1), 2),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+            ]
+        )
+    )
+    return table
+
+
+def findings_table(styles: Styles, findings: list[ReportFinding]) -> Flowable:
+    if not findings:
+        return Paragraph("<i>No findings recorded.</i>", styles.body)
+    head = ["#", "Location", "Finding", "Conf.", "Measurements"]
+    rows: list[list[Any]] = [[Paragraph(t, styles.label) for t in head]]
+    for number, f in enumerate(findings, 1):
+        text = styles.m(f.text)
+        if f.impression and f.impression != f.text:
+            text += f"<br/><i>{styles.m(f.impression)}</i>"
+        source = "AI" if f.source == "ai" else "Radiologist"
+        rows.append(
+            [
+                Paragraph(str(number), styles.cell),
+                Paragraph(styles.m(f.location or "-"), styles.cell),
+                Paragraph(
+                    f"{text}<br/><font size=7>{source}, {f.review_state}</font>", styles.cell
+                ),
+                Paragraph(confidence_text(f), styles.cell),
+                Paragraph(styles.m(measurements_text(f) or "-"), styles.cell),
+            ]
+        )
+    table = Table(rows, colWidths=[7 * mm, 28 * mm, None, 21 * mm, 38 * mm], repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), styles.font.regular),
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#adb5bd")),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dee2e6")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
+    return table
+
+
+def key_images(
+    styles: Styles, findings: list[ReportFinding], source: KeyImageSource
+) -> list[Flowable]:
+    cells: list[Any] = []
+    for number, finding in enumerate(findings, 1):
+        if finding.key_image is None:
+            continue
+        png = source(finding)
+        image = finding.key_image
+        where = (f"image {image.slice_index + 1}" if image.slice_index is not None else "image") + (
+            f" (instance {image.instance_number})" if image.instance_number is not None else ""
+        )
+        caption = f"Finding {number}: {where}"
+        if png is None:
+            cells.append(Paragraph(styles.m(caption + ": image not available"), styles.small))
+            continue
+        marked = _marked_png(png, finding)
+        with PILImage.open(io.BytesIO(marked)) as probe:
+            w, h = probe.size
+        width = 78 * mm
+        height = width * h / w if w else width
+        if height > 90 * mm:
+            width, height = width * 90 * mm / height, 90 * mm
+        cells.append(
+            [
+                Image(io.BytesIO(marked), width=width, height=height),
+                Paragraph(styles.m(caption), styles.small),
+            ]
+        )
+    if not cells:
+        return []
+    rows = [cells[i : i + 2] + [""] * (2 - len(cells[i : i + 2])) for i in range(0, len(cells), 2)]
+    grid = Table(rows, colWidths=[84 * mm, 84 * mm])
+    grid.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("FONTNAME", (0, 0), (-1, -1), styles.font.regular),
+            ]
+        )
+    )
+    return [Paragraph("Key images", styles.heading), grid]
+
+
+def signature(styles: Styles, data: PdfInput) -> list[Flowable]:
+    if data.status in ("final", "amended"):
+        text = (
+            f"Electronically signed by <b>{styles.m(data.signer_name or 'unknown')}</b> "
+            f"on {styles.m(format_moment(data.signed_at))}."
+        )
+        if data.status == "amended":
+            text += " Amended after signature: see addenda."
+    else:
+        text = (
+            "<b>Not signed.</b> Preliminary report: the findings have not been reviewed and "
+            "signed by a radiologist."
+        )
+    block = Table([[Paragraph(text, styles.body)]], colWidths=[None])
+    block.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), styles.font.regular),
+                ("BOX", (0, 0), (-1, -1), 0.8, colors.HexColor("#1d3557")),
+                ("TOPPADDING", (0, 0), (-1, -1), 5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ]
+        )
+    )
+    return [Paragraph("Signature", styles.heading), block]
+
+
+def provenance(styles: Styles, data: PdfInput) -> Paragraph:
+    p = data.content.provenance
+    parts = [f"Report {data.report_id}, version {data.version}, SHA-256 {data.digest[:16]}..."]
+    if p is not None:
+        parts.append(
+            f"AI: {p.model_id or '-'} {p.model_revision or ''} via {p.engine or '-'}, "
+            f"prompt {p.prompt_id or '-'} {p.prompt_version or ''}, analysis {p.analysis_id}"
+        )
+    parts.append(f"RadiantAI {__version__}")
+    return Paragraph(styles.m(" | ".join(parts)), styles.small)
