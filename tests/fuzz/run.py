@@ -39,7 +39,11 @@ MODULES: dict[str, list[str]] = {
         "appliance.dicom.media.files",
         "appliance.dicom.limits",
     ],
-    "zip_upload": ["appliance.studies.upload"],
+    "zip_upload": [
+        "appliance.studies.upload",
+        "appliance.studies.upload_session",
+        "appliance.studies.upload_checks",
+    ],
 }
 
 

@@ -1,0 +1,183 @@
+"""The worklist projection: a read model for the worklist screen and API.
+
+It is the one place that reads across domains on purpose: studies and patients (the list and its
+search), the urgency of the AI analyses (through :mod:`appliance.triage.service`), and, for each
+study's status chips, the ``volumes``, ``analyses``, ``jobs`` (the analysis job's progress),
+``reports`` and ``sync_queue`` tables (replicated objects are keyed ``objects/<storage key>``).
+It only reads; each domain's service owns its writes. The list read is audited
+(``study.list``); the states and the fingerprint carry no patient data and are not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import sqlite_utils
+
+from appliance.audit import service as audit
+from appliance.audit.models import Actor
+from appliance.db.connection import transaction
+from appliance.patients.service import fold
+from appliance.studies.models import (
+    StudyListItem,
+    StudyPage,
+    StudyState,
+    WorklistSort,
+)
+from appliance.studies.rows import (
+    PATIENT_COLUMNS,
+    STUDY_COLUMNS,
+    patient_summary,
+    select_rows,
+    study_fields,
+)
+from appliance.triage.service import STUDY_RANK_SQL, study_urgencies
+
+
+def _like(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+URGENCY_LEVELS: tuple[Literal["routine"], Literal["urgent"], Literal["critical"]] = (
+    "routine",
+    "urgent",
+    "critical",
+)
+_UNREPORTED = (
+    "NOT EXISTS (SELECT 1 FROM reports r WHERE r.study_id = s.id"
+    " AND r.status IN ('final', 'amended'))"
+)
+_WORKLIST_ORDER: dict[str, str] = {
+    "urgency": f"(CASE WHEN {_UNREPORTED} THEN {STUDY_RANK_SQL} ELSE 0 END) DESC,"
+    " s.created_at DESC, s.id",
+    "arrival": "s.created_at DESC, s.id",
+    "study_date": "s.study_date IS NULL, s.study_date DESC, s.created_at DESC, s.id",
+    "status": "s.status, s.created_at DESC, s.id",
+}
+
+
+def worklist(
+    db: sqlite_utils.Database,
+    actor: Actor,
+    *,
+    status: str | None = None,
+    modality: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    sort: WorklistSort = "urgency",
+    urgent: bool = False,
+) -> StudyPage:
+    """Studies with their patient; filters combine with AND.
+
+    ``sort``: ``urgency`` (default: unreported critical, then unreported urgent studies first,
+    then newest arrival first), ``arrival``, ``study_date`` (newest first, undated last) or
+    ``status``. ``urgent`` keeps studies whose AI urgency (not cleared by a radiologist) is
+    urgent or critical. ``modality`` matches one of the study's modalities exactly; ``search``
+    matches every word against the patient's MRN and names, case- and accent-insensitively.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if urgent:
+        where.append(f"{STUDY_RANK_SQL} > 0")
+    if status:
+        where.append("s.status = ?")
+        params.append(status)
+    if modality:
+        where.append("instr('\\' || COALESCE(s.modalities, '') || '\\', ?) > 0")
+        params.append(f"\\{modality.upper()}\\")
+    words = fold(search or "").split()
+    for word in words:
+        where.append("p.search_key LIKE ? ESCAPE '\\'")
+        params.append(_like(word))
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    base = f"FROM studies s JOIN patients p ON p.id = s.patient_id {clause}"
+    with transaction(db):
+        total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+        rows = select_rows(
+            db,
+            f"SELECT {STUDY_COLUMNS}, {PATIENT_COLUMNS}, {STUDY_RANK_SQL} AS urgency_rank"
+            f" {base} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        audit.record(
+            db,
+            actor,
+            "study.list",
+            object_type="study",
+            detail={
+                "returned": [r["id"] for r in rows],
+                "total": total,
+                "filtered": bool(status or modality),
+                "searched": bool(words),
+            },
+        )
+    items = [
+        StudyListItem(
+            **study_fields(r), patient=patient_summary(r), urgency=URGENCY_LEVELS[r["urgency_rank"]]
+        )
+        for r in rows
+    ]
+    return StudyPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def worklist_states(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str, StudyState]:
+    """Volume, analysis, report and replication state of each study (no patient data, so not
+    audited; the worklist read that names the studies is)."""
+    states = {study_id: StudyState(study_id=study_id) for study_id in study_ids}
+    if not study_ids:
+        return states
+    marks = ", ".join("?" for _ in study_ids)
+    for row in select_rows(
+        db,
+        f"SELECT DISTINCT s.study_id FROM volumes v JOIN series s ON s.id = v.series_id"  # noqa: S608
+        f" WHERE v.status = 'ready' AND s.study_id IN ({marks})",
+        study_ids,
+    ):
+        states[row["study_id"]].volume_ready = True
+    for row in select_rows(
+        db,
+        f"SELECT a.study_id, a.status, (SELECT j.progress FROM jobs j WHERE j.kind = 'analysis'"  # noqa: S608
+        " AND json_extract(j.payload, '$.analysis_id') = a.id ORDER BY j.created_at DESC"
+        f" LIMIT 1) AS progress FROM analyses a WHERE a.study_id IN ({marks})"
+        " ORDER BY a.created_at",
+        study_ids,
+    ):
+        state = states[row["study_id"]]
+        state.analysis_status = row["status"]
+        running = row["status"] in ("queued", "running")
+        state.analysis_progress = float(row["progress"] or 0) if running else None
+    for row in select_rows(
+        db,
+        f"SELECT study_id, status FROM reports WHERE study_id IN ({marks})"  # noqa: S608
+        " ORDER BY updated_at",
+        study_ids,
+    ):
+        states[row["study_id"]].report_status = row["status"]
+    for row in select_rows(
+        db,
+        "SELECT s.study_id, COUNT(*) AS total, SUM(CASE WHEN q.status = 'done' THEN 1 ELSE 0"  # noqa: S608
+        " END) AS done FROM instances i JOIN series s ON s.id = i.series_id"
+        " LEFT JOIN sync_queue q ON q.object_key = 'objects/' || i.storage_key"
+        f" WHERE s.study_id IN ({marks}) GROUP BY s.study_id",
+        study_ids,
+    ):
+        states[row["study_id"]].synced = bool(row["total"]) and row["done"] == row["total"]
+    for study_id, urgency in study_urgencies(db, study_ids).items():
+        states[study_id].urgency = urgency.level
+        states[study_id].urgency_confirmed = urgency.review == "confirmed"
+    return states
+
+
+def worklist_fingerprint(db: sqlite_utils.Database) -> str:
+    """Changes whenever a study arrives or changes (for a screen that refreshes itself)."""
+    row = db.execute(
+        "SELECT COUNT(*), MAX(updated_at), (SELECT MAX(updated_at) FROM reports),"
+        " (SELECT MAX(COALESCE(urgency_reviewed_at, completed_at, started_at, created_at))"
+        " FROM analyses),"
+        " (SELECT TOTAL(progress) FROM jobs WHERE status IN ('queued', 'running')),"
+        " (SELECT COUNT(*) FROM volumes WHERE status = 'ready'),"
+        " (SELECT COUNT(*) FROM sync_queue WHERE status = 'done') FROM studies"
+    ).fetchone()
+    return "|".join(str(value) for value in row)
