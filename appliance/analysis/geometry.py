@@ -13,6 +13,8 @@ from appliance.analysis.preparation import Prepared
 
 
 def box_json(box: Any, prepared: Prepared) -> dict[str, Any]:
+    """A finding box as stored: the 0..1000 box, its edges in pixels of the original image and,
+    when the spacing is known, its size in mm."""
     out: dict[str, Any] = {
         "y0": box.y0,
         "x0": box.x0,

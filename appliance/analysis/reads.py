@@ -23,6 +23,7 @@ from appliance.errors import NotFound
 
 
 def analysis_out(db: sqlite_utils.Database, row: dict[str, Any]) -> AnalysisOut:
+    """An analysis row with its findings and their measurements, as the API returns it."""
     findings = []
     for item in rows(
         db, "SELECT * FROM findings WHERE analysis_id = ? ORDER BY created_at, rowid", (row["id"],)

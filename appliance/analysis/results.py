@@ -22,6 +22,8 @@ from appliance.db.rows import new_id, now_iso
 def store_results(
     db: sqlite_utils.Database, analysis_id: str, safe: SafeAnalysis, prepared: Prepared
 ) -> int:
+    """Store the verdict, each finding (with its box and image link) and its measurements in one
+    transaction; returns how many findings."""
     now = now_iso()
     update_analysis(db, analysis_id, safety=json.dumps(verdict(safe)))
     boxes: dict[int | None, list[Any]] = {}

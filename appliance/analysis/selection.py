@@ -53,6 +53,7 @@ def _series_info(db: sqlite_utils.Database, study_id: str) -> dict[str, SeriesIn
 
 
 def modality_group(modality: str) -> tuple[str, ...]:
+    """The modalities that count as the same one for a prior (CR and DX together)."""
     return _MODALITY_GROUPS.get(modality.upper(), (modality.upper(),))
 
 

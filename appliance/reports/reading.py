@@ -27,6 +27,7 @@ from appliance.reports.verify import verify_report
 
 
 def get(db: sqlite_utils.Database, report_id: str, actor: Actor) -> ReportOut:
+    """One report with its current version; audited ``report.read``."""
     result: ReportOut = audit.audited_read(
         db,
         actor,

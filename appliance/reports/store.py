@@ -59,12 +59,14 @@ def user_name(db: sqlite_utils.Database, user_id: str | None) -> str | None:
 
 
 def report_row(db: sqlite_utils.Database, report_id: str) -> dict[str, Any]:
+    """The ``reports`` row; NotFound when unknown."""
     return builder.one(
         db, "SELECT * FROM reports WHERE id = ?", (report_id,), f"report {report_id}"
     )
 
 
 def version_rows(db: sqlite_utils.Database, report_id: str) -> list[dict[str, Any]]:
+    """Every version row of a report, oldest first."""
     return builder.rows(
         db, "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version", (report_id,)
     )
@@ -88,6 +90,7 @@ def load(db: sqlite_utils.Database, report_id: str) -> StoredReport:
 
 
 def verification_out(report: StoredReport) -> VerificationOut:
+    """The verification state of a report as the API shows it."""
     found = report.verification
     return VerificationOut(
         state=found.state,
@@ -98,6 +101,7 @@ def verification_out(report: StoredReport) -> VerificationOut:
 
 
 def report_out(report: StoredReport) -> ReportOut:
+    """A stored report as the API returns it."""
     row = report.row
     return ReportOut(
         id=row["id"],
@@ -163,6 +167,7 @@ def append_version(
 def refuse(
     db: sqlite_utils.Database, actor: Actor, action: str, report_id: str, error: AppError
 ) -> None:
+    """Audit a refused change of a report with the reason."""
     audit.record(
         db,
         actor,
@@ -175,6 +180,7 @@ def refuse(
 
 
 def latest_for_study(db: sqlite_utils.Database, study_id: str) -> str | None:
+    """The id of the study's most recently updated report, if any."""
     row = db.execute(
         "SELECT id FROM reports WHERE study_id = ? ORDER BY updated_at DESC, id LIMIT 1",
         (study_id,),

@@ -221,6 +221,7 @@ def reread_viewed_series(db: sqlite_utils.Database, series_id: str) -> list[Inst
 
 
 def study_of_series(db: sqlite_utils.Database, series_id: str) -> str | None:
+    """The study id of a series, None when unknown."""
     row = db.execute("SELECT study_id FROM series WHERE id = ?", (series_id,)).fetchone()
     return str(row[0]) if row else None
 

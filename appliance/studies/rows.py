@@ -30,12 +30,14 @@ SERIES_OF_STUDY = (
 
 
 def select_rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    """Every row of ``sql`` as a dict of column name to value."""
     cursor = db.execute(sql, params)
     names = [c[0] for c in cursor.description]
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 def select_one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[str, Any]:
+    """The first row of ``sql``; NotFound naming ``what`` when there is none."""
     rows = select_rows(db, sql, params)
     if not rows:
         raise NotFound(f"{what} not found")
@@ -43,6 +45,7 @@ def select_one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> d
 
 
 def patient_summary(row: dict[str, Any], prefix: str = "p_") -> PatientSummary:
+    """The patient columns of a row (prefixed ``p_``) as a PatientSummary."""
     return PatientSummary(
         id=row[f"{prefix}id"],
         patient_id=row[f"{prefix}mrn"],
@@ -55,6 +58,7 @@ def patient_summary(row: dict[str, Any], prefix: str = "p_") -> PatientSummary:
 
 
 def study_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The study columns of a row as model fields (modalities split)."""
     return {
         "id": row["id"],
         "study_uid": row["study_uid"],
@@ -72,4 +76,5 @@ def study_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def series_out(row: dict[str, Any]) -> SeriesOut:
+    """A series row as a SeriesOut."""
     return SeriesOut(**{name: row[name] for name in SeriesOut.model_fields})

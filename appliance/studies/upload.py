@@ -71,6 +71,7 @@ __all__ = [
 
 
 def uploads_dir(settings: Settings) -> Path:
+    """Where upload temp files live, under the data directory."""
     return settings.data_dir / UPLOADS_DIR
 
 

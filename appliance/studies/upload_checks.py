@@ -121,6 +121,8 @@ def entry_problem(info: zipfile.ZipInfo, limits: UploadLimits) -> str | None:
 
 
 class EntryRefused(Exception):
+    """A zip entry refused while it was inflated, with the reason."""
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -155,4 +157,5 @@ def read_entry(
 
 
 def mib(size: int) -> str:
+    """A size in MiB for messages."""
     return f"{size / MIB:.1f} MiB" if size < 10 * MIB else f"{size // MIB} MiB"

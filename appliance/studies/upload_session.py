@@ -43,6 +43,8 @@ from appliance.studies.upload_checks import (
 
 
 class InsufficientStorage(AppError):
+    """The disk is below its free-space watermark or full (507)."""
+
     status = 507
     title = "Insufficient storage"
 

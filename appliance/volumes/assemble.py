@@ -29,6 +29,9 @@ from appliance.volumes.results import (
 
 @dataclass(slots=True)
 class BuildContext:
+    """What every step of one series' build shares: the pixel reader, the value rule, the series
+    identity and notes."""
+
     pixels: PixelReader
     keep_stored: bool
     modality: str
@@ -41,6 +44,7 @@ _SOURCE_BUDGET = 0.5
 
 
 def single_image(frame: Frame, context: BuildContext, reason: str) -> VolumeResult:
+    """One image as a 2D result flagged ``not_a_volume`` with ``reason``."""
     values = rescaled(context.pixels.frame(frame), frame, context.keep_stored)
     direction = geometry.direction_cosines(frame.orientation) if frame.orientation else np.eye(3)
     row_spacing, column_spacing = frame.pixel_spacing or (1.0, 1.0)
@@ -62,6 +66,7 @@ def single_image(frame: Frame, context: BuildContext, reason: str) -> VolumeResu
 
 
 def triple(values: Sequence[float] | FloatArray) -> tuple[float, float, float]:
+    """Three numbers as a tuple of floats."""
     return (float(values[0]), float(values[1]), float(values[2]))
 
 

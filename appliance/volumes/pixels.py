@@ -173,6 +173,7 @@ def read_native(dataset: Dataset, index: int | None) -> NDArray[Any] | None:
 
 
 def check_pixels(dataset: Dataset) -> None:
+    """VolumeError for an image without pixel data or in colour."""
     name = Path(str(getattr(dataset, "filename", "") or "dataset")).name
     if not any(tag in dataset for tag in PIXEL_TAGS):
         raise VolumeError(f"{name}: no pixel data")

@@ -43,10 +43,12 @@ def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[st
 
 
 def json_column(text: str | None) -> Any:
+    """A JSON column's value, None when empty."""
     return json.loads(text) if text else None
 
 
 def volume_out(row: dict[str, Any]) -> VolumeOut:
+    """A ``volumes`` row as a VolumeOut."""
     return VolumeOut(
         id=row["id"],
         series_id=row["series_id"],
@@ -80,6 +82,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
+    """Compact JSON that also takes numpy values and tuples."""
     return json.dumps(value, default=_jsonable, separators=(",", ":"))
 
 
@@ -92,6 +95,7 @@ def notes_of(result: VolumeResult) -> list[dict[str, Any]]:
 
 
 def series_row(db: sqlite_utils.Database, series_id: str) -> dict[str, Any]:
+    """The ``series`` row; NotFound when unknown."""
     rows = _rows(db, "SELECT * FROM series WHERE id = ?", (series_id,))
     if not rows:
         raise NotFound(f"series {series_id} not found")
@@ -99,6 +103,7 @@ def series_row(db: sqlite_utils.Database, series_id: str) -> dict[str, Any]:
 
 
 def volume_row(db: sqlite_utils.Database, volume_id: str) -> dict[str, Any]:
+    """The ``volumes`` row with its series' modality and study; NotFound when unknown."""
     rows = _rows(
         db,
         "SELECT v.*, s.modality AS modality, s.study_id AS study_id FROM volumes v"
@@ -111,6 +116,7 @@ def volume_row(db: sqlite_utils.Database, volume_id: str) -> dict[str, Any]:
 
 
 def series_instances(db: sqlite_utils.Database, series_id: str) -> list[dict[str, Any]]:
+    """The instance rows a build reads, in instance number order."""
     return _rows(
         db,
         "SELECT id, sop_instance_uid, sha256, storage_key, storage_state, number_of_frames"
@@ -129,6 +135,7 @@ def fingerprint(instances: list[dict[str, Any]]) -> str:
 
 
 def stored_volumes(db: sqlite_utils.Database, series_id: str) -> list[dict[str, Any]]:
+    """The series' volume rows by ordinal."""
     return _rows(db, "SELECT * FROM volumes WHERE series_id = ? ORDER BY ordinal", (series_id,))
 
 
@@ -145,6 +152,7 @@ def current_volumes(db: sqlite_utils.Database, series_id: str) -> list[VolumeOut
 
 
 def local_files(ctx: AppContext, instances: list[dict[str, Any]], series_id: str) -> list[Path]:
+    """The paths of the series' instance files; Conflict when any is not kept here or is missing."""
     if not instances:
         raise Conflict(f"series {series_id} has no instances")
     remote = sum(1 for r in instances if r["storage_state"] != "local")
@@ -164,6 +172,7 @@ def local_files(ctx: AppContext, instances: list[dict[str, Any]], series_id: str
 
 
 def volume_key(series_id: str, volume_id: str) -> str:
+    """The object key of a volume's NIfTI."""
     return f"{PREFIX}/{series_id}/{volume_id}.nii.gz"
 
 
@@ -272,6 +281,7 @@ def volume_file(ctx: AppContext, volume_id: str) -> Path:
 
 
 def largest_ready(db: sqlite_utils.Database, series_id: str) -> dict[str, Any] | None:
+    """The series' largest ready volume row (see :func:`main_volume`), None when none is ready."""
     rows = _rows(
         db,
         "SELECT v.*, s.modality AS modality FROM volumes v JOIN series s ON s.id = v.series_id"

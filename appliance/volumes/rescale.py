@@ -23,6 +23,7 @@ def keeps_stored_values(dataset: Dataset) -> bool:
 
 
 def value_notes(datasets: Sequence[Dataset]) -> list[QANote]:
+    """Series notes about values: stored values kept (palette), MONOCHROME1."""
     notes = []
     first = datasets[0]
     if any(keeps_stored_values(ds) for ds in datasets):
@@ -59,6 +60,7 @@ def rescaled(pixels: NDArray[Any], frame: Frame, keep_stored: bool) -> FloatArra
 
 
 def is_integral(frames: Iterable[Frame], keep_stored: bool) -> bool:
+    """True when every rescale keeps integers (or stored values are kept)."""
     if keep_stored:
         return True
     return all(float(f.slope).is_integer() and float(f.intercept).is_integer() for f in frames)

@@ -51,12 +51,15 @@ _KEY_NAMES = {
 
 @dataclass(slots=True)
 class Stack:
+    """Frames that form one volume, with the labels and notes of the splits that made them."""
+
     frames: list[Frame]
     labels: list[str]
     notes: list[QANote]
 
 
 def normal_distances(frames: Sequence[Frame], normal: FloatArray) -> FloatArray:
+    """Each frame's position projected on the slice normal (mm)."""
     positions = np.array([f.position for f in frames], dtype=np.float64)
     return geometry.project_on_normal(positions, normal)
 
@@ -157,6 +160,8 @@ def _split_by_repeat_order(
 
 
 def build_stack(stack: Stack, direction: FloatArray, context: BuildContext) -> list[VolumeResult]:
+    """The volumes of one stack: sorted along the normal, split at missing slices, each block
+    assembled (a lone slice as a 2D result)."""
     frames = stack.frames
     shapes = {(f.rows, f.columns, f.pixel_spacing) for f in frames}
     if len(shapes) > 1:

@@ -49,6 +49,8 @@ def _marked_png(png: bytes, finding: ReportFinding) -> bytes:
 
 
 class Styles:
+    """The paragraph styles of the report in its font."""
+
     def __init__(self, font: Fonts) -> None:
         self.font = font
         base = ParagraphStyle("base", fontName=font.regular, fontSize=9.5, leading=12.5)
@@ -77,6 +79,7 @@ class Styles:
 
 
 def section(styles: Styles, title: str, text: str | None) -> list[Flowable]:
+    """A titled section ("None." when empty)."""
     return [
         Paragraph(styles.m(title), styles.heading),
         Paragraph(styles.m(text) if text else "<i>None.</i>", styles.body),
@@ -84,6 +87,7 @@ def section(styles: Styles, title: str, text: str | None) -> list[Flowable]:
 
 
 def header_table(styles: Styles, data: PdfInput) -> Table:
+    """The patient and study table under the title."""
     h = data.content.header
     sex = {"M": "Male", "F": "Female", "O": "Other"}.get(h.sex or "", "-")
     cells = [
@@ -124,6 +128,7 @@ def header_table(styles: Styles, data: PdfInput) -> Table:
 
 
 def findings_table(styles: Styles, findings: list[ReportFinding]) -> Flowable:
+    """One row per finding: location, text, confidence, measurements, source and review state."""
     if not findings:
         return Paragraph("<i>No findings recorded.</i>", styles.body)
     head = ["#", "Location", "Finding", "Conf.", "Measurements"]
@@ -161,6 +166,7 @@ def findings_table(styles: Styles, findings: list[ReportFinding]) -> Flowable:
 def key_images(
     styles: Styles, findings: list[ReportFinding], source: KeyImageSource
 ) -> list[Flowable]:
+    """The key image of each finding that has one, its region outlined, two per row."""
     cells: list[Any] = []
     for number, finding in enumerate(findings, 1):
         if finding.key_image is None:
@@ -203,6 +209,7 @@ def key_images(
 
 
 def signature(styles: Styles, data: PdfInput) -> list[Flowable]:
+    """Who signed and when, or the notice that the report is not signed."""
     if data.status in ("final", "amended"):
         text = (
             f"Electronically signed by <b>{styles.m(data.signer_name or 'unknown')}</b> "
@@ -230,6 +237,7 @@ def signature(styles: Styles, data: PdfInput) -> list[Flowable]:
 
 
 def provenance(styles: Styles, data: PdfInput) -> Paragraph:
+    """Report id, version and hash; model, engine, prompt and analysis."""
     p = data.content.provenance
     parts = [f"Report {data.report_id}, version {data.version}, SHA-256 {data.digest[:16]}..."]
     if p is not None:

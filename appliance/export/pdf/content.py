@@ -31,28 +31,33 @@ KeyImageSource = Callable[[ReportFinding], bytes | None]
 
 
 def format_date(value: str | None) -> str:
+    """A DICOM date (YYYYMMDD) as YYYY-MM-DD."""
     if value and len(value) == 8 and value.isdigit():
         return f"{value[:4]}-{value[4:6]}-{value[6:]}"
     return value or "-"
 
 
 def format_time(value: str | None) -> str:
+    """A DICOM time as HH:MM."""
     if value and len(value) >= 4 and value[:4].isdigit():
         return f"{value[:2]}:{value[2:4]}"
     return value or ""
 
 
 def format_moment(value: str | None) -> str:
+    """An ISO 8601 UTC timestamp as "YYYY-MM-DD HH:MM:SS UTC"."""
     if not value:
         return "-"
     return value.replace("T", " ")[:19] + " UTC"
 
 
 def measurements_text(finding: ReportFinding) -> str:
+    """The measurements of a finding with their UCUM units as displayed."""
     return "; ".join(
         f"{m.name}: {m.value:g} {display(m.unit)}".rstrip() for m in finding.measurements
     )
 
 
 def confidence_text(finding: ReportFinding) -> str:
+    """The confidence as a percentage, "-" when none."""
     return f"{finding.confidence * 100:.0f} %" if finding.confidence is not None else "-"

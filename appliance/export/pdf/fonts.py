@@ -46,6 +46,8 @@ _WARNED: set[int] = set()
 
 @dataclass(frozen=True)
 class Fonts:
+    """The registered main font (regular and bold), whether it is embedded, and the fallbacks."""
+
     regular: str
     bold: str
     embedded: bool
@@ -121,6 +123,7 @@ def markup(text: str | None, font: Fonts) -> str:
 
 
 def text_width(text: str, font: Fonts, size: float) -> float:
+    """Width of ``text`` in points, each run in the font that covers it."""
     return float(sum(pdfmetrics.stringWidth(run, name, size) for name, run in _split(text, font)))
 
 
@@ -173,6 +176,7 @@ def fonts(configured: Path | None = None) -> Fonts:
 
 
 def wrap(text: str, font: Fonts, size: float, width: float) -> list[str]:
+    """``text`` cut into lines no wider than ``width`` points."""
     words, lines, line = text.split(), [], ""
     for word in words:
         probe = f"{line} {word}".strip()

@@ -27,6 +27,8 @@ _WATERMARKS: dict[tuple[Path | None, int, int], bytes] = {}
 
 
 def page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, Any], None]:
+    """What each page gets drawn around its content: watermark and banner while a draft, the
+    patient line, the footer notices."""
     h = data.content.header
     draft = data.status == "draft"
     verification = Verification.of(data.status, data.signer_name, data.signed_at)
@@ -107,6 +109,8 @@ def _watermark_png(font: Fonts, width: int, height: int) -> bytes:
 
 
 def numbered_canvas(font: Fonts) -> type[pdfcanvas.Canvas]:
+    """A canvas class that prints ``Page n of N`` on each page."""
+
     class NumberedCanvas(pdfcanvas.Canvas):  # type: ignore[misc]
         """Holds pages back until the end to print ``Page n of N`` on each."""
 

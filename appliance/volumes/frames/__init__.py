@@ -17,6 +17,8 @@ __all__ = ["Frame", "frames_of"]
 
 
 def frames_of(dataset: Dataset, file_order: int, notes: list[QANote]) -> list[Frame]:
+    """The frames of one file: enhanced multi-frame, mosaic tiles, a classic slice, or the frames
+    of a multi-frame object without per-frame geometry (no position: not slices)."""
     if "PerFrameFunctionalGroupsSequence" in dataset:
         return enhanced_frames(dataset, file_order)
     mosaic = mosaic_count(dataset)

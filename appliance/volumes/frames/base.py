@@ -50,6 +50,7 @@ class Frame:
 
 
 def float_tuple(value: Any) -> tuple[float, ...] | None:
+    """A multi-valued number as floats, None when absent or not numeric."""
     if value is None or value == "":
         return None
     try:
@@ -59,6 +60,7 @@ def float_tuple(value: Any) -> tuple[float, ...] | None:
 
 
 def float_value(value: Any, default: float | None = None) -> float | None:
+    """A number as a float, ``default`` when absent or not numeric."""
     if value is None or value == "":
         return default
     try:
@@ -68,6 +70,7 @@ def float_value(value: Any, default: float | None = None) -> float | None:
 
 
 def int_value(value: Any) -> int | None:
+    """A number as an int, None when absent or not numeric."""
     if value is None or value == "":
         return None
     try:
@@ -77,6 +80,7 @@ def int_value(value: Any) -> int | None:
 
 
 def frame_type_label(tokens: Sequence[str]) -> str:
+    """A readable name for a frame type (magnitude, phase, field map...)."""
     for token in tokens:
         word = FRAME_TYPE_WORDS.get(token.upper())
         if word:
@@ -85,10 +89,13 @@ def frame_type_label(tokens: Sequence[str]) -> str:
 
 
 def series_key(dataset: Dataset) -> tuple[str, int | None]:
+    """Series Instance UID and Series Number: what separates series."""
     return (str(dataset.get("SeriesInstanceUID", "")), int_value(dataset.get("SeriesNumber")))
 
 
 def read_pixel_spacing(item: Dataset) -> tuple[float, float] | None:
+    """Pixel Spacing, else Imager Pixel Spacing (row, column mm); None when absent or not
+    positive."""
     spacing = float_tuple(item.get("PixelSpacing")) or float_tuple(item.get("ImagerPixelSpacing"))
     if spacing is None or len(spacing) != 2 or min(spacing) <= 0:
         return None
