@@ -25,6 +25,7 @@ from appliance.reports.policy import ReportAction, require
 from appliance.reports.store import (
     StoredReport,
     append_version,
+    check_version,
     load,
     refuse,
     report_out,
@@ -141,14 +142,7 @@ def update(
         report = load(db, report_id)
         action = "report.addendum" if report.signed else "report.update"
         try:
-            if data.expected_version is not None and data.expected_version != int(
-                report.row["current_version"]
-            ):
-                raise Conflict(
-                    f"the report is at version {report.row['current_version']}, "
-                    f"not {data.expected_version}: reload it",
-                    code="report_stale",
-                )
+            check_version(report, data.expected_version)
             require(actor, ReportAction.ADDENDUM if report.signed else ReportAction.EDIT_DRAFT)
             if report.signed:
                 content, status, kind = _addendum(report, data, actor, db)

@@ -23,6 +23,7 @@ from appliance.reports.policy import ReportAction, require
 from appliance.reports.store import (
     StoredReport,
     append_version,
+    check_version,
     load,
     refuse,
     report_out,
@@ -56,14 +57,7 @@ def finalize(
                     f"the report is already {report.status}; add an addendum instead",
                     code="report_signed",
                 )
-            if data.expected_version is not None and data.expected_version != int(
-                report.row["current_version"]
-            ):
-                raise Conflict(
-                    f"the report is at version {report.row['current_version']}, "
-                    f"not {data.expected_version}: reload it",
-                    code="report_stale",
-                )
+            check_version(report, data.expected_version)
             decisions.require_decided(report.content)
         except AppError as exc:
             refuse(db, actor, "report.finalize", report_id, exc)

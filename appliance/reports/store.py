@@ -13,7 +13,7 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.rows import new_id, now_iso
-from appliance.errors import AppError
+from appliance.errors import AppError, Conflict
 from appliance.reports import builder
 from appliance.reports.models import (
     ReportContent,
@@ -98,6 +98,16 @@ def verification_out(report: StoredReport) -> VerificationOut:
         verified_at=found.verified_at,
         notice=found.notice(report.content.disclaimer),
     )
+
+
+def check_version(report: StoredReport, expected: int | None) -> None:
+    """Conflict when the caller saw another version than the current one (``expected_version``:
+    an optimistic lock against two people editing at once)."""
+    if expected is not None and expected != int(report.row["current_version"]):
+        raise Conflict(
+            f"the report is at version {report.row['current_version']}, not {expected}: reload it",
+            code="report_stale",
+        )
 
 
 def report_out(report: StoredReport) -> ReportOut:

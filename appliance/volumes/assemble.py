@@ -98,17 +98,8 @@ def assemble(
         output.allocate((len(frames), first.rows, first.columns))
         for k, frame in enumerate(frames):
             output.put(k, _slice_values(context.pixels.frame(frame), frame, context, output))
-        return VolumeResult(
-            voxels=output.voxels,
-            origin=triple(origin),
-            spacing=(column_spacing, row_spacing, float(distances[-1] / (len(frames) - 1))),
-            direction=direction,
-            notes=notes,
-            label=label,
-            modality=context.modality,
-            series_instance_uid=context.series_uid,
-            frame_count=len(frames),
-        )
+        spacing = (column_spacing, row_spacing, float(distances[-1] / (len(frames) - 1)))
+        return _volume(output, origin, spacing, direction, notes, label, context, len(frames))
 
     shifts: list[AxisShift] = []
     if tilted:
@@ -170,16 +161,30 @@ def assemble(
             output.put(k, np.rint(values) if output.integral else values)
         spacing_z = float(distances[-1] / (len(frames) - 1))
 
+    spacing = (column_spacing, row_spacing, spacing_z)
+    return _volume(output, origin, spacing, direction, notes, label, context, len(frames))
+
+
+def _volume(
+    output: _Output,
+    origin: FloatArray,
+    spacing: tuple[float, float, float],
+    direction: FloatArray,
+    notes: list[QANote],
+    label: str,
+    context: BuildContext,
+    frame_count: int,
+) -> VolumeResult:
     return VolumeResult(
         voxels=output.voxels,
         origin=triple(origin),
-        spacing=(column_spacing, row_spacing, spacing_z),
+        spacing=spacing,
         direction=direction,
         notes=notes,
         label=label,
         modality=context.modality,
         series_instance_uid=context.series_uid,
-        frame_count=len(frames),
+        frame_count=frame_count,
     )
 
 
