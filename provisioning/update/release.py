@@ -8,6 +8,10 @@ Bundle (a folder)::
                     "signature": "..."}
     wheels/*.whl   the app's own wheel and every Python dependency (installed offline)
 
+``no_deps`` (optional) names requirements the box installs from the bundle's wheels with
+``pip --no-deps`` after the app (:data:`NO_DEPS`: medspaCy, whose published metadata pins an
+older spaCy than the app runs); each must have its wheel in the bundle.
+
 ``schema_version`` is the highest database migration the release's wheel ships (read from the
 wheel itself). The signature is :mod:`provisioning.signing`'s (Ed25519 over canonical JSON).
 A box accepts a bundle only when the signature is the pinned fleet key's, every listed file has
@@ -20,6 +24,7 @@ import hashlib
 import json
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,6 +41,13 @@ APP = "radiantai"
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _MIGRATION = re.compile(r"^appliance/db/migrations/(\d{4})_[a-z0-9_]+\.sql$")
 _WHEEL = re.compile(r"^[A-Za-z0-9_.+-]+\.whl$")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\d[A-Za-z0-9.]*)$")
+
+#: Installed next to the app with ``pip --no-deps``, in ./just, in the disk image
+#: (image/builder/build-image.sh) and in every release's app slot: medspaCy (ConText, used by
+#: ai/hedging.py) pins spacy<3.8 on Python < 3.12, and spaCy < 3.8 needs numpy < 2, which the
+#: DICOM codecs refuse; medspaCy's own run-time needs are among the app's dependencies.
+NO_DEPS = ("medspacy==1.3.1", "PyRuSH==1.0.13", "medspacy_quickumls==3.2")
 
 
 class ReleaseError(Exception):
@@ -73,17 +85,51 @@ def app_wheel(wheels: Path, version: str) -> Path:
     return found[0]
 
 
+def _normalize(name: str) -> str:
+    """A distribution name as wheel file names spell it (PEP 427, PEP 503)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def no_deps_wheel(names: Sequence[str], requirement: str) -> str:
+    """The wheel file name among ``names`` that provides ``requirement`` (``name==version``);
+    ReleaseError when it is malformed or has no wheel."""
+    pin = _PIN.match(requirement)
+    if pin is None:
+        raise ReleaseError(f"no_deps: {requirement!r} is not name==version")
+    wanted = (_normalize(pin[1]), pin[2])
+    found = [
+        name
+        for name in names
+        if len(parts := name.split("-")) >= 3 and (_normalize(parts[0]), parts[1]) == wanted
+    ]
+    if len(found) != 1:
+        raise ReleaseError(
+            f"no_deps: no wheel for {requirement} (make it with "
+            f"`pip wheel --no-deps --wheel-dir WHEELS {requirement}`)"
+        )
+    return found[0]
+
+
 def build(
-    bundle: Path, wheels: Path, version: str, channel: str, key: Ed25519PrivateKey
+    bundle: Path,
+    wheels: Path,
+    version: str,
+    channel: str,
+    key: Ed25519PrivateKey,
+    no_deps: Sequence[str] = NO_DEPS,
 ) -> dict[str, Any]:
     """Make a signed bundle in ``bundle`` (created, must not exist) from the wheels in
-    ``wheels``; returns the signed release document."""
+    ``wheels`` (the app's, its dependencies' and those of ``no_deps``); returns the signed
+    release document."""
     try:
         parse_version(version)
         check_software_channel(channel)
     except ValueError as exc:
         raise ReleaseError(str(exc)) from None
     app = app_wheel(wheels, version)
+    names = [p.name for p in wheels.glob("*.whl")]
+    for requirement in no_deps:
+        no_deps_wheel(names, requirement)
     if bundle.exists():
         raise ReleaseError(f"{bundle} exists")
     (bundle / "wheels").mkdir(parents=True)
@@ -107,6 +153,7 @@ def build(
             "schema_version": wheel_schema_version(app),
             "issued_at": now_iso(),
             "files": files,
+            "no_deps": list(no_deps),
         },
         key,
     )
@@ -128,6 +175,7 @@ class Release:
     files: tuple[tuple[str, int, str], ...]
     sha256: str
     document: dict[str, Any]
+    no_deps: tuple[str, ...] = ()
 
 
 def read_document(bundle: Path) -> dict[str, Any]:
@@ -175,6 +223,15 @@ def check_document(document: dict[str, Any], key: Ed25519PublicKey) -> Release:
         files.append((str(pure), size, sha))
     if not any(p.startswith(f"wheels/{APP}-{version}-") for p, _, _ in files):
         raise ReleaseError(f"{RELEASE_DOC}: the {APP} {version} wheel is not listed")
+    no_deps = document.get("no_deps", [])
+    if not isinstance(no_deps, list) or not all(isinstance(r, str) for r in no_deps):
+        raise ReleaseError(f"{RELEASE_DOC}: no_deps must be a list of name==version")
+    names = [PurePosixPath(p).name for p, _, _ in files]
+    for requirement in no_deps:
+        try:
+            no_deps_wheel(names, requirement)
+        except ReleaseError as exc:
+            raise ReleaseError(f"{RELEASE_DOC}: {exc}") from None
     return Release(
         str(version),
         str(channel),
@@ -182,6 +239,7 @@ def check_document(document: dict[str, Any], key: Ed25519PublicKey) -> Release:
         tuple(files),
         signing.document_sha256(document),
         document,
+        tuple(no_deps),
     )
 
 

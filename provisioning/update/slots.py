@@ -97,6 +97,26 @@ class Slots:
             ],
             "pip install",
         )
+        if release.no_deps:  # medspaCy and the like: without their published pins
+            self._run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    str(venv / "bin" / "python"),
+                    "install",
+                    "--quiet",
+                    "--no-index",
+                    "--no-cache-dir",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    "--find-links",
+                    str(bundle / "wheels"),
+                    *release.no_deps,
+                ],
+                "pip install --no-deps",
+            )
         current = self.current()
         libexec = self.apps / current / "libexec" if current else None
         if libexec is not None and libexec.is_dir():

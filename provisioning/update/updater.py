@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import sqlite3
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -80,12 +81,28 @@ class SystemdRestarter:
                 subprocess.run([self.systemctl, "unset-environment", *env], check=False, timeout=60)
 
 
-def healthy(url: str, deadline_s: float, sleep: Callable[[float], None] = time.sleep) -> bool:
-    """True once ``GET url`` answers 200 with ``{"status": "ok"}`` within ``deadline_s``."""
+def pinned_context(cert: Path) -> ssl.SSLContext:
+    """TLS that trusts exactly ``cert`` (the certificate this box's appliance serves): the file
+    is the trust anchor (partial chain), so a box or site certificate works without its CA and
+    whatever names it carries."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False  # the pin is the certificate itself, not a name
+    return context
+
+
+def healthy(
+    url: str,
+    deadline_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    context: ssl.SSLContext | None = None,
+) -> bool:
+    """True once ``GET url`` answers 200 with ``{"status": "ok"}`` within ``deadline_s``
+    (``context`` for an https URL)."""
     end = time.monotonic() + deadline_s
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http)
+            with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310
                 body = json.loads(response.read(65536) or b"{}")
             if isinstance(body, dict) and body.get("status") == "ok":
                 return True
@@ -121,6 +138,7 @@ class Updater:
         fleet_key: Ed25519PublicKey | None,
         health_url: str,
         deadline_s: float = 180.0,
+        health_context: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
         self.slots = slots
@@ -128,6 +146,7 @@ class Updater:
         self.restarter = restarter
         self.fleet_key = fleet_key
         self.health_url = health_url
+        self.health_context = health_context
         self.deadline_s = deadline_s
         self.dir = settings.data_dir / "update"
 
@@ -238,7 +257,7 @@ class Updater:
 
     def _judge(self, version: str, previous: str | None) -> dict[str, Any]:
         """Health first, then the migration, then health again; roll back on any failure."""
-        if not healthy(self.health_url, self.deadline_s):
+        if not healthy(self.health_url, self.deadline_s, context=self.health_context):
             return self._roll_back(version, previous, "no healthy /healthz before the deadline")
         migrate = subprocess.run(
             [
@@ -256,7 +275,7 @@ class Updater:
             tail = (migrate.stderr or migrate.stdout).strip().splitlines()[-1:] or [""]
             return self._roll_back(version, previous, f"migration failed: {tail[0][:200]}")
         self.restarter.restart({})
-        if not healthy(self.health_url, self.deadline_s):
+        if not healthy(self.health_url, self.deadline_s, context=self.health_context):
             return self._roll_back(version, previous, "no healthy /healthz after the migration")
         return self._record("applied", version)
 
@@ -279,6 +298,6 @@ class Updater:
             )
         self.slots.switch(previous)
         self.restarter.restart({})
-        back = healthy(self.health_url, self.deadline_s)
+        back = healthy(self.health_url, self.deadline_s, context=self.health_context)
         note = "" if back else f"; {previous} is not healthy either"
         return self._record("rolled_back", version, reason + note)

@@ -17,11 +17,14 @@ Wrap = Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namesp
 
 
 def cmd_release_build(args: argparse.Namespace) -> int:
-    from provisioning.update.release import ReleaseError, build
+    from provisioning.update.release import NO_DEPS, ReleaseError, build
 
     key = fleet_key(args)
+    no_deps = NO_DEPS if args.no_deps is None else tuple(r for r in args.no_deps if r)
     try:
-        document = build(Path(args.out), Path(args.wheels), args.version, args.channel, key)
+        document = build(
+            Path(args.out), Path(args.wheels), args.version, args.channel, key, no_deps
+        )
     except ReleaseError as exc:
         print(f"radiant: {exc}")
         return EXIT_CONFIG
@@ -52,30 +55,44 @@ def cmd_release_publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def health_url(settings: Any) -> str:
+def health_url(settings: Any) -> tuple[str, Path | None]:
+    """The appliance's ``/healthz`` on this box, and the certificate to pin when it serves
+    HTTPS (``RADIANT_HTTP_TLS``: ``on``, or ``auto`` beyond loopback with a certificate; see
+    :func:`appliance.tls.http_certificate`, whose files this only reads: the updater runs as
+    root and must not write the appliance's)."""
+    from appliance import tls
+
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.http_host, settings.http_host)  # noqa: S104
+    paths = tls.certificate_paths(settings)
+    serves_tls = settings.http_tls == "on" or (
+        settings.http_tls == "auto" and not tls.is_loopback(settings.http_host)
+    )
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.http_port}/healthz"
+    if serves_tls and paths is not None:
+        return f"https://{host}:{settings.http_port}/healthz", paths[0]
+    return f"http://{host}:{settings.http_port}/healthz", None
 
 
 def cmd_update_run(args: argparse.Namespace) -> int:
     from provisioning import device
     from provisioning.update.bucket import for_box
     from provisioning.update.slots import Slots
-    from provisioning.update.updater import SystemdRestarter, Updater
+    from provisioning.update.updater import SystemdRestarter, Updater, pinned_context
 
     settings = cli_settings(args)
     if not settings.sync_remote:
         print("radiant: no bucket configured: updates come through the fleet's bucket")
         return EXIT_OK
+    url, cert = health_url(settings)
     updater = Updater(
         settings,
         Slots(Path(args.apps), python=args.python),
         for_box(settings),
         SystemdRestarter(args.unit),
         device.pinned_fleet_key(settings),
-        health_url(settings),
+        url,
         deadline_s=args.deadline,
+        health_context=pinned_context(cert) if cert is not None else None,
     )
     state = updater.run_round()
     last = state.get("last", {})
@@ -107,6 +124,13 @@ def add_commands(
     rbuild.add_argument("--version", required=True)
     rbuild.add_argument("--channel", default="stable")
     rbuild.add_argument("--out", required=True, help="the bundle folder (created)")
+    rbuild.add_argument(
+        "--no-deps",
+        action="append",
+        metavar="NAME==VERSION",
+        help="installed with pip --no-deps after the app; its wheel must be in --wheels "
+        "(repeatable; default: medspaCy's, as ./just installs them; --no-deps '' for none)",
+    )
     key_option(rbuild)
     rbuild.set_defaults(func=run_fleet(cmd_release_build))
     publish = release.add_parser("publish", help="upload a bundle and point its channel at it")

@@ -28,7 +28,7 @@ import pytest
 
 from provisioning import signing
 from provisioning.update.bucket import for_box
-from provisioning.update.release import ReleaseError, build, verify
+from provisioning.update.release import NO_DEPS, ReleaseError, build, verify
 from provisioning.update.slots import Slots
 from provisioning.update.updater import Updater, db_schema
 from radiant.cli import main
@@ -37,13 +37,14 @@ from tests.sync_servers import Remote, moto_s3, stop_process
 pytestmark = pytest.mark.integration
 
 FAKE_APP = """
-import json, os, sqlite3, sys
+import importlib.util, json, os, sqlite3, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 VERSION, SCHEMA, MODE = {version!r}, {schema!r}, {mode!r}
 
 class Health(BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({{"status": "ok", "version": VERSION,
+                           "medspacy": importlib.util.find_spec("medspacy") is not None,
                            "migrate_at_start": os.environ.get("RADIANT_DB_MIGRATE_AT_START")}})
         self.send_response(200 if self.path == "/healthz" else 404)
         self.send_header("Content-Type", "application/json")
@@ -74,26 +75,45 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest},{len(data)}"
 
 
+def _wheel(folder: Path, name: str, version: str, files: dict[str, str], meta: str = "") -> Path:
+    """A pure-Python wheel (PEP 427) holding ``files``."""
+    info = f"{name}-{version}.dist-info"
+    files = dict(files)
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{meta}"
+    files[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+    files[f"{info}/WHEEL"] += "Tag: py3-none-any\n"
+    record = [f"{path},{_record_hash(text.encode())}" for path, text in files.items()]
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(member, text)
+    return path
+
+
 def fake_wheel(folder: Path, version: str, schema: int, mode: str = "ok") -> Path:
-    """A ``radiantai`` wheel (PEP 427) whose ``radiant`` command is the stand-in above."""
-    info = f"radiantai-{version}.dist-info"
+    """A ``radiantai`` wheel whose ``radiant`` command is the stand-in above, next to stand-ins
+    for the wheels of NO_DEPS (medspaCy's), whose metadata requires a spaCy the bundle lacks:
+    installed with their dependencies they would fail, as medspaCy's pin does."""
+    for requirement in NO_DEPS:
+        name, pinned = requirement.split("==")
+        module = name.lower()
+        _wheel(
+            folder,
+            name.replace("-", "_"),
+            pinned,
+            {f"{module}/__init__.py": ""},
+            "Requires-Dist: spacy<3.8\n",
+        )
     files = {
         "radiantfake/__init__.py": FAKE_APP.format(version=version, schema=schema, mode=mode),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: radiantai\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-        f"{info}/entry_points.txt": "[console_scripts]\nradiant = radiantfake:main\n",
+        f"radiantai-{version}.dist-info/entry_points.txt": "[console_scripts]\n"
+        "radiant = radiantfake:main\n",
     }
     for number in range(1, schema + 1):
         files[f"appliance/db/migrations/{number:04d}_step.sql"] = "SELECT 1;\n"
-    record = [f"{name},{_record_hash(text.encode())}" for name, text in files.items()]
-    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"radiantai-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return path
+    return _wheel(folder, "radiantai", version, files)
 
 
 def free_port() -> int:
@@ -162,7 +182,8 @@ def test_release_applied_rolled_back_and_refused(
         wheels = tmp_path / "wheels" / version
         fake_wheel(wheels, version, schema, mode)
         bundle = tmp_path / "bundles" / version
-        build(bundle, wheels, version, "stable", key)
+        command = ["fleet", "release", "build", "--wheels", str(wheels), "--version", version]
+        assert main([*command, "--out", str(bundle), "--key", str(key_path)]) == 0
         return bundle
 
     # The box: the factory slot 1.0.0 (schema 1), running, its database at schema 1.
@@ -198,6 +219,7 @@ def test_release_applied_rolled_back_and_refused(
         state = updater.run_round()
         assert state["last"] == state["last"] | {"outcome": "applied", "version": "1.1.0"}
         assert slots.current() == "1.1.0" and health(port)["version"] == "1.1.0"
+        assert health(port)["medspacy"]  # the no-deps wheels are in the new slot too
         assert runner.starts == [{}, {"RADIANT_DB_MIGRATE_AT_START": "false"}, {}]
         assert db_schema(settings) == 2
         assert "1.0.0" in state["rollback_blocked"]  # reads schema 1 only: no way back
@@ -263,8 +285,13 @@ def test_release_applied_rolled_back_and_refused(
                 raise PowerCut
 
         cut = Updater(
-            settings, slots, for_box(settings), CutRunner(apps, port), key.public_key(),
-            f"http://127.0.0.1:{port}/healthz", deadline_s=10,
+            settings,
+            slots,
+            for_box(settings),
+            CutRunner(apps, port),
+            key.public_key(),
+            f"http://127.0.0.1:{port}/healthz",
+            deadline_s=10,
         )
         with pytest.raises(PowerCut):
             cut.run_round()
@@ -299,3 +326,25 @@ def test_a_local_bundle_with_a_changed_file_is_refused(tmp_path: Path) -> None:
     (bundle / "release.json").write_text(json.dumps(doc))
     with pytest.raises(ReleaseError, match="signature"):
         verify(bundle, key.public_key())
+
+
+def test_a_release_without_its_no_deps_wheels_is_refused(tmp_path: Path) -> None:
+    key = signing.generate()
+    app = fake_wheel(tmp_path / "w", "3.0.0", 1)
+    next((tmp_path / "w").glob("medspacy-*.whl")).unlink()
+    with pytest.raises(ReleaseError, match=r"no wheel for medspacy==1\.3\.1"):
+        build(tmp_path / "b", tmp_path / "w", "3.0.0", "stable", key)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    app.rename(alone / app.name)
+    document = build(tmp_path / "b2", alone, "3.0.0", "stable", key, no_deps=())
+    assert document["no_deps"] == []
+    # A document that names a no-deps requirement its files lack (signed, so well-formed
+    # otherwise) is refused before anything is installed.
+    document = signing.sign(
+        {k: v for k, v in document.items() if k != "signature"} | {"no_deps": ["medspacy==1.3.1"]},
+        key,
+    )
+    (tmp_path / "b2" / "release.json").write_text(json.dumps(document))
+    with pytest.raises(ReleaseError, match="no wheel for medspacy"):
+        verify(tmp_path / "b2", key.public_key())
