@@ -10,7 +10,9 @@
 #
 # The disk (GPT, raw):  1 RADIANT-ROOT  ext4, mounted read-only (Debian, systemd, python3, fonts)
 #                       2 RADIANT-APP   ext4 at /opt/radiant: app slots <version>/venv, `current`
-#                       3 RADIANT-DATA  ext4 at /var/lib/radiant (empty; first boot fills it)
+#                       3 RADIANT-DATA  ext4 at /var/lib/radiant (empty; first boot fills it),
+#                         RADIANT_IMAGE_DATA_MIB (default 8192) as built, grown to the end of the
+#                         disk at boot (radiant-grow-data.service)
 # The kernel and initrd are written next to the disk and booted directly (QEMU -kernel/-initrd;
 # on hardware a boot loader passes the same command line, see image/README.md).
 set -euo pipefail
@@ -25,6 +27,13 @@ data_mib=${RADIANT_IMAGE_DATA_MIB:-8192}
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
+# The appliance refuses studies below RADIANT_MIN_FREE_GB (5 GB) free: a smaller data partition
+# would refuse everything until it is grown on a larger disk.
+min_data_mib=6144
+for size in "$app_mib" "$data_mib"; do
+    case $size in ''|*[!0-9]*) echo "build-image: partition sizes are MiB, whole numbers (got '$size')" >&2; exit 2;; esac
+done
+[ "$data_mib" -ge "$min_data_mib" ] || { echo "build-image: RADIANT_IMAGE_DATA_MIB=$data_mib is below $min_data_mib MiB (the appliance keeps 5 GB free)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "build-image: run as root (chroot, file ownership)" >&2; exit 2; }
 for tool in mmdebstrap sfdisk mkfs.ext4; do
     command -v "$tool" >/dev/null || { echo "build-image: $tool is missing (apt-get install mmdebstrap fdisk e2fsprogs)" >&2; exit 2; }
@@ -53,7 +62,8 @@ rm -f "$wheels"/radiantai-*.whl
 "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$wheels" "$repo"
 # medspaCy (ai/hedging.py) without its spacy<3.8 pin, as ./just installs it; its own needs are
 # among the project's dependencies above.
-nodeps=("medspacy==1.3.1" "PyRuSH==1.0.13" "medspacy_quickumls==3.2")
+# The list is provisioning/update/release.py's NO_DEPS (releases install the same).
+read -r -a nodeps <<< "$(PYTHONPATH="$repo" "$python" -c 'from provisioning.update.release import NO_DEPS; print(" ".join(NO_DEPS))')"
 "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$wheels" "${nodeps[@]}"
 
 # 3. Root folder: extract, add the units, the user, the settings of a read-only root.
@@ -67,7 +77,7 @@ install -D -m 0644 "$repo/image/sysusers.d/radiant.conf" "$root/usr/lib/sysusers
 install -D -m 0644 "$repo/image/tmpfiles.d/radiant.conf" "$root/usr/lib/tmpfiles.d/radiant.conf"
 cp -a "$here/rootfs/." "$root/"
 chroot "$root" systemd-sysusers
-chroot "$root" systemctl enable var-lib-radiant.mount radiant-firstboot.service radiant.service \
+chroot "$root" systemctl enable var-lib-radiant.mount radiant-grow-data.service radiant-firstboot.service radiant.service \
     radiant-watchdog.timer radiant-update.timer systemd-networkd.service
 chroot "$root" systemctl mask systemd-firstboot.service systemd-random-seed.service \
     apt-daily.timer apt-daily-upgrade.timer
