@@ -81,12 +81,14 @@ bench-scale *ARGS:
     {{venv}}/python bench/scale.py {{ARGS}}
 
 # The appliance's x86-64 disk image (Debian 12, read-only root, app slot, data partition) into
-# .cache/image/out with manifest.json; as root, about 5 min here (not part of `test`).
-image: (apt "image")
-    PYTHON={{venv}}/python image/builder/build-image.sh
+# .cache/image/out with manifest.json; as root, 5-10 min here (not part of `test`). DATA_MIB: the
+# data partition as built (at least 6144; grown to the whole disk at boot): `just image 16384`.
+image DATA_MIB=env("RADIANT_IMAGE_DATA_MIB", "8192"): (apt "image")
+    RADIANT_IMAGE_DATA_MIB={{DATA_MIB}} PYTHON={{venv}}/python image/builder/build-image.sh
 
 # Boot the built image under QEMU and check it from the host: first boot, provisioning, a study
-# sent with storescu, the watchdog, power cuts (ROUNDS). Not part of `test`: see image/README.md.
+# sent with storescu, the watchdog, power cuts (--rounds N). Over HTTPS pinned to the box's
+# certificate. About 40-60 min under software emulation: see image/README.md. Not part of `test`.
 image-test *ARGS: (apt "image")
     {{venv}}/python image/builder/vmtest.py {{ARGS}}
 

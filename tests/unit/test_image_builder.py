@@ -66,8 +66,20 @@ def test_manifest_lists_every_output_with_its_sha256(tmp_path: Path) -> None:
     for name, data in contents.items():
         (out / name).write_bytes(data)
     subprocess.run(
-        [sys.executable, str(BUILDER / "manifest.py"), "--out", str(out), "--version", "0.1.0",
-         "--suite", "bookworm", "--cmdline", "root=LABEL=RADIANT-ROOT ro", "--seconds", "5"],
+        [
+            sys.executable,
+            str(BUILDER / "manifest.py"),
+            "--out",
+            str(out),
+            "--version",
+            "0.1.0",
+            "--suite",
+            "bookworm",
+            "--cmdline",
+            "root=LABEL=RADIANT-ROOT ro",
+            "--seconds",
+            "5",
+        ],
         check=True,
     )
     manifest = json.loads((out / "manifest.json").read_text())
@@ -79,3 +91,42 @@ def test_manifest_lists_every_output_with_its_sha256(tmp_path: Path) -> None:
         ["sha256sum", "-c", "SHA256SUMS"], cwd=out, capture_output=True, text=True
     )
     assert sums.returncode == 0, sums.stdout + sums.stderr
+
+
+def test_the_data_partition_size_is_a_checked_build_parameter() -> None:
+    script = BUILDER / "build-image.sh"
+    for bad, why in (("100", "below 6144 MiB"), ("6143", "below"), ("8G", "whole numbers")):
+        env = {"PATH": "/usr/bin:/bin", "RADIANT_IMAGE_DATA_MIB": bad}
+        result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+        assert result.returncode == 2 and why in result.stderr, (bad, result.stderr)
+    just = (ROOT / "Justfile").read_text()
+    assert 'image DATA_MIB=env("RADIANT_IMAGE_DATA_MIB", "8192")' in just
+
+
+def test_the_data_partition_grows_to_the_disk_at_boot() -> None:
+    unit = (BUILDER / "rootfs/etc/systemd/system/radiant-grow-data.service").read_text()
+    grow = BUILDER / "rootfs/usr/local/sbin/radiant-grow-data"
+    assert "ExecStart=/usr/local/sbin/radiant-grow-data" in unit
+    assert "RequiresMountsFor=/var/lib/radiant /tmp" in unit
+    assert "Before=local-fs.target radiant-firstboot.service radiant.service" in unit
+    assert grow.stat().st_mode & 0o111  # executable in the image
+    text = grow.read_text()
+    assert "growpart" in text and "resize2fs" in text and "RADIANT-DATA" in text
+    assert subprocess.run(["sh", "-n", str(grow)]).returncode == 0
+    script = (BUILDER / "build-image.sh").read_text()
+    assert "radiant-grow-data.service" in script  # enabled
+    packages = (BUILDER / "packages.txt").read_text().split()
+    assert {"cloud-guest-utils", "fdisk", "e2fsprogs"} <= set(packages)
+    # The data partition must stay the disk's last: growpart only extends into free space.
+    assert script.index("name=RADIANT-DATA") > script.index("name=RADIANT-APP")
+
+
+def test_medspacy_is_installed_without_its_pins_everywhere_alike() -> None:
+    from provisioning.update.release import NO_DEPS
+
+    bootstrap = (ROOT / "just").read_text()
+    assert all(f'"{requirement}"' in bootstrap for requirement in NO_DEPS)
+    assert (
+        "from provisioning.update.release import NO_DEPS"
+        in (BUILDER / "build-image.sh").read_text()
+    )
