@@ -637,7 +637,9 @@ def watchdog(vm: Machine) -> dict[str, Any]:
     return {
         "killed_to_healthz_s": killed_s,
         "frozen_to_healthz_s": hung_s,
-        "probe_log": journal.strip().splitlines()[-4:],
+        "probe_log": [
+            line for line in journal.splitlines() if "failed" in line or "restarting" in line
+        ][-4:],
     }
 
 
