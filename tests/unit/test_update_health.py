@@ -8,8 +8,8 @@ from pathlib import Path
 
 from appliance import tls
 from appliance.config import Settings
-from provisioning.update.cli import health_url
 from provisioning.update.updater import healthy, pinned_context
+from radiant.commands.update import health_url
 from tests.unit.test_image_watchdog import health_server
 
 
