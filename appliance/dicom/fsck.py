@@ -25,12 +25,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.context import AppContext
 from appliance.dicom.store_index import quarantine_orphan, walk_index
 from appliance.logs import get_logger
 from appliance.reports.verify import verify_all as verify_reports
@@ -40,6 +40,9 @@ from appliance.storage.service import (
     ObjectStore,
     UnsafeKey,
 )
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext  # the container only: no runtime import
 
 log = get_logger("radiant.fsck")
 ACTOR = Actor.system("fsck")

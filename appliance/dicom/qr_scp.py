@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import build_context, evt
@@ -23,7 +23,6 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.context import AppContext
 from appliance.dicom.pynetdicom_compat import (
     SenderTakesEveryMessage,
     StoredFileSender,
@@ -49,6 +48,9 @@ from appliance.dicom.statuses import (
     status,
 )
 from appliance.logs import get_logger
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext  # the container only: no runtime import
 
 log = get_logger("radiant.receiver")
 

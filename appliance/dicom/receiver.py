@@ -44,7 +44,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -54,7 +54,6 @@ from pynetdicom.events import EventHandlerType
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.config import valid_ae_title
-from appliance.context import AppContext
 from appliance.dicom.ae_setup import build_ae, frontend_policy, peer_addresses, tls_context
 from appliance.dicom.association_policy import Policy, printable_ae
 from appliance.dicom.ingest import Outcome
@@ -76,6 +75,9 @@ from appliance.dicom.statuses import (
 )
 from appliance.dicom.summariser import Summariser
 from appliance.logs import get_logger
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext  # the container only: no runtime import
 
 log = get_logger("radiant.receiver")
 

@@ -8,11 +8,14 @@ with that reason, so storage and index agree again (what ``radiant fsck`` checks
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.audit.models import Actor
-from appliance.context import AppContext
 from appliance.dicom.store_index import quarantine_orphan, unindexed_keys
 from appliance.logs import get_logger
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext  # the container only: no runtime import
 
 log = get_logger("radiant.recovery")
 ACTOR = Actor.system("recovery")

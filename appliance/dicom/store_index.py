@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
 from appliance.audit.models import Actor
-from appliance.context import AppContext
 from appliance.storage.service import DICOM_PREFIX, ObjectStore, UnsafeKey
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext  # the container only: no runtime import
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.context import AppContext
 from appliance.db.rows import new_id
 from appliance.dicom.ingest import Outcome
 from appliance.dicom.media.dicomdir import DicomdirInvalid, plan_dicomdir
 from appliance.dicom.media.files import Item, Unreadable, find_dicomdir, read_media_file
 from appliance.dicom.media.walk import plan_walk
 from appliance.logs import get_logger
+
+if TYPE_CHECKING:
+    from appliance.context import AppContext  # the container only: no runtime import
 
 log = get_logger("radiant.media")
 
