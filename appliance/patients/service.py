@@ -14,7 +14,7 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
-from appliance.db.rows import new_id, now_iso
+from appliance.db.rows import escape_like, new_id, now_iso
 from appliance.errors import Conflict, NotFound
 from appliance.patients.models import (
     PatientCreate,
@@ -138,8 +138,7 @@ def search(
     params: list[Any] = []
     for word in fold(text or "").split():
         where.append("search_key LIKE ? ESCAPE '\\'")
-        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.append(f"%{escaped}%")
+        params.append(f"%{escape_like(word)}%")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     with transaction(db):
         total = db.execute(f"SELECT COUNT(*) FROM patients {clause}", params).fetchone()[0]  # noqa: S608

@@ -17,6 +17,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.connection import transaction
+from appliance.db.rows import fetch_all as _rows
 from appliance.errors import Conflict, NotFound
 from appliance.logs import get_logger
 from appliance.volumes.models import (
@@ -34,12 +35,6 @@ BUILDER_VERSION = "1"
 
 
 PREFIX = "volumes"
-
-
-def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 def json_column(text: str | None) -> Any:
