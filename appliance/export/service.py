@@ -38,6 +38,8 @@ from appliance.reports.models import ReportFinding
 from appliance.reports.policy import ReportAction, require
 from appliance.reports.service import StoredReport
 from appliance.reports.verify import verify_report
+from appliance.storage.instances import instance_path
+from appliance.storage.models import FileUnavailable
 
 log = get_logger("radiant.export")
 T = TypeVar("T")
@@ -92,7 +94,7 @@ def device(ctx: AppContext) -> sr.Device:
 
 def _storage_key(db: sqlite_utils.Database, instance_id: str) -> str | None:
     row = db.execute(
-        "SELECT storage_key FROM instances WHERE id = ? AND storage_state = 'local'",
+        "SELECT storage_key FROM instances WHERE id = ?",
         (instance_id,),
     ).fetchone()
     return str(row[0]) if row else None
@@ -115,7 +117,7 @@ _TYPE2 = (
 
 
 def _header(ctx: AppContext, key: str) -> Dataset:
-    with ctx.store.open(key) as stream:
+    with open(instance_path(ctx.pool.get(), ctx.store, key), "rb") as stream:
         ds = pydicom.dcmread(stream, stop_before_pixels=True)
     for keyword in _TYPE2:
         if keyword not in ds:
@@ -141,7 +143,7 @@ def evidence(ctx: AppContext, db: sqlite_utils.Database, report: StoredReport) -
         row = db.execute(
             "SELECT i.storage_key, i.sop_instance_uid FROM instances i"
             " JOIN series s ON s.id = i.series_id WHERE s.study_id = ?"
-            " AND i.storage_state = 'local' ORDER BY s.series_number, i.instance_number LIMIT 1",
+            " ORDER BY s.series_number, i.instance_number LIMIT 1",
             (report.row["study_id"],),
         ).fetchone()
         if row is None:
@@ -160,8 +162,9 @@ def _key_image_source(
         if key is None:
             return None
         try:
-            rendered = preview.render(ctx.store.path(key), frame=finding.key_image.frame)
-        except (preview.NotRenderable, ValueError, OSError) as exc:
+            path = instance_path(db, ctx.store, key)
+            rendered = preview.render(path, frame=finding.key_image.frame)
+        except (preview.NotRenderable, ValueError, OSError, FileUnavailable) as exc:
             log.warning("key_image_not_rendered", error=type(exc).__name__)
             return None
         return rendered.png()
