@@ -20,7 +20,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.connection import transaction
-from appliance.db.rows import now_iso
+from appliance.db.rows import fetch_all, now_iso
 from appliance.dicom import preview
 from appliance.errors import AppError, Conflict, InvalidInput, NotFound
 from appliance.export import coding, encapsulated, fhir, pdf, sr
@@ -32,7 +32,6 @@ from appliance.export.models import (
 )
 from appliance.integrations import pacs
 from appliance.logs import get_logger
-from appliance.reports import builder
 from appliance.reports import service as reports
 from appliance.reports.models import ReportFinding
 from appliance.reports.policy import ReportAction, require
@@ -300,7 +299,7 @@ def export_fhir(ctx: AppContext, report_id: str, actor: Actor) -> dict[str, Any]
 
 
 def builder_rows(db: sqlite_utils.Database, study_id: str) -> list[dict[str, Any]]:
-    return builder.rows(
+    return fetch_all(
         db,
         "SELECT series_uid, series_number, modality, description, instance_count FROM series"
         " WHERE study_id = ? ORDER BY series_number IS NULL, series_number, created_at, id",

@@ -84,7 +84,7 @@ def _fetch_back(
 ) -> None:
     instance_id, size, sha256 = str(row["id"]), int(str(row["size"])), str(row["sha256"])
     if store.fetch_back is None:
-        raise NotKeptHere(f"{NOT_KEPT}, and no bucket is configured to fetch it back from")
+        raise NotKeptHere(f"{NOT_KEPT}, and this process has no connection to the bucket")
     try:
         store.put_fetched(key, store.fetch_back, size=size, sha256=sha256)
     except DigestMismatch:

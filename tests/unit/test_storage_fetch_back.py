@@ -69,11 +69,15 @@ def test_an_evicted_file_comes_back_only_whole_and_matching(
     assert _state(ctx, item.instance_id) == "remote" and not path.exists()
     assert evict(db, ctx.store, "study", [item], ACTOR) == []  # already remote: nothing
 
-    # no fetch-back composed in: a 409 that says why, nothing changes
+    # the composed (sync) fetch-back without RADIANT_SYNC_REMOTE, then none at all: a 409
+    # that says why, nothing changes
     with pytest.raises(NotKeptHere, match="no bucket is configured") as refused:
         instance_path(db, ctx.store, item.storage_key)
     assert refused.value.status == 409
-    assert _state(ctx, item.instance_id) == "remote"
+    ctx.store.fetch_back = None
+    with pytest.raises(NotKeptHere, match="no connection to the bucket"):
+        instance_path(db, ctx.store, item.storage_key)
+    assert _state(ctx, item.instance_id) == "remote" and not path.exists()
 
     # the bucket's copy differs from the index: refused (503), nothing half-written stays
     def wrong(key: str, dest: Path) -> None:
