@@ -27,12 +27,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
 )
 
-from appliance.app import create_app, prepare
+from appliance.app import create_app
 from appliance.audit.models import Actor
 from appliance.auth import service as auth_service
 from appliance.auth.models import Role, UserCreate
 from appliance.config import Mode, Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from sync import eviction
 from sync.manager import SyncManager
 from tests.ai_server import CXR, AIServer, Scripted, chat_completion

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.app import prepare
 from appliance.audit.models import Actor
 from appliance.config import Settings
-from appliance.context import AppContext
+from appliance.context import AppContext, prepare
 from appliance.storage.instances import Evictable, evict, instance_path
 from appliance.storage.models import FileUnavailable, NotKeptHere
+from sync import fetch
 from tests.dicom_files import instance_files
 
 ACTOR = Actor.system("test")
@@ -69,8 +69,9 @@ def test_an_evicted_file_comes_back_only_whole_and_matching(
     assert _state(ctx, item.instance_id) == "remote" and not path.exists()
     assert evict(db, ctx.store, "study", [item], ACTOR) == []  # already remote: nothing
 
-    # the composed (sync) fetch-back without RADIANT_SYNC_REMOTE, then none at all: a 409
-    # that says why, nothing changes
+    # the sync layer's fetch-back without RADIANT_SYNC_REMOTE, then none at all: a 409 that
+    # says why, nothing changes
+    fetch.attach(ctx.store, ctx.settings, ctx.pool)
     with pytest.raises(NotKeptHere, match="no bucket is configured") as refused:
         instance_path(db, ctx.store, item.storage_key)
     assert refused.value.status == 409
