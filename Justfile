@@ -48,7 +48,7 @@ ohif:
 
 # ruff, mypy and the import layers contract (pyproject.toml [tool.importlinter]).
 lint:
-    {{venv}}/ruff check appliance ui ai sync provisioning radiant tests bench image
+    {{venv}}/ruff check appliance ui ai sync provisioning radiant radiant_common tests bench image
     {{venv}}/mypy
     {{venv}}/lint-imports
 

@@ -30,6 +30,7 @@ from appliance.triage.notify import WebhookConfig, WebhookNotifier
 from appliance.volumes import service as volumes
 from provisioning.agent import FleetAgent, receiver_state
 from provisioning.audit_checkpoints import Checkpointer
+from sync import fetch
 from sync.identity import device_id
 from sync.manager import SyncManager
 
@@ -55,6 +56,7 @@ def build_services(ctx: AppContext, *, tls_active: bool = False) -> Services:
     stability.listeners.append(analysis.auto_analysis_listener(ctx, jobs.enqueue))
     stability.listeners.append(volumes.auto_build_listener(ctx, jobs.enqueue))
     receiver = Receiver(ctx)
+    fetch.attach(ctx.store, settings, ctx.pool)  # storage fetches evicted files back through it
     sync_manager = SyncManager(ctx)
     fleet_agent = FleetAgent(
         ctx,

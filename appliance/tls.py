@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
-import os
 import socket
 import ssl
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import ConfigError, Settings
+from radiant_common.durable import write_atomic
 
 TLS_DIR = "tls"
 CERT_FILE = "box.crt"
@@ -134,16 +134,16 @@ def write_box_certificate(settings: Settings) -> tuple[Path, Path]:
     cert_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = build_certificate(key, box_names(settings), settings.site_name)
-    _write_atomic(
+    write_atomic(
         key_path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
-        0o600,
+        mode=0o600,
     )
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return cert_path, key_path
 
 
@@ -308,18 +308,3 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

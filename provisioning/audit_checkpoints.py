@@ -33,6 +33,7 @@ from appliance.db.connection import ConnectionPool
 from appliance.db.rows import now_iso
 from appliance.logs import get_logger
 from provisioning import device, signing
+from radiant_common.durable import fsync_dir
 
 FORMAT = "radiant-audit-checkpoint/1"
 FOLDER = "audit"
@@ -122,7 +123,7 @@ def _append(path: Path, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    signing.fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)

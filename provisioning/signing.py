@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.canonical import canonical_json
+from radiant_common import durable
 
 SIGNATURE = "signature"
 
@@ -136,26 +135,4 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, replace: bool = 
     over ``path`` (or link it, refusing an existing file, when ``replace`` is false) and fsync
     the folder."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError when the file exists
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.write_atomic(path, data, mode=mode, replace=replace)

@@ -10,6 +10,8 @@ stored meanwhile is shipped and verified. Parts:
 - :mod:`sync.rclone`, :mod:`sync.crypt_keys`: ``rclone.conf`` with the crypt remote and its keys.
 - :mod:`sync.queue`, :mod:`sync.uploader`: the ``sync_queue`` rows and their upload/verify.
 - :mod:`sync.probe`: reachable, unreachable, no such bucket, credentials refused.
-- :mod:`sync.snapshot`, :mod:`sync.eviction`, :mod:`sync.fetch`, :mod:`sync.restore`.
+- :mod:`sync.snapshot`, :mod:`sync.restore`.
+- :mod:`sync.eviction`: which studies leave the disk (the policy; storage switches the rows and
+  removes the files); :mod:`sync.fetch`: the fetch-back storage uses to bring one back.
 - :mod:`sync.status`, :mod:`sync.routes`, :mod:`radiant.commands.sync`: what admins see and type.
 """

@@ -6,7 +6,8 @@ instances is verified in the bucket (its ``sync_queue`` row is ``done``) and it 
 ``RADIANT_RETENTION_DAYS`` (its last instance arrived before then). The index rows stay, marked
 ``storage_state = 'remote'``: the row is switched first and the file removed after, so a crash
 in between leaves a redundant file, never a row without its file. Opening such an instance
-fetches it back from the bucket (:mod:`sync.fetch`).
+fetches it back from the bucket (:func:`appliance.storage.instances.instance_path`, through
+:mod:`sync.fetch`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
-from appliance.db.connection import transaction
 from appliance.logs import get_logger
+from appliance.storage import instances
+from appliance.storage.instances import Evictable
 from sync import layout
 from sync.queue import since
 
@@ -56,37 +57,21 @@ def candidates(db: sqlite_utils.Database, retention_days: float) -> list[str]:
 
 
 def evict_study(ctx: AppContext, study_id: str, actor: Actor = ACTOR) -> EvictionReport:
-    """Evict the local, verified DICOM files of one study (see the module docstring)."""
+    """Evict the local DICOM files of one study that are verified in the bucket (through
+    :func:`appliance.storage.instances.evict`, which switches the rows and removes the files)."""
     db = ctx.pool.get()
-    report = EvictionReport()
-    with transaction(db):
-        rows = db.execute(
-            "SELECT i.id, i.storage_key, i.size FROM instances i"
-            " JOIN series se ON se.id = i.series_id"
-            " JOIN sync_queue q ON q.object_key = ? || i.storage_key AND q.status = 'done'"
-            " WHERE se.study_id = ? AND i.storage_state = 'local'",
-            (layout.OBJECTS + "/", study_id),
-        ).fetchall()
-        db.conn.executemany(
-            "UPDATE instances SET storage_state = 'remote'"
-            " WHERE id = ? AND storage_state = 'local'",
-            [(r[0],) for r in rows],
-        )
-        if rows:
-            audit.record(
-                db,
-                actor,
-                "sync.evict",
-                object_type="study",
-                object_id=study_id,
-                detail={"instances": len(rows), "bytes": sum(int(r[2]) for r in rows)},
-            )
-    for _id, key, size in rows:
-        ctx.store.delete(str(key), missing_ok=True)
-        report.files += 1
-        report.bytes += int(size)
-    report.studies = 1 if rows else 0
-    return report
+    rows = db.execute(
+        "SELECT i.id, i.storage_key, i.sha256, i.size FROM instances i"
+        " JOIN series se ON se.id = i.series_id"
+        " JOIN sync_queue q ON q.object_key = ? || i.storage_key AND q.status = 'done'"
+        " WHERE se.study_id = ? AND i.storage_state = 'local'",
+        (layout.OBJECTS + "/", study_id),
+    ).fetchall()
+    files = [Evictable(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+    evicted = instances.evict(db, ctx.store, study_id, files, actor)
+    return EvictionReport(
+        studies=1 if evicted else 0, files=len(evicted), bytes=sum(e.size for e in evicted)
+    )
 
 
 def evict_if_needed(

@@ -7,11 +7,12 @@ restored from the bucket adopts the dead box's id, so it carries on in the same 
 
 from __future__ import annotations
 
-import os
+import contextlib
 import secrets
 from pathlib import Path
 
 from appliance.config import Settings, check_sync_prefix
+from radiant_common.durable import write_atomic
 
 DEVICE_ID_FILE = "device_id"
 
@@ -25,31 +26,17 @@ def device_id(settings: Settings) -> str:
         text = ""
     if text:
         return text
-    tmp = _write_temp(settings.data_dir, f"radiant-{secrets.token_hex(6)}")
-    try:
-        os.link(tmp, settings.data_dir / DEVICE_ID_FILE)  # fails if another thread was first
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return (settings.data_dir / DEVICE_ID_FILE).read_text(encoding="ascii").strip()
-
-
-def _write_temp(data_dir: Path, value: str) -> Path:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = data_dir / f".tmp-{DEVICE_ID_FILE}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return tmp
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):  # another thread or process was first
+        write_atomic(path, f"radiant-{secrets.token_hex(6)}\n".encode("ascii"), replace=False)
+    return path.read_text(encoding="ascii").strip()
 
 
 def adopt_device_id(data_dir: Path, value: str) -> str:
     """Write ``value`` as the device id of ``data_dir`` (used by restore); returns it."""
     check_sync_prefix(value)
-    os.replace(_write_temp(data_dir, value), data_dir / DEVICE_ID_FILE)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(data_dir / DEVICE_ID_FILE, f"{value}\n".encode("ascii"))
     return value
 
 

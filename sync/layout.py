@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import tempfile
 from pathlib import Path
 
 from appliance.config import Settings
+from radiant_common.durable import write_atomic
 
 OBJECTS = "objects"
 QUARANTINE = "quarantine"
@@ -80,16 +80,5 @@ def object_key(storage_key: str) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600 (fsynced)."""
-    tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically with mode 0600 (fsynced, folder too)."""
+    write_atomic(path, text.encode("utf-8"), mode=0o600)

@@ -300,6 +300,12 @@ class Rclone:
         """Copy one file (queue key) from the bucket to ``dest``."""
         self.run("copyto", f"{FILES}:{key}", str(dest), timeout=1800)
 
+    def fetch_for_reader(self, key: str, dest: Path) -> None:
+        """:meth:`fetch` for someone waiting (fetch-back of an evicted file): one low-level
+        try, so an unreachable bucket is known in about a second (three tries with the S3
+        client's backoff take some 16 s); the reader may simply ask again."""
+        self.run("copyto", "--low-level-retries", "1", f"{FILES}:{key}", str(dest), timeout=1800)
+
     def upload(self, path: Path, key: str) -> None:
         self.run("copyto", str(path), f"{FILES}:{key}", timeout=3600)
 

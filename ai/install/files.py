@@ -1,5 +1,6 @@
-"""The installer's file handling: durable writes and folder fsyncs, the installation lock, the
-staging folder, folders created without following links, and reading an install record."""
+"""The installer's file handling: the installation lock, the staging folder, folders created
+without following links, and reading an install record (durable writes and folder fsyncs:
+:mod:`radiant_common.durable`)."""
 
 from __future__ import annotations
 
@@ -18,22 +19,6 @@ from ai.install.manifest import RECORD_NAME, FileEntry, hash_file
 
 STAGING = ".staging"
 LOCK = ".install.lock"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager

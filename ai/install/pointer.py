@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ai.install.errors import TargetError
-from ai.install.files import fsync_dir
 from ai.install.manifest import Manifest
 from ai.settings import AiSettings
+from radiant_common.durable import fsync_dir
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 

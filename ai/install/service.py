@@ -59,12 +59,10 @@ from ai.install.files import (
     LOCK,
     STAGING,
     drop_staging,
-    fsync_dir,
     locked,
     matches,
     read_record,
     safe_dirs,
-    write_file,
 )
 from ai.install.inventory import (
     InstalledModel,
@@ -94,6 +92,7 @@ from ai.install.sources import Source
 from ai.settings import AiSettings
 from appliance.audit.models import Actor
 from appliance.audit.service import record
+from radiant_common.durable import fsync_dir, write_atomic
 
 #: Room kept free on the data partition beyond the checkpoint's own size.
 SPARE_BYTES = 256 * 1024 * 1024
@@ -298,7 +297,7 @@ def _install_new(
         if entry.path == "config.json":
             gemma_check(tree)
     gemma_check(tree)
-    write_file(tree / MANIFEST_NAME, manifest.raw)
+    write_atomic(tree / MANIFEST_NAME, manifest.raw)
     record_data = {
         "name": name,
         "model_id": manifest.model_id,
@@ -311,7 +310,7 @@ def _install_new(
         "from": source.describe(),
         "installed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    write_file(tree / RECORD_NAME, (json.dumps(record_data, indent=2) + "\n").encode())
+    write_atomic(tree / RECORD_NAME, (json.dumps(record_data, indent=2) + "\n").encode())
     for current, _dirs, _files in os.walk(tree, topdown=False):
         fsync_dir(Path(current))
     final = models / name

@@ -24,6 +24,8 @@ from appliance.analysis.store import SYSTEM, one, rows
 from appliance.context import AppContext
 from appliance.errors import AppError
 from appliance.jobs.models import JobFailed
+from appliance.storage.instances import instance_path
+from appliance.storage.models import FileUnavailable
 from appliance.volumes import service as volumes
 from appliance.volumes.nifti import read_nifti
 
@@ -134,25 +136,24 @@ def _prepare_radiograph(ctx: AppContext, series_id: str, modality: str) -> Prepa
     ordered = _display_order(db, series_id)
     if not ordered:
         raise JobFailed(f"series {series_id} has no instances")
-    local = [
-        (order, row)
-        for order, row in enumerate(ordered)
-        if row["storage_state"] == "local" and ctx.store.path(row["storage_key"]).is_file()
-    ]
+    try:  # evicted images are fetched back from the bucket first
+        paths = [
+            (order, row, instance_path(db, ctx.store, row["storage_key"]))
+            for order, row in enumerate(ordered)
+        ]
+    except FileUnavailable as exc:
+        raise JobFailed(exc.detail) from None
+    local = [(order, row, path) for order, row, path in paths if path.is_file()]
     if not local:
         raise JobFailed(
-            f"no image of series {series_id} is kept on this appliance (evicted or missing; "
+            f"no image of series {series_id} is kept on this appliance (missing; "
             "run `radiant fsck`)"
         )
-    order, chosen = min(
-        local,
-        key=lambda item: (
-            view_rank(read_view_position(ctx.store.path(item[1]["storage_key"]))),
-            item[0],
-        ),
+    order, chosen, chosen_path = min(
+        local, key=lambda item: (view_rank(read_view_position(item[2])), item[0])
     )
     try:
-        radiograph = read_radiograph(ctx.store.path(chosen["storage_key"]))
+        radiograph = read_radiograph(chosen_path)
     except NotARadiograph as exc:
         raise JobFailed(f"instance {chosen['id']} cannot be analysed: {exc}") from None
     images = prepare_radiograph(radiograph.pixels, monochrome1=radiograph.inverted_here)

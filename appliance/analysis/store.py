@@ -10,26 +10,15 @@ import sqlite_utils
 
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
-from appliance.db.rows import now_iso
-from appliance.errors import NotFound
+from appliance.db.rows import fetch_all, fetch_found, now_iso
 
 JOB_KIND = "analysis"
 SYSTEM = Actor.system("analysis")
 
 
-def rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    """Every row of ``sql`` as a dict of column name to value."""
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-def one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[str, Any]:
-    """The first row of ``sql``; NotFound naming ``what`` when there is none."""
-    found = rows(db, sql, params)
-    if not found:
-        raise NotFound(f"{what} not found")
-    return found[0]
+#: Every row of ``sql`` as a dict; the first one or NotFound (:mod:`appliance.db.rows`).
+rows = fetch_all
+one = fetch_found
 
 
 def update_analysis(db: sqlite_utils.Database, analysis_id: str, **values: Any) -> None:

@@ -18,7 +18,7 @@ import sqlite_utils
 from appliance.audit.models import Actor, AuditEntry, AuditPage, ChainReport
 from appliance.canonical import fields_digest
 from appliance.db.connection import transaction
-from appliance.db.rows import now_iso
+from appliance.db.rows import escape_like, now_iso
 from appliance.errors import NotFound
 
 T = TypeVar("T")
@@ -213,7 +213,7 @@ def filters(
     if action:
         if action.endswith("."):
             where.append("action LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(action) + "%")
+            params.append(escape_like(action) + "%")
         else:
             where.append("action = ?")
             params.append(action)
@@ -227,10 +227,6 @@ def filters(
         where.append("ts < ?")
         params.append(until)
     return where, params
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def latest(

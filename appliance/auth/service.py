@@ -21,7 +21,7 @@ from appliance.auth import throttle
 from appliance.auth.models import Role, UserCreate, UserOut
 from appliance.auth.throttle import LoginPolicy as LoginPolicy
 from appliance.db.connection import transaction
-from appliance.db.rows import fetch_one, iso, new_id, now_iso, utc_now
+from appliance.db.rows import fetch_all, fetch_one, iso, new_id, now_iso, utc_now
 from appliance.errors import Conflict, Locked, NotFound, Unauthorized
 
 ALGORITHM = "HS256"
@@ -88,9 +88,7 @@ def get_user(db: sqlite_utils.Database, user_id: str) -> UserOut | None:
 
 def list_users(db: sqlite_utils.Database) -> list[UserOut]:
     """Every account, by username (no secrets)."""
-    cursor = db.execute("SELECT * FROM users ORDER BY username")
-    names = [c[0] for c in cursor.description]
-    return [_user_out(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
+    return [_user_out(row) for row in fetch_all(db, "SELECT * FROM users ORDER BY username")]
 
 
 def set_active(

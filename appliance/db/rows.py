@@ -1,4 +1,4 @@
-"""Values every row needs: ids and UTC timestamps."""
+"""Values every row needs (ids, UTC timestamps) and reading rows as dicts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
+
+from appliance.errors import NotFound
 
 
 def new_id() -> str:
@@ -36,3 +38,24 @@ def fetch_one(
     if values is None:
         return None
     return dict(zip([c[0] for c in cursor.description], values, strict=True))
+
+
+def fetch_all(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    """Every row of ``sql`` as a dict of column name to value."""
+    cursor = db.execute(sql, params)
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def fetch_found(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[str, Any]:
+    """The first row of ``sql`` as a dict; :class:`NotFound` (``"<what> not found"``) if none."""
+    found = fetch_all(db, sql, params)
+    if not found:
+        raise NotFound(f"{what} not found")
+    return found[0]
+
+
+def escape_like(text: str) -> str:
+    """``text`` with ``\\``, ``%`` and ``_`` escaped for ``LIKE ? ESCAPE '\\'`` (SQLite: the
+    escape character makes the next one literal)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -40,6 +40,7 @@ from appliance.storage.service import (
     ObjectStore,
     UnsafeKey,
 )
+from radiant_common.durable import fsync_dir
 
 if TYPE_CHECKING:
     from appliance.context import AppContext  # the container only: no runtime import
@@ -295,7 +296,7 @@ def _repair(
                 problem.note = young
                 continue
             path.unlink(missing_ok=True)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             problem.repaired = True
             problem.note = "removed"
             removed += 1
@@ -313,10 +314,3 @@ def _repair(
         },
     )
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import enum
 import hashlib
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from appliance.dicom.limits import meta_uids
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.scan import scan_instance
 from appliance.storage.service import ObjectStore, instance_key
+from radiant_common.durable import write_new
 
 _LOCKS = [threading.Lock() for _ in range(64)]
 
@@ -116,12 +116,7 @@ class Quarantine:
         folder = self.root / day
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / f"{qid}.dcm"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        _fsync_dir(folder)
+        write_new(path, data)
         with transaction(db):
             db.execute(
                 "INSERT INTO quarantine (id, received_at, source, origin, reason,"
@@ -169,12 +164,6 @@ def _settle(writing: Future[bool] | None) -> None:
             writing.result()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Ingestor:

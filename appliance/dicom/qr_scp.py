@@ -48,6 +48,8 @@ from appliance.dicom.statuses import (
     status,
 )
 from appliance.logs import get_logger
+from appliance.storage.instances import instance_path
+from appliance.storage.models import FileUnavailable
 
 if TYPE_CHECKING:
     from appliance.context import AppContext  # the container only: no runtime import
@@ -228,7 +230,12 @@ class QueryRetrieveSCP:
             if not can_send(store_assoc, item):
                 not_accepted.append(item.sop_instance_uid)
                 continue
-            path = self.ctx.store.path(item.storage_key)
+            try:  # an evicted file is fetched back from the bucket first
+                path = instance_path(self.ctx.pool.get(), self.ctx.store, item.storage_key)
+            except FileUnavailable as exc:
+                log.warning("retrieve_file_unavailable", reason=exc.detail)
+                missing.append(item.sop_instance_uid)
+                continue
             if not path.is_file():
                 log.error("retrieve_file_missing", storage_key=item.storage_key)
                 missing.append(item.sop_instance_uid)

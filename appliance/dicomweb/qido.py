@@ -17,6 +17,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from appliance.db.rows import escape_like
 from appliance.dicom import query as q
 from appliance.patients.service import fold
 
@@ -184,8 +185,7 @@ def parse(level: q.Level, items: Iterable[tuple[str, str]], scope: dict[str, str
             # each word starts a word of the folded name (PS3.18 8.3.4.1 fuzzy matching)
             column = "p.search_key" if keyword == "PatientName" else "lower(st.referring_physician)"
             query.where.append(f"(' ' || replace({column}, '^', ' ')) LIKE ? ESCAPE '\\'")
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query.params.append(f"% {escaped}%")
+            query.params.append(f"% {escape_like(word)}%")
     return Parsed(
         query,
         limit=_int(params, "limit", DEFAULT_LIMIT, MAX_LIMIT),

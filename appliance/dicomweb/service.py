@@ -33,6 +33,7 @@ from appliance.dicomweb.models import (
     Part,
 )
 from appliance.errors import AppError, BadRequest, Conflict, NotAcceptable, NotFound
+from appliance.storage.instances import instance_path
 from appliance.storage.service import ObjectStore
 from appliance.studies import service as studies
 
@@ -118,7 +119,7 @@ def locate(
         raise NotFound(f"no such {what} on this appliance")
     located = []
     for item in found:
-        path = store.path(item.storage_key)
+        path = instance_path(db, store, item.storage_key)  # an evicted file is fetched back
         if not path.is_file():
             raise Conflict(
                 "a file of this resource is not kept on this appliance; run `radiant fsck`"

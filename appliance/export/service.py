@@ -20,7 +20,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.connection import transaction
-from appliance.db.rows import now_iso
+from appliance.db.rows import fetch_all, now_iso
 from appliance.dicom import preview
 from appliance.errors import AppError, Conflict, InvalidInput, NotFound
 from appliance.export import coding, encapsulated, fhir, pdf, sr
@@ -32,12 +32,13 @@ from appliance.export.models import (
 )
 from appliance.integrations import pacs
 from appliance.logs import get_logger
-from appliance.reports import builder
 from appliance.reports import service as reports
 from appliance.reports.models import ReportFinding
 from appliance.reports.policy import ReportAction, require
 from appliance.reports.service import StoredReport
 from appliance.reports.verify import verify_report
+from appliance.storage.instances import instance_path
+from appliance.storage.models import FileUnavailable
 
 log = get_logger("radiant.export")
 T = TypeVar("T")
@@ -92,7 +93,7 @@ def device(ctx: AppContext) -> sr.Device:
 
 def _storage_key(db: sqlite_utils.Database, instance_id: str) -> str | None:
     row = db.execute(
-        "SELECT storage_key FROM instances WHERE id = ? AND storage_state = 'local'",
+        "SELECT storage_key FROM instances WHERE id = ?",
         (instance_id,),
     ).fetchone()
     return str(row[0]) if row else None
@@ -115,7 +116,7 @@ _TYPE2 = (
 
 
 def _header(ctx: AppContext, key: str) -> Dataset:
-    with ctx.store.open(key) as stream:
+    with open(instance_path(ctx.pool.get(), ctx.store, key), "rb") as stream:
         ds = pydicom.dcmread(stream, stop_before_pixels=True)
     for keyword in _TYPE2:
         if keyword not in ds:
@@ -141,7 +142,7 @@ def evidence(ctx: AppContext, db: sqlite_utils.Database, report: StoredReport) -
         row = db.execute(
             "SELECT i.storage_key, i.sop_instance_uid FROM instances i"
             " JOIN series s ON s.id = i.series_id WHERE s.study_id = ?"
-            " AND i.storage_state = 'local' ORDER BY s.series_number, i.instance_number LIMIT 1",
+            " ORDER BY s.series_number, i.instance_number LIMIT 1",
             (report.row["study_id"],),
         ).fetchone()
         if row is None:
@@ -160,8 +161,9 @@ def _key_image_source(
         if key is None:
             return None
         try:
-            rendered = preview.render(ctx.store.path(key), frame=finding.key_image.frame)
-        except (preview.NotRenderable, ValueError, OSError) as exc:
+            path = instance_path(db, ctx.store, key)
+            rendered = preview.render(path, frame=finding.key_image.frame)
+        except (preview.NotRenderable, ValueError, OSError, FileUnavailable) as exc:
             log.warning("key_image_not_rendered", error=type(exc).__name__)
             return None
         return rendered.png()
@@ -297,7 +299,7 @@ def export_fhir(ctx: AppContext, report_id: str, actor: Actor) -> dict[str, Any]
 
 
 def builder_rows(db: sqlite_utils.Database, study_id: str) -> list[dict[str, Any]]:
-    return builder.rows(
+    return fetch_all(
         db,
         "SELECT series_uid, series_number, modality, description, instance_count FROM series"
         " WHERE study_id = ? ORDER BY series_number IS NULL, series_number, created_at, id",

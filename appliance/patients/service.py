@@ -14,7 +14,7 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
-from appliance.db.rows import new_id, now_iso
+from appliance.db.rows import escape_like, fetch_all, fetch_found, new_id, now_iso
 from appliance.errors import Conflict, NotFound
 from appliance.patients.models import (
     PatientCreate,
@@ -68,11 +68,9 @@ def _out(row: dict[str, Any]) -> PatientOut:
 
 
 def _fetch(db: sqlite_utils.Database, patient_id: str) -> dict[str, Any]:
-    cursor = db.execute("SELECT * FROM patients WHERE id = ?", (patient_id,))
-    values = cursor.fetchone()
-    if values is None:
-        raise NotFound(f"patient {patient_id} not found")
-    return dict(zip([c[0] for c in cursor.description], values, strict=True))
+    return fetch_found(
+        db, "SELECT * FROM patients WHERE id = ?", (patient_id,), f"patient {patient_id}"
+    )
 
 
 def _mrn_taken(db: sqlite_utils.Database, mrn: str, other_than: str | None = None) -> bool:
@@ -138,18 +136,16 @@ def search(
     params: list[Any] = []
     for word in fold(text or "").split():
         where.append("search_key LIKE ? ESCAPE '\\'")
-        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.append(f"%{escaped}%")
+        params.append(f"%{escape_like(word)}%")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     with transaction(db):
         total = db.execute(f"SELECT COUNT(*) FROM patients {clause}", params).fetchone()[0]  # noqa: S608
-        cursor = db.execute(
+        rows = fetch_all(
+            db,
             f"SELECT * FROM patients {clause} ORDER BY last_name COLLATE NOCASE,"  # noqa: S608
             " first_name COLLATE NOCASE, mrn LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        names = [c[0] for c in cursor.description]
-        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         audit.record(
             db,
             actor,
@@ -225,15 +221,15 @@ def history(db: sqlite_utils.Database, patient_id: str, actor: Actor) -> Patient
     """The patient and their studies, newest first (by study date and time, then arrival)."""
     with transaction(db):
         row = _fetch(db, patient_id)
-        cursor = db.execute(
+        found = fetch_all(
+            db,
             "SELECT id, study_uid, study_date, study_time, accession_number, description,"
             " modalities, status, instance_count, created_at FROM studies WHERE patient_id = ?"
             " ORDER BY COALESCE(study_date, '') DESC, COALESCE(study_time, '') DESC,"
             " created_at DESC",
             (patient_id,),
         )
-        names = [c[0] for c in cursor.description]
-        studies = [StudySummary(**dict(zip(names, v, strict=True))) for v in cursor.fetchall()]
+        studies = [StudySummary(**row) for row in found]
         audit.record(
             db,
             actor,

@@ -20,7 +20,9 @@ import sqlite_utils
 
 from ai.boxes import box_to_pixels, square_padding
 from ai.safety import DISCLAIMER
-from appliance.errors import InvalidInput, NotFound
+from appliance.db.rows import fetch_all as rows
+from appliance.db.rows import fetch_found as one
+from appliance.errors import InvalidInput
 from appliance.reports import technique
 from appliance.reports.models import (
     ComparisonStudy,
@@ -40,19 +42,6 @@ AI_LIMITATIONS = (
     "Findings marked AI were drafted by an automated model from a subset of the images and "
     "are preliminary. Confidence values are model estimates, not probabilities of disease."
 )
-
-
-def rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-def one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[str, Any]:
-    found = rows(db, sql, params)
-    if not found:
-        raise NotFound(f"{what} not found")
-    return found[0]
 
 
 def header(db: sqlite_utils.Database, study_id: str, facility: str) -> ReportHeader:

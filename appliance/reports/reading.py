@@ -8,7 +8,8 @@ import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.reports import builder, diff
+from appliance.db.rows import fetch_all, fetch_found
+from appliance.reports import diff
 from appliance.reports.models import (
     ReportContent,
     ReportOut,
@@ -44,8 +45,8 @@ def for_study(db: sqlite_utils.Database, study_id: str, actor: Actor) -> list[Re
     """The study's reports, newest first."""
 
     def read() -> list[ReportSummary]:
-        builder.one(db, "SELECT id FROM studies WHERE id = ?", (study_id,), f"study {study_id}")
-        found = builder.rows(
+        fetch_found(db, "SELECT id FROM studies WHERE id = ?", (study_id,), f"study {study_id}")
+        found = fetch_all(
             db,
             "SELECT id, study_id, analysis_id, status, current_version, signed_at, created_at,"
             " updated_at FROM reports WHERE study_id = ? ORDER BY created_at DESC, id",

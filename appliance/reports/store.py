@@ -12,9 +12,8 @@ import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.db.rows import new_id, now_iso
+from appliance.db.rows import fetch_all, fetch_found, new_id, now_iso
 from appliance.errors import AppError, Conflict
-from appliance.reports import builder
 from appliance.reports.models import (
     ReportContent,
     ReportOut,
@@ -60,20 +59,20 @@ def user_name(db: sqlite_utils.Database, user_id: str | None) -> str | None:
 
 def report_row(db: sqlite_utils.Database, report_id: str) -> dict[str, Any]:
     """The ``reports`` row; NotFound when unknown."""
-    return builder.one(
+    return fetch_found(
         db, "SELECT * FROM reports WHERE id = ?", (report_id,), f"report {report_id}"
     )
 
 
 def version_rows(db: sqlite_utils.Database, report_id: str) -> list[dict[str, Any]]:
     """Every version row of a report, oldest first."""
-    return builder.rows(
+    return fetch_all(
         db, "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version", (report_id,)
     )
 
 
 def _current_version(db: sqlite_utils.Database, report_id: str) -> dict[str, Any]:
-    return builder.one(
+    return fetch_found(
         db,
         "SELECT * FROM report_versions WHERE report_id = ? ORDER BY version DESC LIMIT 1",
         (report_id,),

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 
 from appliance.logs import get_logger
 from appliance.reports.models import TechniqueFacts
+from appliance.storage.instances import instance_path
 from appliance.storage.service import ObjectStore
 
 log = get_logger("radiant.reports")
@@ -78,11 +79,11 @@ def _add_text(values: list[str], value: str) -> None:
         values.append(value)
 
 
-def _read(store: ObjectStore, key: str) -> Dataset | None:
+def _read(db: sqlite_utils.Database, store: ObjectStore, key: str) -> Dataset | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with store.open(key) as stream:
+            with open(instance_path(db, store, key), "rb") as stream:
                 return pydicom.dcmread(stream, stop_before_pixels=True)
         except Exception as exc:  # a header we cannot read leaves its facts out
             log.warning("technique_header_unreadable", error=type(exc).__name__)
@@ -96,7 +97,8 @@ def _sample(keys: list[str]) -> list[str]:
 
 
 def collect(db: sqlite_utils.Database, store: ObjectStore, study_id: str) -> TechniqueFacts:
-    """Facts from the headers of the study's local instances (a few per series)."""
+    """Facts from the headers of the study's instances (a few per series; an evicted one is
+    fetched back, or left out when it cannot be)."""
     facts = TechniqueFacts()
     series_rows = db.execute(
         "SELECT id, modality, body_part, description, instance_count FROM series"
@@ -112,13 +114,13 @@ def collect(db: sqlite_utils.Database, store: ObjectStore, study_id: str) -> Tec
         keys = [
             str(r[0])
             for r in db.execute(
-                "SELECT storage_key FROM instances WHERE series_id = ? AND storage_state = 'local'"
+                "SELECT storage_key FROM instances WHERE series_id = ?"
                 " ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
                 (series_id,),
             )
         ]
         for key in _sample(keys):
-            ds = _read(store, key)
+            ds = _read(db, store, key)
             if ds is not None:
                 _from_dataset(facts, ds)
     return facts

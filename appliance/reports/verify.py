@@ -17,6 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from appliance.canonical import fields_digest
+from appliance.db.rows import fetch_all
 
 GENESIS = "0" * 64
 # Every audit action that writes a version. :func:`appliance.reports.store.append_version`
@@ -87,13 +88,12 @@ def verify_report(db: sqlite_utils.Database, report_id: str) -> list[ChainProble
     ).fetchone()
     if head is None:
         return [ChainProblem(report_id, None, "no such report")]
-    cursor = db.execute(
+    rows = fetch_all(
+        db,
         f"SELECT {', '.join(_FIELDS)}, hash FROM report_versions"  # noqa: S608
         " WHERE report_id = ? ORDER BY version",
         (report_id,),
     )
-    names = [c[0] for c in cursor.description]
-    rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     if not rows:
         return [ChainProblem(report_id, None, "the report has no versions")]
     prev = GENESIS

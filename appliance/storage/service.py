@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -25,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from appliance.storage.models import StoredObject
+from appliance.storage.models import DigestMismatch, FetchBack, StoredObject
+from radiant_common.durable import fsync_dir, replace
 
 TEMP_PREFIX = ".tmp-"
 DICOM_PREFIX = "dicom"
@@ -99,19 +101,15 @@ def _missing_dirs(directory: Path, stop: Path) -> list[Path]:
     return missing
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ObjectStore:
     """Files under ``root`` (the appliance uses ``<data_dir>/objects``), written atomically.
 
     Objects are created with mode 0600. Empty directories are left in place by :meth:`delete`
     (removing them would race with a concurrent :meth:`put` into the same directory).
+
+    ``fetch_back`` copies an evicted object back from the bucket; the sync layer sets it when
+    the services are composed (None: evicted files cannot be restored). Readers of instance
+    files go through :func:`appliance.storage.instances.instance_path`, which uses it.
     """
 
     def __init__(self, root: Path) -> None:
@@ -120,8 +118,9 @@ class ObjectStore:
         for directory in reversed(created):
             directory.mkdir(exist_ok=True)
         for directory in created:
-            _fsync_dir(directory.parent)
+            fsync_dir(directory.parent)
         self.root = root.resolve()
+        self.fetch_back: FetchBack | None = None
         self._durable_dirs: set[Path] = set()
         self._safe_dirs: set[Path] = set()
         self._lock = threading.Lock()
@@ -179,7 +178,7 @@ class ObjectStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         self._sync_parents(pending)
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
@@ -213,7 +212,7 @@ class ObjectStore:
             dest.unlink(missing_ok=True)
             raise
         os.close(fd)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         self._sync_parents(pending)
         return True
 
@@ -221,6 +220,39 @@ class ObjectStore:
         """Copy the file ``src`` durably into the store as ``key``."""
         with open(src, "rb") as stream:
             return self.put(key, stream)
+
+    def put_fetched(
+        self, key: str, fetch: FetchBack, *, size: int, sha256: str
+    ) -> StoredObject:
+        """Store as ``key`` the file that ``fetch(key, temp)`` writes, durably, only if it has
+        ``size`` bytes and SHA-256 ``sha256`` (else :class:`DigestMismatch`, nothing replaced).
+
+        The temporary file sits in the destination directory under a ``.tmp-`` name, so an
+        interrupted fetch is never listed and is removed at start-up like any partial write.
+        """
+        dest = self.path(key)
+        pending = self._make_parents(dest.parent)
+        tmp = dest.with_name(f"{TEMP_PREFIX}fetch-{secrets.token_hex(8)}")
+        try:
+            fetch(key, tmp)
+            digest = hashlib.sha256()
+            length = 0
+            with open(tmp, "rb+") as stream:
+                while chunk := stream.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    length += len(chunk)
+                if length != size or digest.hexdigest() != sha256:
+                    raise DigestMismatch(
+                        f"{key}: fetched {length} bytes with SHA-256 {digest.hexdigest()}, "
+                        f"expected {size} bytes with SHA-256 {sha256}"
+                    )
+                os.fchmod(stream.fileno(), 0o600)
+                os.fsync(stream.fileno())
+            replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._sync_parents(pending)
+        return StoredObject(key=key, size=length, sha256=sha256)
 
     def delete(self, key: str, *, missing_ok: bool = False) -> None:
         """Remove ``key`` and fsync its directory; a missing key raises unless ``missing_ok``."""
@@ -231,7 +263,7 @@ class ObjectStore:
             if missing_ok:
                 return
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def remove_partials(self) -> int:
         """Delete ``.tmp-*`` files left by an interrupted write; returns how many.
@@ -244,7 +276,7 @@ class ObjectStore:
             for name in partials:
                 Path(dirpath, name).unlink(missing_ok=True)
             if partials:
-                _fsync_dir(Path(dirpath))
+                fsync_dir(Path(dirpath))
                 removed += len(partials)
         return removed
 
@@ -268,7 +300,7 @@ class ObjectStore:
 
     def _sync_parents(self, pending: list[Path]) -> None:
         for directory in pending:
-            _fsync_dir(directory.parent)
+            fsync_dir(directory.parent)
         if pending:
             with self._lock:
                 if len(self._durable_dirs) + len(pending) > _DURABLE_DIRS_MAX:

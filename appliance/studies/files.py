@@ -12,6 +12,8 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.dicom import preview
 from appliance.errors import AppError, Conflict, InvalidInput, NotFound
+from appliance.storage.instances import instance_path
+from appliance.storage.models import FileUnavailable
 from appliance.storage.service import ObjectStore
 from appliance.studies.models import (
     InstanceFile,
@@ -32,9 +34,7 @@ def _stored_instance(
         (instance_id,),
         f"instance {instance_id}",
     )
-    if row["storage_state"] != "local":
-        raise Conflict("the file of this instance is not kept on this appliance")
-    path = store.path(row["storage_key"])
+    path = instance_path(db, store, row["storage_key"])  # an evicted file is fetched back
     if not path.is_file():
         raise Conflict("the file of this instance is missing from storage; run `radiant fsck`")
     return row, InstanceFile(instance_id, path, int(row["size"]), str(row["sha256"]))
@@ -61,7 +61,7 @@ def instance_file(
     """The original bytes of an instance, as received (audited as a read of patient data)."""
     try:
         row, found = _stored_instance(db, store, instance_id)
-    except (NotFound, Conflict) as exc:
+    except (NotFound, Conflict, FileUnavailable) as exc:
         _audit_refusal(db, actor, "instance.file", instance_id, exc)
         raise
     audit.record(
@@ -102,7 +102,7 @@ def instance_preview(
     try:
         row, found = _stored_instance(db, store, instance_id)
         rendered = preview.render(found.path, frame=frame, preset=preset, window=explicit)
-    except (NotFound, Conflict) as exc:
+    except (NotFound, Conflict, FileUnavailable) as exc:
         _audit_refusal(db, actor, "instance.preview", instance_id, exc)
         raise
     except preview.NotRenderable as exc:

@@ -28,7 +28,6 @@ from appliance.studies.models import (
     UploadReport,
     WorklistSort,
 )
-from sync.fetch import ensure_local as fetch_back
 
 router = APIRouter(tags=["studies"])
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -150,7 +149,6 @@ def get_instance_file(instance_id: str, actor: Reader, ctx: Ctx) -> FileResponse
     """The instance exactly as received (DICOM Part 10); ``X-Content-SHA256`` to check it.
 
     An instance evicted to the bucket is fetched back first when the box is online."""
-    fetch_back(ctx, instance_id)
     found = service.instance_file(ctx.pool.get(), ctx.store, instance_id, actor)
     return FileResponse(
         found.path,

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
-from appliance.errors import NotFound
+from appliance.db.rows import fetch_all, fetch_found
 from appliance.studies.models import (
     PatientSummary,
     SeriesOut,
@@ -29,19 +27,9 @@ SERIES_OF_STUDY = (
 )
 
 
-def select_rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    """Every row of ``sql`` as a dict of column name to value."""
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-def select_one(db: sqlite_utils.Database, sql: str, params: Any, what: str) -> dict[str, Any]:
-    """The first row of ``sql``; NotFound naming ``what`` when there is none."""
-    rows = select_rows(db, sql, params)
-    if not rows:
-        raise NotFound(f"{what} not found")
-    return rows[0]
+#: Every row of ``sql`` as a dict; the first one or NotFound (:mod:`appliance.db.rows`).
+select_rows = fetch_all
+select_one = fetch_found
 
 
 def patient_summary(row: dict[str, Any], prefix: str = "p_") -> PatientSummary:

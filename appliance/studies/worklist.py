@@ -17,6 +17,7 @@ import sqlite_utils
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
+from appliance.db.rows import escape_like
 from appliance.patients.service import fold
 from appliance.studies.models import (
     StudyListItem,
@@ -35,8 +36,7 @@ from appliance.triage.service import STUDY_RANK_SQL, study_urgencies
 
 
 def _like(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{escape_like(word)}%"
 
 
 URGENCY_LEVELS: tuple[Literal["routine"], Literal["urgent"], Literal["critical"]] = (

@@ -6,13 +6,12 @@ open alerts (which every screen polls) is not audited; opening the study is."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
+from appliance.db.rows import fetch_all as _rows
 from appliance.db.rows import new_id, now_iso
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.triage import notify
@@ -21,12 +20,6 @@ from appliance.triage.models import Alert
 SYSTEM = Actor.system("triage")
 #: Shortest and longest acknowledging name accepted (a name, not an initial or an essay).
 NAME_MIN, NAME_MAX = 2, 120
-
-
-def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 def raise_for(db: sqlite_utils.Database, analysis_id: str) -> str | None:

@@ -8,13 +8,13 @@ radiologist confirms (``VERIFIED``) or clears it, audited ``analysis.urgency_rev
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import transaction
+from appliance.db.rows import fetch_all as _rows
 from appliance.db.rows import now_iso
 from appliance.errors import Conflict, NotFound
 from appliance.triage.models import StudyUrgency, Urgency, UrgencyReview
@@ -28,12 +28,6 @@ STUDY_RANK_SQL = (
     " END), 0) FROM analyses a WHERE a.study_id = s.id AND a.status IN"
     " ('completed', 'needs_review') AND a.urgency_review IS NOT 'cleared')"
 )
-
-
-def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 def study_urgencies(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str, StudyUrgency]:

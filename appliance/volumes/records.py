@@ -17,8 +17,10 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.connection import transaction
+from appliance.db.rows import fetch_all as _rows
 from appliance.errors import Conflict, NotFound
 from appliance.logs import get_logger
+from appliance.storage.instances import instance_path
 from appliance.volumes.models import (
     QANoteOut,
     VolumeOut,
@@ -34,12 +36,6 @@ BUILDER_VERSION = "1"
 
 
 PREFIX = "volumes"
-
-
-def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 def json_column(text: str | None) -> Any:
@@ -152,16 +148,12 @@ def current_volumes(db: sqlite_utils.Database, series_id: str) -> list[VolumeOut
 
 
 def local_files(ctx: AppContext, instances: list[dict[str, Any]], series_id: str) -> list[Path]:
-    """The paths of the series' instance files; Conflict when any is not kept here or is missing."""
+    """The paths of the series' instance files, evicted ones fetched back first (409/503 when
+    they cannot be); Conflict when any is missing."""
     if not instances:
         raise Conflict(f"series {series_id} has no instances")
-    remote = sum(1 for r in instances if r["storage_state"] != "local")
-    if remote:
-        raise Conflict(
-            f"{remote} of {len(instances)} instances of series {series_id} are not kept on this "
-            "appliance"
-        )
-    paths = [ctx.store.path(r["storage_key"]) for r in instances]
+    db = ctx.pool.get()
+    paths = [instance_path(db, ctx.store, r["storage_key"]) for r in instances]
     missing = sum(1 for p in paths if not p.is_file())
     if missing:
         raise Conflict(

@@ -16,6 +16,8 @@ from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.dicom import preview
 from appliance.errors import AppError, Conflict, InvalidInput, NotFound
+from appliance.storage.instances import instance_path
+from appliance.storage.models import FileUnavailable
 from appliance.volumes import render
 from appliance.volumes.models import (
     NiftiFile,
@@ -262,7 +264,7 @@ def series_thumbnail(ctx: AppContext, series_id: str, actor: Actor) -> bytes:
             source = {"volume_id": row["id"]}
         else:
             png, source = _instance_thumbnail(ctx, db, series_id)
-    except (NotFound, Conflict, InvalidInput) as exc:
+    except (NotFound, Conflict, InvalidInput, FileUnavailable) as exc:
         _audit_miss(db, actor, "series.thumbnail", "series", series_id, exc)
         raise
     audit.record(
@@ -274,13 +276,16 @@ def series_thumbnail(ctx: AppContext, series_id: str, actor: Actor) -> bytes:
 def _instance_thumbnail(
     ctx: AppContext, db: sqlite_utils.Database, series_id: str
 ) -> tuple[bytes, dict[str, Any]]:
-    instances = [r for r in series_instances(db, series_id) if r["storage_state"] == "local"]
+    instances = series_instances(db, series_id)
     if not instances:
-        raise Conflict(f"series {series_id} has no image kept on this appliance")
+        raise Conflict(f"series {series_id} has no instances")
     middle = instances[len(instances) // 2]
     frames = int(middle["number_of_frames"] or 1)
+    path = instance_path(db, ctx.store, middle["storage_key"])  # fetched back when evicted
+    if not path.is_file():
+        raise Conflict(f"the middle image of series {series_id} is missing; run `radiant fsck`")
     try:
-        rendered = preview.render(ctx.store.path(middle["storage_key"]), frame=frames // 2)
+        rendered = preview.render(path, frame=frames // 2)
     except preview.NotRenderable as exc:
         raise InvalidInput(exc.reason) from None
     return render.thumbnail_png(rendered.pixels), {"instance_id": middle["id"]}

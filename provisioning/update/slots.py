@@ -20,8 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provisioning.signing import fsync_dir
 from provisioning.update.release import RELEASE_DOC, Release, parse_version
+from radiant_common.durable import fsync_dir
 
 CURRENT = "current"
 
