@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("appliance", "ai", "ui", "sync", "provisioning", "radiant", "bench", "image")
+PACKAGES = (
+    "appliance", "ai", "ui", "sync", "provisioning", "radiant", "radiant_common", "bench", "image",
+)  # fmt: skip
 LIMIT = 400
 
 
