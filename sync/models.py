@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from appliance.config import Mode
 
 
 class ModeIn(BaseModel):
     mode: Mode
+    confirm: bool = Field(
+        default=False, description="Going online: true once the administrator saw what starts"
+    )
+
+
+class OnlineStep(BaseModel):
+    code: str = Field(description="replication or cloud_engine")
+    target: str
+    problem: str | None = Field(default=None, description="Why it cannot start, in words")
+
+
+class OnlineCheck(BaseModel):
+    """What going online would start, and whether it can (``refusal`` when not)."""
+
+    ok: bool
+    steps: list[OnlineStep]
+    refusal: str | None = None
 
 
 class ModeOut(BaseModel):

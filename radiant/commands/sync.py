@@ -27,7 +27,10 @@ def _mb(size: int) -> str:
 
 
 def cmd_mode(args: argparse.Namespace) -> int:
-    """Show the mode, or switch it (audited; the running appliance follows within a round)."""
+    """Show the mode, or switch it (audited; the running appliance follows within a round).
+    Going online checks the remotes first and needs ``--yes`` (it prints what will start)."""
+    from appliance.errors import Conflict, InvalidInput
+    from sync.golive import go_online, readiness
     from sync.mode import effective_mode, set_mode
 
     ctx = open_context(args)
@@ -36,7 +39,21 @@ def cmd_mode(args: argparse.Namespace) -> int:
         if args.mode is None:
             print(effective_mode(db, ctx.settings).value)
             return EXIT_OK
-        change = set_mode(db, ctx.settings, Mode(args.mode), cli_actor())
+        if Mode(args.mode) is Mode.ONLINE:
+            found = readiness(ctx.settings)
+            for step in found.steps:
+                state = "ok" if step.problem is None else step.problem
+                print(f"online starts {step.code} to {step.target}: {state}")
+            try:
+                change = go_online(db, ctx.settings, cli_actor(), confirmed=args.yes,
+                                   checked=found)  # fmt: skip
+            except Conflict as exc:
+                return fail(exc.detail, EXIT_CONFIG)
+            except InvalidInput:
+                return fail("add --yes to go online (the list above is what will start)",
+                            EXIT_FAILED)  # fmt: skip
+        else:
+            change = set_mode(db, ctx.settings, Mode(args.mode), cli_actor())
     finally:
         ctx.pool.close_all()
     print(f"mode: {change.mode.value} (was {change.previous.value})")
@@ -168,6 +185,7 @@ def add_commands(sub: argparse._SubParsersAction, data_dir_option: DataDirOption
     """Add ``mode``, ``sync`` and ``restore`` to the ``radiant`` parser."""
     mode = sub.add_parser("mode", help="show or switch online/offline (replication, cloud AI)")
     mode.add_argument("mode", nargs="?", choices=[m.value for m in Mode], metavar="online|offline")
+    mode.add_argument("--yes", action="store_true", help="confirm going online")
     data_dir_option(mode)
     mode.set_defaults(func=cmd_mode)
 

@@ -149,6 +149,9 @@ def appliance_env(
         RADIANT_MODE="offline",
         RADIANT_AI_ENGINE="openai",
         RADIANT_AI_ENDPOINT=ai.url,
+        # The hospital's online endpoint stands in as the same test server, so that an
+        # administrator has something to go online to (sync/golive.py checks it first).
+        RADIANT_AI_ONLINE_ENDPOINT=ai.url,
         RADIANT_AI_TIMEOUT_S="60",
         RADIANT_AI_MAX_ATTEMPTS="2",
         RADIANT_AI_RETRY_BASE_S="0",

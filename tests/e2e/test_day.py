@@ -299,6 +299,10 @@ def test_day(
     expect(page.get_by_test_id("status-mode")).to_have_text("Mode: offline")
     open_screen(page, "/system")
     page.get_by_test_id("switch-mode").click(timeout=30_000)
+    # Checked first, then confirmed: the dialog names what will start.
+    expect(page.get_by_text("Going online will start:")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("The online AI engine at")).to_be_visible()
+    page.get_by_test_id("confirm-online").click()
     expect(page.get_by_test_id("status-mode")).to_have_text("Mode: online", timeout=30_000)
     expect(page.get_by_test_id("system-mode")).to_have_text("Mode: online")
     expect(page.get_by_test_id("tls-fingerprint")).to_contain_text(

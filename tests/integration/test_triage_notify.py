@@ -84,6 +84,7 @@ def settings(tmp_path: Path, server: AIServer, receiver: Receiver) -> Settings:
         server,
         triage_webhook_url=receiver.url,
         triage_webhook_secret=SECRET.decode(),
+        ai_online_endpoint=server.url,  # something to go online to (sync/golive.py)
     )
 
 
@@ -194,7 +195,9 @@ def test_the_served_appliance_delivers_only_while_online(
     assert _analyse(client, as_role("technician"), head)["urgency"] == "critical"
     time.sleep(1.0)
     assert receiver.received == [] and _notification(db)["attempts"] == 0  # offline
-    online = client.post("/api/system/mode", json={"mode": "online"}, headers=as_role("admin"))
+    online = client.post(
+        "/api/system/mode", json={"mode": "online", "confirm": True}, headers=as_role("admin")
+    )
     assert online.status_code == 200, online.text
     db.execute("UPDATE triage_notifications SET next_attempt_at = created_at")
     deadline = time.monotonic() + 60

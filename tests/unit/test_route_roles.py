@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/export/report/{report_id}/fhir"): ALL,
     ("POST", "/api/export/report/{report_id}/send"): WRITERS,
     ("POST", "/api/system/mode"): ADMIN,
+    ("GET", "/api/system/mode/online-check"): ADMIN,
     ("GET", "/api/sync/status"): ADMIN,
     ("GET", "/api/audit"): ADMIN,
     ("GET", "/api/audit/verify"): ADMIN,

@@ -211,9 +211,13 @@ def test_mode_api_and_status_for_admins(
     body = status.json()
     assert body["configured"] is False and body["mode"] == "offline"
     assert body["objects"]["pending"] == 0 and body["database"]["running"] is False
+    # Nothing configured to go online to: refused in words, still offline (tests/integration/
+    # test_go_online.py goes online with remotes that answer).
     switched = client.post("/api/system/mode", headers=admin, json={"mode": "online"})
-    assert switched.json() == {"mode": "online", "previous": "offline"}
-    assert client.get("/api/sync/status", headers=admin).json()["mode"] == "online"
+    assert switched.status_code == 409 and "Nothing to go online to" in switched.json()["detail"]
+    assert client.get("/api/sync/status", headers=admin).json()["mode"] == "offline"
+    offline = client.post("/api/system/mode", headers=admin, json={"mode": "offline"})
+    assert offline.json() == {"mode": "offline", "previous": "offline"}
     assert client.post("/api/system/mode", headers=admin, json={"mode": "cloud"}).status_code == 422
     refused = client.post("/api/system/mode", headers=as_role("radiologist"), json={"mode": "x"})
     assert refused.status_code == 403
@@ -222,13 +226,16 @@ def test_mode_api_and_status_for_admins(
 def test_mode_and_status_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
     assert radiant(["mode", "--data-dir", data]) == 0
-    assert radiant(["mode", "online", "--data-dir", data]) == 0
+    assert capsys.readouterr().out == "offline\n"
+    assert radiant(["mode", "online", "--yes", "--data-dir", data]) == 2  # nothing to go to
+    assert "Nothing to go online to" in capsys.readouterr().err
+    assert radiant(["mode", "offline", "--data-dir", data]) == 0
     assert radiant(["mode", "--data-dir", data]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["offline", "mode: online (was offline)", "online"]
+    assert out == ["mode: offline (was offline)", "offline"]
     assert radiant(["sync", "status", "--data-dir", data]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("mode: online; no remote configured")
+    assert text.startswith("mode: offline; no remote configured")
     assert radiant(["sync", "status", "--json", "--data-dir", data]) == 0
     assert json.loads(capsys.readouterr().out)["configured"] is False
 

@@ -37,6 +37,7 @@ from appliance.reports import service as reports
 from appliance.reports.models import FinalizeRequest, FindingEdit, ReportCreate, ReportUpdate
 from provisioning import signing
 from provisioning.fleet import enroll_bundle
+from tests.ai_server import AIServer
 from tests.dicom_files import instance_files
 from tests.reporting import CT_SET, settle
 from ui import mount, runtime
@@ -220,12 +221,35 @@ def test_admin_sees_the_system_page_and_switches_the_mode(tmp_path: Path) -> Non
         await s.user.open("/system")
         await s.see(marker="switch-mode")
         await s.see("Audit log")
+        # Nothing configured to go online to: refused in words, the box stays offline.
         s.user.find(marker="switch-mode").click()
-        await s.see("Mode: online")
-        detail = audit_actions(s.db, "system.mode")[-1]["detail"]
-        assert detail == '{"from":"offline","to":"online"}'
+        await s.see(marker="online-refused")
+        await s.see("Nothing to go online to: neither the hospital's bucket nor an online AI"
+                    " endpoint is configured. Ask the hospital's IT to set them at provisioning.")
+        assert audit_actions(s.db, "system.mode") == []
 
     run(tmp_path, body)
+
+
+def test_admin_confirms_what_going_online_starts(tmp_path: Path) -> None:
+    with AIServer() as endpoint:
+
+        async def body(s: Screen) -> None:
+            await s.sign_in(s.add_user(Role.ADMIN))
+            await s.see("System")
+            await s.user.open("/system")
+            await s.see(marker="switch-mode")
+            s.user.find(marker="switch-mode").click()
+            await s.see("Going online will start:")
+            await s.see(f"• The online AI engine at {endpoint.url} (studies are de-identified"
+                        " before they leave)")
+            assert audit_actions(s.db, "system.mode") == []  # nothing before the confirmation
+            s.user.find(marker="confirm-online").click()
+            await s.see("Mode: online")
+            detail = audit_actions(s.db, "system.mode")[-1]["detail"]
+            assert detail == '{"from":"offline","to":"online"}'
+
+        run(tmp_path, body, ai_online_endpoint=endpoint.url)
 
 
 def test_french_catalog_switches_the_text(tmp_path: Path) -> None:

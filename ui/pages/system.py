@@ -21,7 +21,7 @@ from sync import mode as sync_mode
 from sync import status as sync_status
 from sync.models import SyncStatus
 from ui import components, i18n, runtime, session
-from ui.pages import audit_log, system_turnaround
+from ui.pages import audit_log, go_online, system_turnaround
 from ui.pages.importing import addresses
 
 
@@ -133,6 +133,9 @@ def _cards(user: session.SessionUser, facts: Facts, reload: Any) -> None:
                 current = session.require(session.ADMIN)
                 if current is None:
                     components.refuse()
+                    return
+                if other is Mode.ONLINE:  # checked first, then confirmed (ui/pages/go_online)
+                    await go_online.check_and_confirm(current)
                     return
                 try:
                     await runtime.off_loop(lambda: _switch(other, current))
