@@ -24,8 +24,9 @@ def from_address(app: FastAPI) -> Iterator[Callable[[str], TestClient]]:
 
     def make(address: str) -> TestClient:
         client = TestClient(app, raise_server_exceptions=False, client=(address, 50000))
-        client.__enter__()
-        clients.append(client)
+        if not clients:  # one app, started once (its services are built once: bootstrap.py)
+            client.__enter__()
+            clients.append(client)
         return client
 
     yield make
