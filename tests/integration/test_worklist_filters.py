@@ -6,73 +6,23 @@ its studies, the totals stay right when paged, an unknown value is refused."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pydicom
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydicom.uid import generate_uid
 
 from appliance.audit.models import Actor
-from appliance.db.rows import iso, new_id, now_iso
+from appliance.db.rows import iso
 from appliance.reports import service as reports
-from appliance.studies.stability import mark_stable
 from appliance.studies.worklist_filters import site_day
-from tests.ai_server import CXR
-from tests.reporting import ingest_ct, insert_analysis
+from tests.reporting import ingest_ct, insert_analysis, insert_completed_analysis
+from tests.reporting import radiograph_copy as _radiograph
 
 pytestmark = pytest.mark.integration
 Headers = Callable[[str], dict[str, str]]
-ACTOR = Actor.system("test")
-
-
-def _radiograph(ctx: Any, name: str, study_date: str | None = None) -> str:
-    """A copy of the real chest radiograph as a new study of a new patient; its study id."""
-    ds = pydicom.dcmread(CXR)
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientID = f"MRN-{name}"
-    ds.PatientName = f"{name}^Test"
-    if study_date:
-        ds.StudyDate = study_date
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    result = ctx.ingestor.ingest(out.getvalue(), source="test", actor=ACTOR)
-    assert result.outcome == "stored", result
-    db = ctx.pool.get()
-    mark_stable(db, stable_age_s=0)
-    row = db.execute(
-        "SELECT id FROM studies WHERE study_uid = ?", (str(ds.StudyInstanceUID),)
-    ).fetchone()
-    return str(row[0])
-
-
-def _completed_analysis(db: Any, study_id: str) -> str:
-    """A completed analysis without findings (as the analysis service writes one)."""
-    analysis_id = new_id()
-    now = now_iso()
-    db.table("analyses").insert(
-        {
-            "id": analysis_id,
-            "study_id": study_id,
-            "analysis_type": "primary",
-            "status": "completed",
-            "engine": "openai",
-            "model_id": "google/medgemma-1.5-4b-it",
-            "overall_impression": "No acute abnormality is suggested.",
-            "verification_flag": "UNVERIFIED",
-            "created_at": now,
-            "completed_at": now,
-        }
-    )
-    return analysis_id
-
 
 def _draft(client: TestClient, headers: dict[str, str], study_id: str, analysis: str | None
            ) -> str:
@@ -104,10 +54,10 @@ def test_each_worklist_filter_returns_exactly_its_studies(
     ct = ingest_ct(ctx)  # no StudyDate
     _draft(client, radiologist, ct.study_id, insert_analysis(db, ct))
     handed = _radiograph(ctx, "Handed")
-    handed_report = _draft(client, radiologist, handed, _completed_analysis(db, handed))
+    handed_report = _draft(client, radiologist, handed, insert_completed_analysis(db, handed))
     reports.hand_over(db, handed_report, Actor(name="technician-1", role="technician"))
     signed = _radiograph(ctx, "Signed")
-    signed_report = _draft(client, radiologist, signed, _completed_analysis(db, signed))
+    signed_report = _draft(client, radiologist, signed, insert_completed_analysis(db, signed))
     response = client.patch(
         f"/api/reports/{signed_report}/finalize", json={"ai_findings_reviewed": True},
         headers=radiologist,
