@@ -1,12 +1,16 @@
-"""Test helpers for reports: a real head CT ingested through the real ingest path, and the
-analysis rows the analysis service would write for it (inserted with plain SQL)."""
+"""Test helpers for reports: a real head CT ingested through the real ingest path, copies of the
+real chest radiograph as new studies, and the analysis rows the analysis service would write for
+them (inserted with plain SQL)."""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 
+import pydicom
 import sqlite_utils
+from pydicom.uid import generate_uid
 
 from ai.safety import DISCLAIMER
 from appliance.audit.models import Actor
@@ -14,6 +18,8 @@ from appliance.context import AppContext
 from appliance.db.rows import new_id, now_iso
 from appliance.studies.stability import mark_stable
 from tests.dicom_files import instance_files
+
+CXR = instance_files("xr_chest_cr_dx")[0]
 
 CT_SET = "ct_ge_head_tilt18_varspacing"
 ACTOR = Actor.system("test")
@@ -152,4 +158,51 @@ def insert_analysis(db: sqlite_utils.Database, ct: CtStudy) -> str:
                     "created_at": now,
                 }
             )
+    return analysis_id
+
+
+def radiograph_copy(ctx: AppContext, name: str, study_date: str | None = None) -> str:
+    """A copy of the real chest radiograph as a new, complete study of a new patient
+    (``name``, MRN ``MRN-<name>``), dated ``study_date`` (DICOM DA) if given; its study id."""
+    ds = pydicom.dcmread(CXR)
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientID = f"MRN-{name}"
+    ds.PatientName = f"{name}^Test"
+    if study_date:
+        ds.StudyDate = study_date
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    result = ctx.ingestor.ingest(out.getvalue(), source="test", actor=ACTOR)
+    assert result.outcome == "stored", result
+    db = ctx.pool.get()
+    settle(db)
+    row = db.execute(
+        "SELECT id FROM studies WHERE study_uid = ?", (str(ds.StudyInstanceUID),)
+    ).fetchone()
+    return str(row[0])
+
+
+def insert_completed_analysis(db: sqlite_utils.Database, study_id: str) -> str:
+    """A completed analysis of ``study_id`` without findings (as the analysis service writes
+    one when the model sees nothing)."""
+    analysis_id = new_id()
+    now = now_iso()
+    db.table("analyses").insert(
+        {
+            "id": analysis_id,
+            "study_id": study_id,
+            "analysis_type": "primary",
+            "status": "completed",
+            "engine": "openai",
+            "model_id": "google/medgemma-1.5-4b-it",
+            "overall_impression": "No acute abnormality is suggested.",
+            "disclaimer": DISCLAIMER,
+            "verification_flag": "UNVERIFIED",
+            "created_at": now,
+            "completed_at": now,
+        }
+    )
     return analysis_id

@@ -41,6 +41,17 @@ class StudyOut(BaseModel):
 
 
 WorklistSort = Literal["urgency", "arrival", "study_date", "status"]
+WorklistStatus = Literal[
+    "receiving",
+    "stable",
+    "volume_ready",
+    "analyzing",
+    "unreported",
+    "draft_ready",
+    "handed_over",
+    "signed",
+    "synced",
+]
 
 
 class StudyListItem(StudyOut):
@@ -161,6 +172,9 @@ class StudyState(BaseModel):
     analysis_status: str | None = Field(default=None, description="Of the newest analysis")
     analysis_progress: float | None = Field(default=None, description="0..1 while it runs")
     report_status: str | None = Field(default=None, description="Of the newest report")
+    handed_over: bool = Field(
+        default=False, description="An unsigned draft was handed over to a radiologist"
+    )
     urgency: str = Field(default="routine", description="AI triage: routine, urgent, critical")
     urgency_confirmed: bool = Field(default=False, description="Confirmed by a radiologist")
     synced: bool = False

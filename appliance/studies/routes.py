@@ -27,13 +27,23 @@ from appliance.studies.models import (
     StudyPage,
     UploadReport,
     WorklistSort,
+    WorklistStatus,
 )
+from appliance.studies.worklist_filters import site_day
 
 router = APIRouter(tags=["studies"])
 Ctx = Annotated[AppContext, Depends(get_context)]
 Uploaders = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN)
 Readers = Allow(Role.ADMIN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.VIEWER)
 Reader = Annotated[Actor, Depends(Readers)]
+_STATUS_HELP = (
+    "One state: receiving (images arriving); stable (complete: no new image for the stability"
+    " delay); volume_ready (a volume is built); analyzing (the newest AI analysis is queued or"
+    " running); unreported (no signed report); draft_ready (an unsigned draft from a finished"
+    " AI analysis, not handed over); handed_over (an unsigned draft handed over to a"
+    " radiologist); signed (a final or amended report); synced (every image replicated)."
+    " Any other value is refused (422)."
+)
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -91,7 +101,7 @@ def list_studies(
     actor: Reader,
     ctx: Ctx,
     status_: Annotated[
-        str | None, Query(alias="status", pattern=r"^[a-z_]{1,32}$", description="e.g. stable")
+        WorklistStatus | None, Query(alias="status", description=_STATUS_HELP)
     ] = None,
     modality: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$")] = None,
     search: Annotated[str | None, Query(max_length=128, description="name or MRN words")] = None,
@@ -101,9 +111,17 @@ def list_studies(
         "urgency"
     ),
     urgent: Annotated[bool, Query(description="only AI-urgent or critical studies")] = False,
+    today: Annotated[
+        bool, Query(description="only studies whose DICOM StudyDate is today at the site")
+    ] = False,
+    arrived_today: Annotated[
+        bool, Query(description="only studies that arrived today (site time zone)")
+    ] = False,
 ) -> StudyPage:
     """The worklist with the patients: unreported critical and urgent studies first, then
-    newest arrival first (``sort`` chooses another order)."""
+    newest arrival first (``sort`` chooses another order). Filters combine with AND; ``total``
+    counts every study that matches, whatever ``limit`` and ``offset``. "Today" is the day in
+    the site's time zone (``RADIANT_TIMEZONE``)."""
     return service.worklist(
         ctx.pool.get(),
         actor,
@@ -114,6 +132,9 @@ def list_studies(
         offset=offset,
         sort=sort,
         urgent=urgent,
+        today=today,
+        arrived_today=arrived_today,
+        day=site_day(ctx.settings.timezone),
     )
 
 

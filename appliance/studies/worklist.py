@@ -3,9 +3,11 @@
 It is the one place that reads across domains on purpose: studies and patients (the list and its
 search), the urgency of the AI analyses (through :mod:`appliance.triage.service`), and, for each
 study's status chips, the ``volumes``, ``analyses``, ``jobs`` (the analysis job's progress),
-``reports`` and ``sync_queue`` tables (replicated objects are keyed ``objects/<storage key>``).
-It only reads; each domain's service owns its writes. The list read is audited
-(``study.list``); the states and the fingerprint carry no patient data and are not.
+``reports`` and ``sync_queue`` tables (replicated objects are keyed ``objects/<storage key>``)
+and the ``report.handover`` audit rows; the filters' conditions are in
+:mod:`~appliance.studies.worklist_filters`. It only reads; each domain's service owns its
+writes. The list read is audited (``study.list``); the states and the fingerprint carry no
+patient data and are not.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from appliance.studies.models import (
     StudyPage,
     StudyState,
     WorklistSort,
+    WorklistStatus,
 )
 from appliance.studies.rows import (
     PATIENT_COLUMNS,
@@ -31,6 +34,13 @@ from appliance.studies.rows import (
     patient_summary,
     select_rows,
     study_fields,
+)
+from appliance.studies.worklist_filters import (
+    STATUS_SQL,
+    UNREPORTED_SQL,
+    SiteDay,
+    day_conditions,
+    site_day,
 )
 from appliance.triage.service import STUDY_RANK_SQL, study_urgencies
 
@@ -44,10 +54,7 @@ URGENCY_LEVELS: tuple[Literal["routine"], Literal["urgent"], Literal["critical"]
     "urgent",
     "critical",
 )
-_UNREPORTED = (
-    "NOT EXISTS (SELECT 1 FROM reports r WHERE r.study_id = s.id"
-    " AND r.status IN ('final', 'amended'))"
-)
+_UNREPORTED = UNREPORTED_SQL
 _WORKLIST_ORDER: dict[str, str] = {
     "urgency": f"(CASE WHEN {_UNREPORTED} THEN {STUDY_RANK_SQL} ELSE 0 END) DESC,"
     " s.created_at DESC, s.id",
@@ -61,29 +68,39 @@ def worklist(
     db: sqlite_utils.Database,
     actor: Actor,
     *,
-    status: str | None = None,
+    status: WorklistStatus | None = None,
     modality: str | None = None,
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
     sort: WorklistSort = "urgency",
     urgent: bool = False,
+    today: bool = False,
+    arrived_today: bool = False,
+    day: SiteDay | None = None,
 ) -> StudyPage:
-    """Studies with their patient; filters combine with AND.
+    """Studies with their patient; filters combine with AND, the total counts them all.
 
     ``sort``: ``urgency`` (default: unreported critical, then unreported urgent studies first,
     then newest arrival first), ``arrival``, ``study_date`` (newest first, undated last) or
-    ``status``. ``urgent`` keeps studies whose AI urgency (not cleared by a radiologist) is
-    urgent or critical. ``modality`` matches one of the study's modalities exactly; ``search``
-    matches every word against the patient's MRN and names, case- and accent-insensitively.
+    ``status``. ``status``: one of :data:`~appliance.studies.worklist_filters.STATUS_SQL`.
+    ``urgent`` keeps studies whose AI urgency (not cleared by a radiologist) is urgent or
+    critical. ``today`` keeps studies whose StudyDate is the site's ``day`` (UTC when not
+    given), ``arrived_today`` those that arrived that day. ``modality`` matches one of the
+    study's modalities exactly; ``search`` matches every word against the patient's MRN and
+    names, case- and accent-insensitively.
     """
     where: list[str] = []
     params: list[Any] = []
     if urgent:
         where.append(f"{STUDY_RANK_SQL} > 0")
     if status:
-        where.append("s.status = ?")
-        params.append(status)
+        where.append(f"({STATUS_SQL[status]})")
+    days, day_params = day_conditions(
+        day or site_day("UTC"), today=today, arrived_today=arrived_today
+    )
+    where.extend(days)
+    params.extend(day_params)
     if modality:
         where.append("instr('\\' || COALESCE(s.modalities, '') || '\\', ?) > 0")
         params.append(f"\\{modality.upper()}\\")
@@ -109,7 +126,7 @@ def worklist(
             detail={
                 "returned": [r["id"] for r in rows],
                 "total": total,
-                "filtered": bool(status or modality),
+                "filtered": bool(status or modality or urgent or today or arrived_today),
                 "searched": bool(words),
             },
         )
@@ -157,6 +174,13 @@ def worklist_states(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str
         states[row["study_id"]].report_status = row["status"]
     for row in select_rows(
         db,
+        f"SELECT s.id AS study_id FROM studies s WHERE s.id IN ({marks})"  # noqa: S608
+        f" AND {STATUS_SQL['handed_over']}",
+        study_ids,
+    ):
+        states[row["study_id"]].handed_over = True
+    for row in select_rows(
+        db,
         "SELECT s.study_id, COUNT(*) AS total, SUM(CASE WHEN q.status = 'done' THEN 1 ELSE 0"  # noqa: S608
         " END) AS done FROM instances i JOIN series s ON s.id = i.series_id"
         " LEFT JOIN sync_queue q ON q.object_key = 'objects/' || i.storage_key"
@@ -178,6 +202,7 @@ def worklist_fingerprint(db: sqlite_utils.Database) -> str:
         " FROM analyses),"
         " (SELECT TOTAL(progress) FROM jobs WHERE status IN ('queued', 'running')),"
         " (SELECT COUNT(*) FROM volumes WHERE status = 'ready'),"
-        " (SELECT COUNT(*) FROM sync_queue WHERE status = 'done') FROM studies"
+        " (SELECT COUNT(*) FROM sync_queue WHERE status = 'done'),"
+        " (SELECT MAX(id) FROM audit_log WHERE action = 'report.handover') FROM studies"
     ).fetchone()
     return "|".join(str(value) for value in row)

@@ -810,58 +810,6 @@ def test_dragging_the_window_re_renders_on_the_server_and_shows_c_w(tmp_path: Pa
     run(tmp_path, body)
 
 
-# ---- worklist status filter -----------------------------------------------------------------
-
-
-def test_worklist_status_filter_offers_every_chip() -> None:
-    from appliance.studies.models import StudyState
-
-    worklist = mount.worklist
-    assert worklist.STATUS_FILTERS == (
-        "all", "urgent", "receiving", "stable", "volume_ready", "analyzing", "draft", "final",
-        "synced")
-    state = StudyState(study_id="s", volume_ready=True, analysis_status="running",
-                       report_status="amended", synced=True)
-    assert all(worklist.matches(name, state) for name in worklist.STATE_FILTERS if name != "draft")
-    assert not worklist.matches("draft", state)
-    assert not any(worklist.matches(name, StudyState(study_id="s"))
-                   for name in worklist.STATE_FILTERS)
-    assert worklist.matches("analyzing", StudyState(study_id="s", analysis_status="queued"))
-    assert not worklist.matches("analyzing", StudyState(study_id="s", analysis_status="failed"))
-
-
-def test_worklist_filters_by_report_status(tmp_path: Path) -> None:
-    async def body(s: Screen) -> None:
-        study_id = ct_study(s, import_set(s))
-        report_id = draft(s, study_id)
-        await s.sign_in(s.add_user(Role.TECHNICIAN))
-        await s.see("6 shown of 6")
-        def pick(value: str) -> None:
-            with s.user:
-                element = s.user.find(marker="filter-status").elements.pop()
-                assert isinstance(element, ui.select)
-                element.set_value(value)
-
-        pick("draft")
-        await s.see("1 shown of 1")
-        await s.see("Draft report")
-        pick("final")
-        await s.see(marker="worklist-empty")
-        for value in ("analyzing", "synced", "volume_ready"):
-            pick(value)
-            await s.see(marker="worklist-empty")
-        reports.finalize(s.db, report_id, FinalizeRequest(ai_findings_reviewed=True),
-                         Actor(name="radiologist-1", role="radiologist"))
-        pick("final")
-        await s.see("1 shown of 1")
-        pick("draft")
-        await s.see(marker="worklist-empty")
-        pick("all")
-        await s.see("6 shown of 6")
-
-    run(tmp_path, body)
-
-
 # ---- import: web upload of zip archives -----------------------------------------------------
 
 

@@ -10,24 +10,29 @@ from typing import get_args
 from nicegui import ui
 
 from appliance.studies import service as studies
-from appliance.studies.models import StudyListItem, StudyPage, StudyState, WorklistSort
+from appliance.studies.models import (
+    StudyListItem,
+    StudyPage,
+    StudyState,
+    WorklistSort,
+    WorklistStatus,
+)
+from appliance.studies.worklist_filters import site_day
 from ui import components, format, i18n, ohif, runtime, session
 
-# The issue's status chips. The study's own status is filtered by the studies service; the
-# others (volume, analysis, report, replication) by the chips' state (:func:`matches`).
-STUDY_STATUS_FILTERS = ("receiving", "stable")
-STATE_FILTERS = ("volume_ready", "analyzing", "draft", "final", "synced")
-STATUS_FILTERS = ("all", "urgent", *STUDY_STATUS_FILTERS, *STATE_FILTERS)
+# One filter per status chip, as the studies service offers them (WorklistStatus), with
+# "urgent" (the AI triage) among them; every filter is applied by the service, in SQL.
+STATUS_FILTERS = ("all", "urgent", *get_args(WorklistStatus))
 SORTS = ("urgency", "arrival", "study_date", "status")
 VIEWS = ("cards", "table")
 SHOWN = 100
-SCAN_BATCH = 500
 MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
 
 
 @dataclass
 class Filters:
     today: bool = False
+    arrived_today: bool = False
     status: str = "all"
     modality: str = "all"
     search: str = ""
@@ -45,21 +50,6 @@ def register() -> None:
         return None
 
 
-def matches(status: str, state: StudyState) -> bool:
-    """Whether a study's chips include the state filter ``status`` (see STATE_FILTERS)."""
-    if status == "volume_ready":
-        return state.volume_ready
-    if status == "analyzing":
-        return state.analysis_status in ("queued", "running")
-    if status == "draft":
-        return state.report_status == "draft"
-    if status == "final":
-        return state.report_status in ("final", "amended")
-    if status == "synced":
-        return state.synced
-    return True
-
-
 def _load(
     user: session.SessionUser, filters: Filters
 ) -> tuple[StudyPage, dict[str, StudyState], str]:
@@ -72,42 +62,24 @@ def _load(
     for known in get_args(WorklistSort):
         if filters.sort == known:
             sort = known
-    if filters.status not in STATE_FILTERS:
-        page = studies.worklist(
-            db,
-            user.actor,
-            status=None if filters.status in ("all", "urgent") else filters.status,
-            modality=modality,
-            search=search,
-            limit=SHOWN,
-            sort=sort,
-            urgent=filters.status == "urgent",
-        )
-        return page, studies.worklist_states(db, [i.id for i in page.items]), fingerprint
-    # A state filter: go through the list newest first, keep the studies whose chips match.
-    kept: list[StudyListItem] = []
-    states: dict[str, StudyState] = {}
-    total = offset = 0
-    while True:
-        batch = studies.worklist(
-            db, user.actor, modality=modality, search=search, limit=SCAN_BATCH, offset=offset,
-            sort=sort,
-        )
-        found = studies.worklist_states(db, [item.id for item in batch.items])
-        for item in batch.items:
-            if matches(filters.status, found[item.id]):
-                total += 1
-                if len(kept) < SHOWN:
-                    kept.append(item)
-                    states[item.id] = found[item.id]
-        offset += len(batch.items)
-        if not batch.items or offset >= batch.total:
-            break
-    return page_of(kept, total), states, fingerprint
-
-
-def page_of(items: list[StudyListItem], total: int) -> StudyPage:
-    return StudyPage(items=items, total=total, limit=SHOWN, offset=0)
+    status: WorklistStatus | None = None
+    for known_status in get_args(WorklistStatus):
+        if filters.status == known_status:
+            status = known_status
+    page = studies.worklist(
+        db,
+        user.actor,
+        status=status,
+        modality=modality,
+        search=search,
+        limit=SHOWN,
+        sort=sort,
+        urgent=filters.status == "urgent",
+        today=filters.today,
+        arrived_today=filters.arrived_today,
+        day=site_day(rt.settings.timezone),
+    )
+    return page, studies.worklist_states(db, [i.id for i in page.items]), fingerprint
 
 
 def _urgency_chip(state: StudyState) -> None:
@@ -152,6 +124,11 @@ def _chips(item: StudyListItem, state: StudyState) -> None:
             i18n.t(f"report.status.{state.report_status}"),
             components.REPORT_COLOURS.get(state.report_status, "grey-8"),
             explain=i18n.t(f"chip.explain.report.{state.report_status}"),
+        )
+    if state.handed_over:
+        components.chip(
+            i18n.t("chip.handed_over"), "cyan-9", "forward_to_inbox",
+            explain=i18n.t("chip.explain.handed_over"),
         )
     if state.synced:
         components.chip(
@@ -231,7 +208,10 @@ def build(user: session.SessionUser) -> None:
                 "outlined clearable debounce=400 data-testid=search"
             ).classes("w-72").mark("search")
         with ui.row().classes("w-full items-center gap-3"):
-            today = ui.switch(i18n.t("worklist.today")).props("data-testid=filter-today")
+            today = ui.switch(i18n.t("worklist.today")).props(
+                "data-testid=filter-today").mark("filter-today")
+            arrived_today = ui.switch(i18n.t("worklist.arrived_today")).props(
+                "data-testid=filter-arrived-today").mark("filter-arrived-today")
             status = ui.select(
                 {key: i18n.t(f"worklist.status.{key}") for key in STATUS_FILTERS},
                 value="all", label=i18n.t("worklist.status"),
@@ -254,6 +234,7 @@ def build(user: session.SessionUser) -> None:
 
     async def refresh() -> None:
         filters.today = bool(today.value)
+        filters.arrived_today = bool(arrived_today.value)
         filters.status = str(status.value)
         filters.modality = str(modality.value)
         filters.search = str(search.value or "")
@@ -268,7 +249,7 @@ def build(user: session.SessionUser) -> None:
             components.notify_error(exc)
             return
         seen["fingerprint"] = fingerprint
-        items = [i for i in page.items if not filters.today or format.is_today(i.created_at)]
+        items = page.items
         listing.clear()
         listing.classes(replace="w-full " + ("gap-0" if filters.view == "table" else "gap-3"))
         with listing:
@@ -289,7 +270,7 @@ def build(user: session.SessionUser) -> None:
         if fingerprint != seen["fingerprint"]:
             await refresh()
 
-    for control in (today, status, modality, search, sort, view):
+    for control in (today, arrived_today, status, modality, search, sort, view):
         control.on_value_change(refresh)
     ui.timer(0.01, refresh, once=True)
     ui.timer(3.0, poll)
