@@ -7,17 +7,14 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlite_utils
-
 from ai.engines.base import EngineUnavailable
 from ai.engines.transformers_engine import inspect_checkpoint
+from ai.install.audit import ModelAudit
 from ai.install.errors import CheckpointError, ManifestError, TargetError
 from ai.install.files import read_record
 from ai.install.manifest import MANIFEST_NAME, checkpoint_files, hash_file, parse_manifest
 from ai.install.pointer import enabled_path, models_dir, pointer
 from ai.settings import AiSettings
-from appliance.audit.models import Actor
-from appliance.audit.service import record
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +127,7 @@ def verify_dir(path: Path, name: str) -> VerifyReport:
     return report
 
 
-def verify_model(
-    settings: AiSettings, db: sqlite_utils.Database, actor: Actor, name: str | None = None
-) -> VerifyReport:
+def verify_model(settings: AiSettings, audit: ModelAudit, name: str | None = None) -> VerifyReport:
     """Re-hash a model's files against its manifest (default: the enabled one); audited."""
     if name is None:
         path = enabled_path(settings)
@@ -153,11 +148,8 @@ def verify_model(
             gemma_check(path)
         except CheckpointError as exc:
             report.problems.append(str(exc))
-    record(
-        db,
-        actor,
+    audit(
         "model.verify",
-        object_type="model",
         object_id=label,
         outcome="success" if report.ok else "failure",
         detail={"files": report.files, "bytes": report.bytes, "problems": len(report.problems)},

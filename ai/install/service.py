@@ -46,8 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from ai.install.audit import ModelAudit
 from ai.install.errors import (
     InstallError,
     ManifestError,
@@ -90,8 +89,6 @@ from ai.install.pointer import (
 )
 from ai.install.sources import Source
 from ai.settings import AiSettings
-from appliance.audit.models import Actor
-from appliance.audit.service import record
 from radiant_common.durable import fsync_dir, write_atomic
 
 #: Room kept free on the data partition beyond the checkpoint's own size.
@@ -148,9 +145,8 @@ def _audit_detail(manifest: Manifest | None, **extra: Any) -> dict[str, Any]:
 
 def install(
     settings: AiSettings,
-    db: sqlite_utils.Database,
+    audit: ModelAudit,
     source: Source,
-    actor: Actor,
     *,
     name: str | None = None,
     manifest_sha256: str | None = None,
@@ -201,11 +197,8 @@ def install(
             else:
                 staging = models / STAGING / manifest.digest[:16]
                 result = _install_new(settings, source, manifest, chosen, staging, enable, say)
-        record(
-            db,
-            actor,
+        audit(
             "model.install",
-            object_type="model",
             object_id=chosen,
             detail=_audit_detail(
                 manifest,
@@ -225,11 +218,8 @@ def install(
         keep = isinstance(exc, SourceError) and exc.resumable
         if staging is not None and not keep:
             drop_staging(staging)
-        record(
-            db,
-            actor,
+        audit(
             "model.install",
-            object_type="model",
             object_id=chosen,
             outcome="failure",
             detail=_audit_detail(manifest, source=source.kind, error=exc.kind, resumable=keep),
@@ -329,9 +319,7 @@ def _install_new(
     return InstallResult(name, final, manifest, enable, previous, False, fetched, reused)
 
 
-def enable_model(
-    settings: AiSettings, db: sqlite_utils.Database, name: str, actor: Actor
-) -> str | None:
+def enable_model(settings: AiSettings, audit: ModelAudit, name: str) -> str | None:
     """Enable an installed model (re-verified first); returns the previous one's name."""
     check_name(settings, name)
     path = models_dir(settings) / name
@@ -341,11 +329,8 @@ def enable_model(
         check_pointer(settings)
         report = verify_dir(path, name)
         if not report.ok:
-            record(
-                db,
-                actor,
+            audit(
                 "model.enable",
-                object_type="model",
                 object_id=name,
                 outcome="failure",
                 detail={"error": "verification"},
@@ -353,14 +338,9 @@ def enable_model(
             raise VerificationError(f"{name} is damaged: {report.problems[0]}; not enabled")
         gemma_check(path)
         previous = switch_pointer(settings, name)
-    record(
-        db,
-        actor,
+    audit(
         "model.enable",
-        object_type="model",
         object_id=name,
         detail={"previous": previous} if previous else None,
     )
     return previous
-
-

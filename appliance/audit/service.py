@@ -276,3 +276,22 @@ def audited_read(
         raise error
     assert result is not None
     return result
+
+
+def recorder(db: sqlite_utils.Database, actor: Actor, object_type: str) -> Callable[..., None]:
+    """:func:`record` bound to a database, an actor and an object type: what a lower package
+    (model installation in ``ai``) is given to audit its actions without importing this one."""
+
+    def _record(
+        action: str,
+        *,
+        object_id: str | None,
+        outcome: str = "success",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        record(
+            db, actor, action, object_type=object_type, object_id=object_id, outcome=outcome,
+            detail=detail,
+        )  # fmt: skip
+
+    return _record

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from appliance.audit.service import recorder
 from radiant.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -39,9 +40,8 @@ def cmd_model_install(args: argparse.Namespace) -> int:
     try:
         result = install(
             ctx.settings,
-            ctx.pool.get(),
+            recorder(ctx.pool.get(), cli_actor(), "model"),
             source,
-            cli_actor(),
             name=args.name,
             manifest_sha256=args.manifest_sha256,
             enable=not args.no_enable,
@@ -79,7 +79,9 @@ def cmd_model_enable(args: argparse.Namespace) -> int:
 
     ctx = open_context(args)
     try:
-        previous = enable_model(ctx.settings, ctx.pool.get(), args.name, cli_actor())
+        previous = enable_model(
+            ctx.settings, recorder(ctx.pool.get(), cli_actor(), "model"), args.name
+        )
     except InstallError as exc:
         return fail(f"{exc}")
     finally:
@@ -119,7 +121,9 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
 
     ctx = open_context(args)
     try:
-        report = verify_model(ctx.settings, ctx.pool.get(), cli_actor(), args.name)
+        report = verify_model(
+            ctx.settings, recorder(ctx.pool.get(), cli_actor(), "model"), args.name
+        )
     except InstallError as exc:
         return fail(str(exc))
     finally:

@@ -24,6 +24,7 @@ import sqlite_utils
 
 from ai.engines.transformers_engine import inspect_checkpoint
 from ai.install import service
+from ai.install.audit import ModelAudit
 from ai.install.errors import (
     CheckpointError,
     ManifestError,
@@ -34,11 +35,17 @@ from ai.install.errors import (
 from ai.install.manifest import MANIFEST_NAME, RECORD_NAME, make_manifest
 from ai.install.sources import FolderSource, MirrorSource
 from appliance.audit.models import Actor
+from appliance.audit.service import recorder
 from appliance.config import Settings
 from radiant.cli import main
 from tests.servers import free_port
 
 ACTOR = Actor.system("test")
+
+
+def audit(db: sqlite_utils.Database) -> ModelAudit:
+    """The appliance's audit trail, as the command line hands it to model installation."""
+    return recorder(db, ACTOR, "model")
 
 # The shape of google/medgemma-1.5-4b-it's config.json (Gemma 3 4B + SigLIP).
 GEMMA3_CONFIG: dict[str, Any] = {
@@ -177,7 +184,7 @@ def installed(
 
     def _do() -> service.InstallResult:
         source = fake_checkpoint(tmp_path / "old", seed=1)
-        return service.install(settings, db, FolderSource(source), ACTOR, name="old")
+        return service.install(settings, audit(db), FolderSource(source), name="old")
 
     return _do
 
@@ -187,7 +194,7 @@ def test_install_from_a_folder_verifies_enables_and_audits(
 ) -> None:
     source = fake_checkpoint(tmp_path / "usb" / "medgemma", seed=7)
     lines: list[str] = []
-    result = service.install(settings, db, FolderSource(source), ACTOR, progress=lines.append)
+    result = service.install(settings, audit(db), FolderSource(source), progress=lines.append)
 
     assert result.name == f"medgemma-1.5-4b-it-{result.manifest.digest[:12]}"
     assert result.enabled and result.previous is None and not result.already_installed
@@ -221,7 +228,7 @@ def test_install_from_an_http_mirror(
     folder = fake_checkpoint(tmp_path / "www" / "ckpt", seed=3)
     with mirror(tmp_path / "www") as (url, log):
         source = _mirror_source(url)
-        result = service.install(settings, db, source, ACTOR, name="m1")
+        result = service.install(settings, audit(db), source, name="m1")
         source.close()
     assert service.enabled_name(settings) == "m1"
     assert result.fetched_bytes == result.manifest.total_bytes
@@ -242,13 +249,13 @@ def test_second_model_replaces_the_first_and_enable_rolls_back(
 ) -> None:
     installed()
     new = fake_checkpoint(tmp_path / "new", seed=2)
-    result = service.install(settings, db, FolderSource(new), ACTOR, name="new")
+    result = service.install(settings, audit(db), FolderSource(new), name="new")
     assert (result.previous, service.enabled_name(settings)) == ("old", "new")
-    assert service.enable_model(settings, db, "old", ACTOR) == "new"
+    assert service.enable_model(settings, audit(db), "old") == "new"
     assert service.enabled_name(settings) == "old"
     assert [r["detail"] for r in _audit(db, "model.enable")] == [{"previous": "new"}]
     # The same checkpoint again: nothing fetched, verified, enabled.
-    again = service.install(settings, db, FolderSource(new), ACTOR, name="new")
+    again = service.install(settings, audit(db), FolderSource(new), name="new")
     assert again.already_installed and again.fetched_bytes == 0
     assert service.enabled_name(settings) == "new"
 
@@ -349,7 +356,7 @@ def test_each_bad_input_is_refused_and_the_old_model_stays(
             source = _mirror_source(url)
             stack.callback(source.close)
         with pytest.raises(error, match=message) as caught:
-            service.install(settings, db, source, ACTOR, name="candidate")
+            service.install(settings, audit(db), source, name="candidate")
     assert "\n" not in str(caught.value)
     assert service.enabled_name(settings) == "old"
     assert inspect_checkpoint(settings.ai_model_path).model_type == "gemma3"
@@ -374,7 +381,7 @@ def test_unreachable_mirror_is_a_clear_error_and_changes_nothing(
         f"http://127.0.0.1:{free_port()}/ckpt", attempts=3, wait_s=0.5, sleep=slept.append
     )
     with pytest.raises(SourceError, match="did not answer after 3 attempts") as caught:
-        service.install(settings, db, source, ACTOR, name="candidate")
+        service.install(settings, audit(db), source, name="candidate")
     source.close()
     assert slept == [0.5, 1.0]  # bounded retries with doubling waits
     assert not caught.value.resumable  # nothing was staged
@@ -387,10 +394,10 @@ def test_pinned_manifest_hash_is_enforced(
 ) -> None:
     folder = fake_checkpoint(tmp_path / "ckpt")
     with pytest.raises(ManifestError, match="not the pinned"):
-        service.install(settings, db, FolderSource(folder), ACTOR, manifest_sha256="0" * 64)
+        service.install(settings, audit(db), FolderSource(folder), manifest_sha256="0" * 64)
     assert not settings.ai_model_path.exists()
     digest = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
-    service.install(settings, db, FolderSource(folder), ACTOR, manifest_sha256=digest.upper())
+    service.install(settings, audit(db), FolderSource(folder), manifest_sha256=digest.upper())
     assert settings.ai_model_path.is_dir()
 
 
@@ -403,7 +410,7 @@ def test_interrupted_transfers_resume_with_range_requests(
     faults = {f"ckpt/{MANIFEST_NAME}": ["503"], f"ckpt/{big}": ["cut", "cut"]}
     with mirror(tmp_path / "www", faults) as (url, log):
         source = _mirror_source(url, attempts=4)
-        result = service.install(settings, db, source, ACTOR, name="resumed")
+        result = service.install(settings, audit(db), source, name="resumed")
         source.close()
     size = (folder / big).stat().st_size
     assert [r for name, r in log if name == f"ckpt/{big}"] == [
@@ -424,13 +431,13 @@ def test_network_failure_keeps_the_parts_and_the_next_run_resumes(
     with mirror(tmp_path / "www", {f"ckpt/{big}": ["cut", "503"]}) as (url, log):
         first = _mirror_source(url, attempts=2)
         with pytest.raises(SourceError, match="after 2 attempts") as caught:
-            service.install(settings, db, first, ACTOR, name="later")
+            service.install(settings, audit(db), first, name="later")
         first.close()
         assert caught.value.resumable
         assert not settings.ai_model_path.exists()  # nothing enabled
         assert not (service.models_dir(settings) / "later").exists()
         second = _mirror_source(url)
-        result = service.install(settings, db, second, ACTOR, name="later")
+        result = service.install(settings, audit(db), second, name="later")
         second.close()
     size = (folder / big).stat().st_size
     assert [r for name, r in log if name == f"ckpt/{big}"] == [
@@ -450,7 +457,7 @@ def test_a_checkpoint_copied_by_hand_is_moved_aside_not_lost(
     shutil.copytree(fake_checkpoint(tmp_path / "copy", seed=6), by_hand)
     (by_hand / MANIFEST_NAME).unlink()
     new = fake_checkpoint(tmp_path / "new", seed=8)
-    result = service.install(settings, db, FolderSource(new), ACTOR, name="new")
+    result = service.install(settings, audit(db), FolderSource(new), name="new")
     assert result.previous is not None and result.previous.startswith("medgemma-1.5-4b-it-manual-")
     aside = service.models_dir(settings) / result.previous
     assert (aside / "config.json").is_file()
@@ -464,19 +471,19 @@ def test_refusals_before_anything_is_fetched(
 ) -> None:
     folder = fake_checkpoint(tmp_path / "ckpt")
     with pytest.raises(TargetError, match="the name the engine loads"):
-        service.install(settings, db, FolderSource(folder), ACTOR, name="medgemma-1.5-4b-it")
+        service.install(settings, audit(db), FolderSource(folder), name="medgemma-1.5-4b-it")
     with pytest.raises(TargetError, match="not a model name"):
-        service.install(settings, db, FolderSource(folder), ACTOR, name="../x")
+        service.install(settings, audit(db), FolderSource(folder), name="../x")
     other = fake_checkpoint(tmp_path / "other", seed=2)
-    service.install(settings, db, FolderSource(other), ACTOR, name="taken")
+    service.install(settings, audit(db), FolderSource(other), name="taken")
     with pytest.raises(TargetError, match="already holds another checkpoint"):
-        service.install(settings, db, FolderSource(folder), ACTOR, name="taken")
+        service.install(settings, audit(db), FolderSource(folder), name="taken")
     # Another installation holds the lock.
     fd = os.open(service.models_dir(settings) / service.LOCK, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(TargetError, match="another model installation is running"):
-            service.install(settings, db, FolderSource(folder), ACTOR, name="free")
+            service.install(settings, audit(db), FolderSource(folder), name="free")
     finally:
         os.close(fd)
     assert service.enabled_name(settings) == "taken"
@@ -490,9 +497,9 @@ def test_model_dir_outside_the_data_dir_is_refused_when_it_is_a_folder(
     settings = Settings(data_dir=tmp_path / "data", ai_model_dir=elsewhere)
     folder = fake_checkpoint(tmp_path / "ckpt")
     with pytest.raises(TargetError, match="unset RADIANT_AI_MODEL_DIR"):
-        service.install(settings, db, FolderSource(folder), ACTOR, name="x")
+        service.install(settings, audit(db), FolderSource(folder), name="x")
     elsewhere.rmdir()  # a missing path becomes a link to the installed folder
-    service.install(settings, db, FolderSource(folder), ACTOR, name="x")
+    service.install(settings, audit(db), FolderSource(folder), name="x")
     assert os.readlink(elsewhere) == str((tmp_path / "data" / "models" / "x").resolve())
     assert service.list_models(settings)[0].enabled
 
@@ -503,12 +510,12 @@ def test_verify_finds_altered_missing_and_extra_files(
     installed: Callable[[], service.InstallResult],
 ) -> None:
     result = installed()
-    assert service.verify_model(settings, db, ACTOR).ok
+    assert service.verify_model(settings, audit(db)).ok
     path = result.path
     _break_hash(path)
     (path / "tokenizer.json").unlink()
     (path / "stray.bin").write_bytes(b"?")
-    report = service.verify_model(settings, db, ACTOR, "old")
+    report = service.verify_model(settings, audit(db), "old")
     assert sorted(report.problems) == [
         "model-00002-of-00002.safetensors: SHA-256 differs from the manifest",
         "stray.bin: not in the manifest",
@@ -516,7 +523,7 @@ def test_verify_finds_altered_missing_and_extra_files(
     ]
     assert [r["outcome"] for r in _audit(db, "model.verify")] == ["success", "failure"]
     with pytest.raises(VerificationError, match="damaged"):
-        service.enable_model(settings, db, "old", ACTOR)
+        service.enable_model(settings, audit(db), "old")
 
 
 def test_cli_manifest_install_list_verify(
