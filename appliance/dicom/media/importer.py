@@ -21,9 +21,11 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.rows import new_id
 from appliance.dicom.ingest import Outcome
+from appliance.dicom.limits import meta_uids
 from appliance.dicom.media.dicomdir import DicomdirInvalid, plan_dicomdir
 from appliance.dicom.media.files import Item, Unreadable, find_dicomdir, read_media_file
-from appliance.dicom.media.walk import plan_walk
+from appliance.dicom.media.walk import MEDIA_INDEX, MEDIA_INDEX_OBJECT, plan_walk
+from appliance.dicom.reading import MEDIA_STORAGE_DIRECTORY
 from appliance.logs import get_logger
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class ImportSummary:
         return not (self.quarantined or self.refused or self.errors) and self.stopped is None
 
     def counts(self) -> dict[str, int]:
+        indexes = sum(i.reason in (MEDIA_INDEX, MEDIA_INDEX_OBJECT) for i in self.skipped)
         return {
             "files": self.files_total,
             "imported": len(self.imported),
@@ -97,6 +100,7 @@ class ImportSummary:
             "quarantined": len(self.quarantined),
             "refused": len(self.refused),
             "skipped": len(self.skipped),
+            "media_indexes": indexes,
             "errors": len(self.errors),
             "studies": len(self.study_ids),
         }
@@ -193,6 +197,11 @@ def _import_one(
         return True
     if data is None:
         summary.skipped.append(FileIssue(item.rel, NOT_DICOM))
+        return True
+    if meta_uids(data)[0] == MEDIA_STORAGE_DIRECTORY:
+        # a DICOMDIR under another name (a Philips DIRFILE in a series folder): an index of
+        # the media, whose files are read on their own (PS3.10 8)
+        summary.skipped.append(FileIssue(item.rel, MEDIA_INDEX_OBJECT))
         return True
     try:
         result = ctx.ingestor.ingest(data, source=SOURCE, actor=actor, origin=label)
