@@ -180,6 +180,7 @@ def _import_one(
     """Handle one item and file it in ``summary``; False when the import must stop."""
     if item.refused is not None:
         summary.refused.append(FileIssue(item.rel, item.refused))
+        log.info("media_file_refused", import_id=summary.import_id, reason=item.refused)
         return True
     if item.skipped is not None:
         summary.skipped.append(FileIssue(item.rel, item.skipped))
@@ -194,6 +195,7 @@ def _import_one(
         data = read_media_file(item.real, limit, require_magic=not by_name)
     except Unreadable as exc:
         summary.errors.append(FileIssue(item.rel, str(exc)))
+        log.info("media_file_unreadable", import_id=summary.import_id, reason=str(exc))
         return True
     if data is None:
         summary.skipped.append(FileIssue(item.rel, NOT_DICOM))
@@ -219,6 +221,13 @@ def _import_one(
         summary.duplicates.append(item.rel)
     else:
         summary.quarantined.append(FileIssue(item.rel, result.reason or "quarantined"))
+        # ids and the reason, not the path (folder names on media may carry PHI)
+        log.info(
+            "media_file_quarantined",
+            import_id=summary.import_id,
+            quarantine_id=result.quarantine_id,
+            reason=result.reason,
+        )
     if result.study_id:
         study_ids.add(result.study_id)
     elif result.series_id:
