@@ -136,13 +136,15 @@ class Quarantine:
             count, total = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM quarantine"
             ).fetchone()
-            rows = db.execute(
-                "SELECT id, storage_path, size, sha256 FROM quarantine"
-                " ORDER BY COALESCE(last_seen_at, received_at), received_at, id"
-            )
-            for qid, storage_path, size, sha256 in rows.fetchall():
-                if count <= self.quota.max_files and total <= self.quota.max_bytes:
+            while count > self.quota.max_files or total > self.quota.max_bytes:
+                # every row has last_seen_at (set on insert; migration 0011 for older rows)
+                row = db.execute(
+                    "SELECT id, storage_path, size, sha256 FROM quarantine"
+                    " ORDER BY last_seen_at, received_at, id LIMIT 1"
+                ).fetchone()
+                if row is None:
                     break
+                qid, storage_path, size, sha256 = row
                 db.execute("DELETE FROM quarantine WHERE id = ?", (qid,))
                 audit.record(
                     db,
