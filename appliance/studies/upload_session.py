@@ -281,7 +281,11 @@ class UploadSession:
                     continue
                 try:
                     data = read_entry(
-                        archive, info, self.limits, self.limits.max_archive_bytes - expanded
+                        archive,
+                        info,
+                        self.limits,
+                        self.limits.max_archive_bytes - expanded,
+                        self.work_dir,
                     )
                 except EntryRefused as exc:
                     self._reject(name, archive_name, exc.reason)
