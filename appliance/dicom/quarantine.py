@@ -137,7 +137,7 @@ class Quarantine:
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM quarantine"
             ).fetchone()
             while count > self.quota.max_files or total > self.quota.max_bytes:
-                # every row has last_seen_at (set on insert; migration 0011 for older rows)
+                # every row has last_seen_at (set on insert; migration 0012 for older rows)
                 row = db.execute(
                     "SELECT id, storage_path, size, sha256 FROM quarantine"
                     " ORDER BY last_seen_at, received_at, id LIMIT 1"
