@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from appliance.config import Settings, ensure_secret_key, prepare_data_dir
 from appliance.db.connection import ConnectionPool
 from appliance.db.migrate import apply_migrations
-from appliance.dicom.ingest import Ingestor, Quarantine
+from appliance.dicom.ingest import Ingestor
+from appliance.dicom.quarantine import Quarantine, Quota
 from appliance.keys import DerivedKeys
 from appliance.logs import get_logger
 from appliance.storage.service import ObjectStore
@@ -32,7 +33,8 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings, pool: ConnectionPool, secret_key: str) -> AppContext:
         store = ObjectStore(settings.objects_dir)
-        quarantine = Quarantine(settings.quarantine_dir)
+        quota = Quota(settings.quarantine_max_mb << 20, settings.quarantine_max_files)
+        quarantine = Quarantine(settings.quarantine_dir, quota)
         ingestor = Ingestor(pool, store, quarantine, overwrite=settings.dicom_overwrite)
         keys = DerivedKeys.from_secret(secret_key)
         return cls(settings, pool, secret_key, store, quarantine, ingestor, keys)

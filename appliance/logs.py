@@ -51,6 +51,7 @@ def configure(level: str = "info") -> None:
     )
     handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(json_formatter())
+    handler.addFilter(_caller_reports)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
@@ -59,6 +60,22 @@ def configure(level: str = "info") -> None:
     # pydicom's warnings quote element values, which may be PHI.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.showwarning = _log_warning
+
+
+# Libraries whose failures always reach our caller as an exception, which refuses the input with
+# a reason (a quarantine, a status): their own log of it, a traceback quoting the data, is noise.
+_CALLER_REPORTS = ("pydicom",)
+
+
+def _caller_reports(record: logging.LogRecord) -> bool:
+    """Keep a library's error record as one line (the exception's class, no traceback, no
+    text: it may quote the data) when its caller handles the failure (:data:`_CALLER_REPORTS`)."""
+    if record.name.split(".", 1)[0] in _CALLER_REPORTS and (record.exc_info or record.exc_text):
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg, record.args = "library_error", ()
+        record.__dict__["error"] = type(error).__name__ if error is not None else "unknown"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
 
 
 def _origin(filename: str) -> str:
@@ -87,7 +104,7 @@ def _log_warning(
 def json_formatter() -> logging.Formatter:
     """A stdlib formatter that renders records as the same JSON lines as structlog's."""
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_SHARED,
+        foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder(allow=["error"])],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

@@ -78,6 +78,9 @@ class DicomSettings(BaseSettings):
     dicom_max_pending_per_ip: Annotated[int, Field(ge=1, le=10_000)] = 10
     # Largest data set one C-STORE may carry (MiB); larger is answered 0xA700, audited
     dicom_max_object_mb: Annotated[int, Field(ge=1, le=1 << 20)] = 4096
+    # Quarantine quotas: beyond either, the files seen longest ago are evicted (audited)
+    quarantine_max_mb: Annotated[int, Field(ge=1, le=1 << 20)] = 1024
+    quarantine_max_files: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     # DICOM TLS (PS3.15 Annex B): a second listener with the certificate of tls_cert/tls_key
     dicom_tls_port: Port | None = None
     # client certificates on the DICOM TLS port: none, peers (Q/R needs one), all (required)

@@ -33,21 +33,19 @@ import hashlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.connection import ConnectionPool, transaction
-from appliance.db.rows import new_id, now_iso
+from appliance.db.rows import new_id
 from appliance.dicom.index_rows import index_instance
 from appliance.dicom.limits import meta_uids
+from appliance.dicom.quarantine import Quarantine
 from appliance.dicom.reading import InstanceInfo, Rejected, read_instance
 from appliance.dicom.scan import scan_instance
 from appliance.storage.service import ObjectStore, instance_key
-from radiant_common.durable import write_new
 
 _LOCKS = [threading.Lock() for _ in range(64)]
 
@@ -93,58 +91,6 @@ class _Pending:
     commit: int = 0
 
 
-class Quarantine:
-    """Files refused by ingest, kept byte for byte under ``root`` with a ``quarantine`` row."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    def keep(
-        self,
-        db: sqlite_utils.Database,
-        data: bytes,
-        *,
-        reason: str,
-        source: str,
-        origin: str | None,
-        sop_instance_uid: str | None,
-        actor: Actor,
-    ) -> str:
-        qid = new_id()
-        day = now_iso()[:10]
-        folder = self.root / day
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{qid}.dcm"
-        write_new(path, data)
-        with transaction(db):
-            db.execute(
-                "INSERT INTO quarantine (id, received_at, source, origin, reason,"
-                " sop_instance_uid, storage_path, size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    qid,
-                    now_iso(),
-                    source,
-                    origin,
-                    reason,
-                    sop_instance_uid,
-                    str(path.relative_to(self.root)),
-                    len(data),
-                    hashlib.sha256(data).hexdigest(),
-                ),
-            )
-            audit.record(
-                db,
-                actor,
-                "dicom.quarantine",
-                object_type="quarantine",
-                object_id=qid,
-                outcome="refused",
-                detail={"source": source, "reason": reason},
-            )
-        return qid
-
-
 def _meta_mismatch(data: bytes, info: InstanceInfo) -> str | None:
     """Why the File Meta's Media Storage SOP Class/Instance UIDs (PS3.10 7.1), which the
     receiver builds from the C-STORE command's Affected SOP Class/Instance UIDs, do not name
@@ -162,8 +108,6 @@ def _settle(writing: Future[bool] | None) -> None:
     if writing is not None:
         with contextlib.suppress(BaseException):
             writing.result()
-
-
 
 
 class Ingestor:

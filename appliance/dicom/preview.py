@@ -21,7 +21,7 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, get_args
@@ -38,6 +38,8 @@ from pydicom.pixels.processing import (
     apply_windowing,
 )
 from pydicom.pixels.utils import pixel_array
+
+from appliance.dicom import gdcm_fallback
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Rendered:
     preset: str | None = None
     window: Window | None = None
     assumption: str | None = None  # e.g. a misspelled RescaleType read as HU
+    decoder: str | None = None  # a fallback decoder that decoded the pixels (gdcm), if any
 
     def png(self) -> bytes:
         """The image as PNG bytes (deterministic for identical pixels)."""
@@ -194,6 +197,7 @@ def render(
                 f"numbered 0 to {frames - 1}"
             )
         try:
+            gdcm_fallback.mark_unused()
             with open(path, "rb") as stream:
                 # as_rgb (default): YBR_FULL / YBR_FULL_422 come back as RGB (PS3.3 C.7.6.3.1.2).
                 arr = pixel_array(stream, index=frame if frames > 1 else None)
@@ -206,10 +210,12 @@ def render(
         photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
         samples = _int(ds.get("SamplesPerPixel"), 1)
         if photometric == "PALETTE COLOR":
-            return Rendered(_palette(arr, ds), frame, frames, "colour")
-        if samples == 3 or arr.ndim == 3:
-            return Rendered(_colour(arr, ds), frame, frames, "colour")
-        return _grey(arr, ds, frame, frames, preset, photometric, window)
+            result = Rendered(_palette(arr, ds), frame, frames, "colour")
+        elif samples == 3 or arr.ndim == 3:
+            result = Rendered(_colour(arr, ds), frame, frames, "colour")
+        else:
+            result = _grey(arr, ds, frame, frames, preset, photometric, window)
+        return replace(result, decoder=gdcm_fallback.last_decoder())
 
 
 def _grey(

@@ -24,7 +24,11 @@ from pydicom.pixels import utils as pixel_utils
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from appliance.dicom import gdcm_fallback
 from appliance.dicom.limits import Refused, check_structure
+
+# 12-bit lossy JPEG that pylibjpeg refuses is decoded by GDCM (a pydicom plugin, tried last)
+gdcm_fallback.register()
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _UNDEFINED = 0xFFFFFFFF

@@ -317,7 +317,7 @@ class Receiver:
             self._count("duplicates")
             return SUCCESS, None
         self._count("quarantined")
-        log.warning("store_quarantined", quarantine_id=result.quarantine_id)
+        log.warning("store_quarantined", quarantine_id=result.quarantine_id, reason=result.reason)
         if result.mismatch:
             return DATASET_MISMATCH, (result.reason or "the data set does not match")[:64]
         return QUARANTINED, f"quarantined: {result.reason or 'invalid instance'}"

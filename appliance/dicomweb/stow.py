@@ -31,6 +31,9 @@ from appliance.dicomweb.models import (
     StoreReport,
 )
 from appliance.errors import BadRequest, UnsupportedMediaType
+from appliance.logs import get_logger
+
+log = get_logger("radiant.dicomweb")
 
 GB = 1_000_000_000
 SOURCE = "dicomweb"
@@ -86,6 +89,7 @@ def store(
             sop_class, sop_uid, stored=False, study_uid=study_uid, series_uid=series_uid
         )
         part_type = multipart.parse_media_type(part.content_type).media_type
+        quarantine_id: str | None = None
         if part_type != DICOM:
             outcome.failure = FAILURE_CANNOT_UNDERSTAND
             outcome.reason = f"a part of type {part_type[:40]} is not application/dicom"
@@ -103,6 +107,15 @@ def store(
             else:
                 outcome.failure = FAILURE_CANNOT_UNDERSTAND
                 outcome.reason = f"quarantined: {result.reason}"
+                quarantine_id = result.quarantine_id
+        if outcome.failure is not None:
+            log.warning(
+                "stow_part_refused",
+                part=len(report.outcomes) + 1,
+                failure=f"0x{outcome.failure:04X}",
+                reason=outcome.reason,
+                quarantine_id=quarantine_id,
+            )
         report.outcomes.append(outcome)
     audit.record(
         ingestor.pool.get(),

@@ -134,4 +134,5 @@ def instance_preview(
         window_center=window.center if window else None,
         window_width=window.width if window else None,
         assumption=rendered.assumption,
+        decoder=rendered.decoder,
     )

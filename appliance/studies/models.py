@@ -162,6 +162,7 @@ class PreviewImage:
     window_center: float | None
     window_width: float | None
     assumption: str | None = None
+    decoder: str | None = None  # a fallback pixel decoder that was needed (gdcm), if any
 
 
 class StudyState(BaseModel):

@@ -227,6 +227,8 @@ def get_instance_preview(
         headers["X-Window-Preset"] = image.preset
     if image.assumption:
         headers["X-Window-Assumption"] = image.assumption
+    if image.decoder:
+        headers["X-Pixel-Decoder"] = image.decoder  # a fallback decoder was needed
     if image.window_center is not None and image.window_width is not None:
         headers["X-Window-Center"] = f"{image.window_center:g}"
         headers["X-Window-Width"] = f"{image.window_width:g}"

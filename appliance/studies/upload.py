@@ -7,8 +7,9 @@ So when the body goes over ``RADIANT_UPLOAD_MAX_MB`` (413), is malformed or is c
 received completely before that point are stored and acknowledged in the problem document, and
 nothing else was stored: no file is ever half-ingested.
 
-Zip archives are expanded in memory entry by entry, never onto disk by their names. Refused, each
-with its reason and without stopping the rest: entries with absolute paths or ``..`` segments,
+Zip archives are expanded entry by entry (each spooled to a private unnamed file, then held
+once), never onto disk by their names. Refused, each with its reason and without stopping
+the rest: entries with absolute paths or ``..`` segments,
 symbolic links, encrypted entries, entries over :data:`MAX_INSTANCE_BYTES` or compressed more than
 :data:`MAX_COMPRESSION_RATIO`:1 (zip bombs), nested archives (reported, not expanded), DICOMDIR
 indexes and anything that is not DICOM. A whole archive is refused when it is damaged or

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 import stat
+import tempfile
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from appliance.config import Settings
@@ -129,14 +131,20 @@ class EntryRefused(Exception):
 
 
 def read_entry(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: UploadLimits, budget: int
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    limits: UploadLimits,
+    budget: int,
+    spool_dir: Path,
 ) -> bytes:
     """The entry's bytes, counted while they are inflated: a size or ratio that the header
-    understated is caught here as well (as is a total beyond ``budget``)."""
+    understated is caught here as well (as is a total beyond ``budget``).
+
+    The inflated chunks go to a private unnamed file in ``spool_dir`` and are read back in one
+    piece of the exact size: the entry is in memory once, not as chunks plus their join."""
     cap = min(info.file_size, limits.max_instance_bytes)
-    chunks: list[bytes] = []
     size = 0
-    with archive.open(info) as stream:
+    with archive.open(info) as stream, tempfile.TemporaryFile(dir=spool_dir) as spool:
         while chunk := stream.read(MIB):
             size += len(chunk)
             if size > cap:
@@ -152,8 +160,9 @@ def read_entry(
                 raise EntryRefused(
                     f"entry inflates more than {limits.max_ratio}:1: refused as a possible zip bomb"
                 )
-            chunks.append(chunk)
-    return b"".join(chunks)
+            spool.write(chunk)
+        spool.seek(0)
+        return spool.read()
 
 
 def mib(size: int) -> str:

@@ -22,6 +22,7 @@ from python_multipart.multipart import parse_options_header
 from appliance.audit.models import Actor
 from appliance.dicom.ingest import Ingestor, IngestResult, Outcome
 from appliance.errors import AppError, InvalidInput, PayloadTooLarge
+from appliance.logs import get_logger
 from appliance.studies import service
 from appliance.studies.models import FileResult, UploadCounts, UploadReport
 
@@ -40,6 +41,8 @@ from appliance.studies.upload_checks import (
     read_entry,
     sniff,
 )
+
+log = get_logger("radiant.upload")
 
 
 class InsufficientStorage(AppError):
@@ -278,7 +281,11 @@ class UploadSession:
                     continue
                 try:
                     data = read_entry(
-                        archive, info, self.limits, self.limits.max_archive_bytes - expanded
+                        archive,
+                        info,
+                        self.limits,
+                        self.limits.max_archive_bytes - expanded,
+                        self.work_dir,
                     )
                 except EntryRefused as exc:
                     self._reject(name, archive_name, exc.reason)
@@ -338,6 +345,13 @@ class UploadSession:
                     "the appliance ran out of disk space while storing the upload",
                 ) from None
             raise
+        if result.outcome is Outcome.QUARANTINED:
+            log.warning(
+                "upload_file_quarantined",
+                file=len(self.results) + 1,
+                quarantine_id=result.quarantine_id,
+                reason=result.reason,
+            )
         self.results.append(self._result(result, name, archive))
 
     def _result(self, result: IngestResult, name: str, archive: str | None) -> FileResult:
@@ -356,6 +370,8 @@ class UploadSession:
         )
 
     def _reject(self, name: str, archive: str | None, reason: str) -> None:
+        # the file's ordinal, not its name (a name may carry PHI)
+        log.warning("upload_file_rejected", file=len(self.results) + 1, reason=reason)
         self.results.append(
             FileResult(name=name, archive=archive, outcome="rejected", reason=reason)
         )

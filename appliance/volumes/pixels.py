@@ -12,8 +12,11 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 
+from appliance.dicom import gdcm_fallback
 from appliance.volumes.frames.base import Frame
 from appliance.volumes.results import VolumeError
+
+gdcm_fallback.register()  # 12-bit lossy JPEG that pylibjpeg refuses
 
 # Pixel Data, Float Pixel Data, Double Float Pixel Data (PS3.3 C.7.6.3).
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)

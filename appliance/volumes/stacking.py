@@ -35,6 +35,9 @@ _SPLIT_KEYS = (
     "dimension",
 )
 _TIME_KEYS = frozenset({"temporal", "acquisition"})
+# Keys whose volumes come in the order their frames were acquired (as stored), not by value:
+# a diffusion series' b-values and gradient directions (PS3.3 C.8.13.5.9).
+_ACQUISITION_ORDER_KEYS = frozenset({"diffusion"})
 # Keys accepted only when every group they make has unique positions.
 _STRICT_KEYS = frozenset({"series", "acquisition", "dimension"})
 _KEY_NAMES = {
@@ -68,6 +71,17 @@ def _sort_value(value: Hashable) -> tuple[int, str]:
     return (0, f"{value:020.6f}") if isinstance(value, int | float) else (1, repr(value))
 
 
+def _ordered_values(frames: Sequence[Frame], key: str) -> list[Hashable]:
+    """The distinct values of ``key``: sorted, or for :data:`_ACQUISITION_ORDER_KEYS` in the
+    order of their first frame (file order, then frame index)."""
+    if key not in _ACQUISITION_ORDER_KEYS:
+        return sorted({f.keys.get(key) for f in frames}, key=_sort_value)
+    first: dict[Hashable, int] = {}
+    for frame in sorted(frames, key=lambda f: f.order):
+        first.setdefault(frame.keys.get(key), frame.order)
+    return list(first)
+
+
 def split_stacks(
     frames: list[Frame], normal: FloatArray, labels: list[str], notes: list[QANote]
 ) -> list[Stack]:
@@ -75,7 +89,7 @@ def split_stacks(
     if not geometry.has_repeated_positions(normal_distances(frames, normal)):
         return [Stack(frames, labels, notes)]
     for key in _SPLIT_KEYS:
-        values = sorted({f.keys.get(key) for f in frames}, key=_sort_value)
+        values = _ordered_values(frames, key)
         if len(values) < 2:
             continue
         groups = [[f for f in frames if f.keys.get(key) == value] for value in values]

@@ -92,7 +92,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(
         f"{'DICOMDIR' if summary.used_dicomdir else 'folder walk'}: imported {counts['imported']},"
         f" duplicates {counts['duplicates']}, quarantined {counts['quarantined']},"
-        f" refused {counts['refused']}, skipped (not DICOM) {counts['skipped']},"
+        f" refused {counts['refused']},"
+        f" skipped (not DICOM) {counts['skipped'] - counts['media_indexes']},"
+        f" media indexes skipped {counts['media_indexes']},"
         f" errors {counts['errors']}; studies touched {counts['studies']}"
     )
     if summary.stopped:

@@ -23,6 +23,7 @@ from appliance.context import AppContext, prepare
 from appliance.dicom.media import (
     APPLEDOUBLE,
     MEDIA_INDEX,
+    MEDIA_INDEX_OBJECT,
     NOT_DICOM,
     DicomdirInvalid,
     ImportProgress,
@@ -345,9 +346,10 @@ def test_folder_without_dicomdir_is_walked(ctx: AppContext, tmp_path: Path) -> N
 def test_malformed_folder_is_quarantined_with_a_reason_per_file(tmp_path: Path) -> None:
     """The malformed set walked: every DICOM-looking file is quarantined with its reason.
 
-    ``DICOMDIR-nopatient`` is not named DICOMDIR, so it is not taken as the media index: it is
-    a file with the DICM prefix, and ingest refuses it as a DICOMDIR. ``no_meta.dcm`` lacks the
-    DICM prefix but is named ``.dcm``, so it is read and quarantined rather than skipped.
+    ``DICOMDIR-nopatient`` is not named DICOMDIR, but its File Meta names the Media Storage
+    Directory Storage SOP Class: a media index, skipped and said so, not quarantined.
+    ``no_meta.dcm`` lacks the DICM prefix but is named ``.dcm``, so it is read and quarantined
+    rather than skipped.
     """
     media = copy_media(MALFORMED, tmp_path / "BAD")
     before = snapshot(media)
@@ -357,7 +359,7 @@ def test_malformed_folder_is_quarantined_with_a_reason_per_file(tmp_path: Path) 
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "radiant: 9 files were not imported (quarantined, refused or unreadable)"
+        "radiant: 7 files were not imported (quarantined, refused or unreadable)"
     ]
     quarantined = {
         line.split(": ", 2)[1]: line.split(": ", 2)[2]
@@ -365,16 +367,18 @@ def test_malformed_folder_is_quarantined_with_a_reason_per_file(tmp_path: Path) 
         if line.startswith("quarantined: ")
     }
     dicom_like = {p.name for p in MALFORMED.iterdir() if not p.name.endswith(".txt")}
-    assert set(quarantined) == dicom_like
+    # the 12-bit lossy JPEG that pylibjpeg refuses is decoded by GDCM: imported
+    assert set(quarantined) == dicom_like - {"DICOMDIR-nopatient", "JPEG-lossy.dcm"}
+    assert "imported 1," in result.stdout
     assert all(reason.strip() for reason in quarantined.values())
-    assert "DICOMDIR" in quarantined["DICOMDIR-nopatient"]
+    assert f"skipped: DICOMDIR-nopatient: {MEDIA_INDEX_OBJECT}" in result.stdout
     assert "truncated" in quarantined["MR_truncated.dcm"]
     assert "not a DICOM file" in quarantined["no_meta.dcm"]
-    assert "skipped (not DICOM) 3" in result.stdout
+    assert "skipped (not DICOM) 3, media indexes skipped 1" in result.stdout
     db = sqlite_utils.Database(data_dir / "radiant.db")
     rows = db.execute("SELECT source, origin, reason FROM quarantine").fetchall()
-    assert len(rows) == 9 and {(r[0], r[1]) for r in rows} == {("usb", "BAD")}
-    assert db.execute("SELECT COUNT(*) FROM instances").fetchone()[0] == 0
+    assert len(rows) == 7 and {(r[0], r[1]) for r in rows} == {("usb", "BAD")}
+    assert db.execute("SELECT COUNT(*) FROM instances").fetchone()[0] == 1
     db.conn.close()
     assert snapshot(media) == before
 
@@ -441,3 +445,39 @@ def test_cli_bad_path_is_one_line_exit_2(tmp_path: Path, kind: str) -> None:
     assert len(lines) == 1 and str(target) in lines[0]
     assert ("no such folder" if kind == "missing" else "not a folder") in lines[0]
     assert not (tmp_path / "data").exists()
+
+
+# -- a DICOMDIR-class object inside a series folder (issue 16) ------------------------------
+
+
+def test_a_dicomdir_class_object_in_a_series_folder_is_skipped_as_a_media_index(
+    tmp_path: Path,
+) -> None:
+    """Philips consoles write a DIRFILE into each series folder: a Part 10 file of the Media
+    Storage Directory Storage SOP Class (1.2.840.10008.1.3.10), i.e. a DICOMDIR under another
+    name. Found while walking, it is a media index, not an instance: skipped and said so; the
+    import of the series' images succeeds (exit 0) and nothing is quarantined. The DIRFILE here
+    is a real DICOMDIR (of the PCIR set) saved under that name."""
+    media = tmp_path / "STICK"
+    series = copy_media(MR, media / "DICOM" / "ST00001" / "SE00001")
+    dirfile = pydicom.dcmread(PCIR / "DICOMDIR")
+    assert dirfile.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.1.3.10"
+    dirfile.save_as(series / "DIRFILE", enforce_file_format=True)
+    slices = len(list(MR.glob("*.dcm")))
+    data_dir = tmp_path / "data"
+
+    result = run_cli("import", str(media), "--data-dir", str(data_dir))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    assert f"skipped: DICOM/ST00001/SE00001/DIRFILE: {MEDIA_INDEX_OBJECT}" in result.stdout, (
+        result.stdout
+    )
+    assert f"imported {slices}," in result.stdout and "quarantined 0," in result.stdout
+    assert "media indexes skipped 1" in result.stdout
+    db = sqlite_utils.Database(data_dir / "radiant.db")
+    assert db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM instances").fetchone()[0] == slices
+    (detail,) = db.execute("SELECT detail FROM audit_log WHERE action = 'media.import'").fetchone()
+    db.conn.close()
+    assert json.loads(detail)["media_indexes"] == 1

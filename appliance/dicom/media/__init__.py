@@ -11,12 +11,13 @@ from appliance.dicom.media.importer import (
     MediaError,
     import_media,
 )
-from appliance.dicom.media.walk import APPLEDOUBLE, MEDIA_INDEX
+from appliance.dicom.media.walk import APPLEDOUBLE, MEDIA_INDEX, MEDIA_INDEX_OBJECT
 from appliance.dicom.media.watcher import Media, MediaEvent, MediaWatcher, scan_media
 
 __all__ = [
     "APPLEDOUBLE",
     "MEDIA_INDEX",
+    "MEDIA_INDEX_OBJECT",
     "NOT_DICOM",
     "DicomdirInvalid",
     "FileIssue",

@@ -21,9 +21,11 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.rows import new_id
 from appliance.dicom.ingest import Outcome
+from appliance.dicom.limits import meta_uids
 from appliance.dicom.media.dicomdir import DicomdirInvalid, plan_dicomdir
 from appliance.dicom.media.files import Item, Unreadable, find_dicomdir, read_media_file
-from appliance.dicom.media.walk import plan_walk
+from appliance.dicom.media.walk import MEDIA_INDEX, MEDIA_INDEX_OBJECT, plan_walk
+from appliance.dicom.reading import MEDIA_STORAGE_DIRECTORY
 from appliance.logs import get_logger
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class ImportSummary:
         return not (self.quarantined or self.refused or self.errors) and self.stopped is None
 
     def counts(self) -> dict[str, int]:
+        indexes = sum(i.reason in (MEDIA_INDEX, MEDIA_INDEX_OBJECT) for i in self.skipped)
         return {
             "files": self.files_total,
             "imported": len(self.imported),
@@ -97,6 +100,7 @@ class ImportSummary:
             "quarantined": len(self.quarantined),
             "refused": len(self.refused),
             "skipped": len(self.skipped),
+            "media_indexes": indexes,
             "errors": len(self.errors),
             "studies": len(self.study_ids),
         }
@@ -176,6 +180,7 @@ def _import_one(
     """Handle one item and file it in ``summary``; False when the import must stop."""
     if item.refused is not None:
         summary.refused.append(FileIssue(item.rel, item.refused))
+        log.info("media_file_refused", import_id=summary.import_id, reason=item.refused)
         return True
     if item.skipped is not None:
         summary.skipped.append(FileIssue(item.rel, item.skipped))
@@ -190,9 +195,15 @@ def _import_one(
         data = read_media_file(item.real, limit, require_magic=not by_name)
     except Unreadable as exc:
         summary.errors.append(FileIssue(item.rel, str(exc)))
+        log.info("media_file_unreadable", import_id=summary.import_id, reason=str(exc))
         return True
     if data is None:
         summary.skipped.append(FileIssue(item.rel, NOT_DICOM))
+        return True
+    if meta_uids(data)[0] == MEDIA_STORAGE_DIRECTORY:
+        # a DICOMDIR under another name (a Philips DIRFILE in a series folder): an index of
+        # the media, whose files are read on their own (PS3.10 8)
+        summary.skipped.append(FileIssue(item.rel, MEDIA_INDEX_OBJECT))
         return True
     try:
         result = ctx.ingestor.ingest(data, source=SOURCE, actor=actor, origin=label)
@@ -210,6 +221,13 @@ def _import_one(
         summary.duplicates.append(item.rel)
     else:
         summary.quarantined.append(FileIssue(item.rel, result.reason or "quarantined"))
+        # ids and the reason, not the path (folder names on media may carry PHI)
+        log.info(
+            "media_file_quarantined",
+            import_id=summary.import_id,
+            quarantine_id=result.quarantine_id,
+            reason=result.reason,
+        )
     if result.study_id:
         study_ids.add(result.study_id)
     elif result.series_id:

@@ -19,6 +19,10 @@ from appliance.dicom.media.files import (
 
 APPLEDOUBLE = "macOS metadata file ('._' name), not DICOM"
 MEDIA_INDEX = "a DICOMDIR (media index), not an instance"
+MEDIA_INDEX_OBJECT = (
+    "a DICOMDIR-class object (Media Storage Directory Storage, 1.2.840.10008.1.3.10):"
+    " a media index, not an instance"
+)
 
 
 def plan_walk(root: Path) -> list[Item]:

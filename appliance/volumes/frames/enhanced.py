@@ -141,10 +141,20 @@ def enhanced_frames(dataset: Dataset, file_order: int) -> list[Frame]:
             "stack": f"stack {stack}",
             "frame_type": frame_type_label([*frame_type[3:4], component]),
             "echo": f"TE {echo_time:g} ms" if echo_time is not None else "echo",
-            "diffusion": f"b={b_value:g}" if b_value is not None else "no diffusion",
+            "diffusion": diffusion_label(b_value, direction),
             "temporal": f"time {temporal}",
             "acquisition": f"acquisition {acquisition}",
             "dimension": "dimension index " + ",".join(str(v) for v in dimension),
         }
         frames.append(frame)
     return frames
+
+
+def diffusion_label(b_value: float | None, direction: tuple[float, ...] | None) -> str:
+    """``b=1000, direction (1, 0, 0)``: the b-value (s/mm2) and the gradient direction in the
+    patient coordinate system (PS3.3 C.8.13.5.9); ``b=0`` without one."""
+    if b_value is None:
+        return "no diffusion"
+    if not direction or len(direction) != 3:
+        return f"b={b_value:g}"
+    return f"b={b_value:g}, direction ({', '.join(f'{round(v, 3) + 0.0:g}' for v in direction)})"
