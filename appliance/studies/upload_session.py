@@ -21,6 +21,8 @@ from python_multipart.multipart import parse_options_header
 
 from appliance.audit.models import Actor
 from appliance.dicom.ingest import Ingestor, IngestResult, Outcome
+from appliance.dicom.limits import meta_uids
+from appliance.dicom.reading import MEDIA_STORAGE_DIRECTORY
 from appliance.errors import AppError, InvalidInput, PayloadTooLarge
 from appliance.logs import get_logger
 from appliance.studies import service
@@ -327,6 +329,9 @@ class UploadSession:
                     self._ingest(data, name, archive_name)
 
     def _ingest(self, data: bytes, name: str, archive: str | None) -> None:
+        if meta_uids(data)[0] == MEDIA_STORAGE_DIRECTORY:  # a DICOMDIR by another name (DIRFILE)
+            self._reject(name, archive, DICOMDIR)
+            return
         floor = self.limits.min_free_bytes
         if floor and self.ingestor.store.free_bytes() < floor:
             raise self.error(

@@ -246,6 +246,26 @@ def test_a_cd_as_zip_skips_dicomdir_and_notes(client: TestClient, as_role: Heade
     assert len(body["study_ids"]) == 6
 
 
+def test_a_dicomdir_under_another_name_is_skipped_not_quarantined(
+    client: TestClient, as_role: Headers, db: sqlite_utils.Database
+) -> None:
+    """A Philips DIRFILE (a Part 10 file of Media Storage Directory Storage, 1.2.840.10008.1.3.10,
+    under another name) in an uploaded series folder or on its own: a media index, skipped like a
+    DICOMDIR, never quarantined; the images beside it are stored."""
+    dicomdir = (DATA / SMALL / "DICOMDIR").read_bytes()
+    images = [(p.name, p.read_bytes()) for p in instance_files(SMALL)[:2]]
+    archive = zip_bytes([("SE00001/DIRFILE", dicomdir), *[("SE00001/" + n, b) for n, b in images]])
+    body = post_files(
+        client, as_role("technician"), [("series.zip", archive), ("DIRFILE", dicomdir)]
+    ).json()
+    results = by_name(body)
+    assert "media index" in str(results["SE00001/DIRFILE"]["reason"])
+    assert results["SE00001/DIRFILE"]["outcome"] == results["DIRFILE"]["outcome"] == "rejected"
+    assert "media index" in str(results["DIRFILE"]["reason"])
+    assert body["counts"]["stored"] == 2
+    assert db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 0
+
+
 def test_an_empty_request_is_422(client: TestClient, as_role: Headers) -> None:
     tech = as_role("technician")
     for body in (
