@@ -49,6 +49,16 @@ _CHARSET = "ISO_IR 192"
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the SR goes: its series (UID, number, description) and SOP Instance UID."""
+
+    series_uid: str
+    instance_uid: str
+    series_number: int
+    series_description: str
+
+
+@dataclass(frozen=True)
 class Device:
     """The appliance as device observer: a stable UID and its site."""
 
@@ -260,10 +270,14 @@ def _narrative(content: ReportContent, notice: str | None) -> hd.sr.ContainerCon
 
 
 def build(
-    report: StoredReport, evidence: Sequence[Dataset], device: Device
+    report: StoredReport,
+    evidence: Sequence[Dataset],
+    device: Device,
+    placement: Placement | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The SR of the report's current version; ``evidence`` holds the headers of the key
-    images (and at least one image of the study, for the patient and study attributes)."""
+    images (and at least one image of the study, for the patient and study attributes).
+    ``placement`` defaults to the export series (:data:`SERIES_NUMBER`, :func:`sr_uids`)."""
     content = report.content
     report_id = str(report.row["id"])
     version = int(report.version["version"])
@@ -301,7 +315,9 @@ def build(
     narrative = _narrative(content, report.verification.notice(content.disclaimer))
     if narrative is not None:
         root.ContentSequence.append(narrative)
-    series_uid, instance_uid = sr_uids(report_id, version, digest)
+    if placement is None:
+        series_uid, instance_uid = sr_uids(report_id, version, digest)
+        placement = Placement(series_uid, instance_uid, SERIES_NUMBER, "RadiantAI report (SR)")
     provenance = content.provenance
     equipment = hd.ContributingEquipment(
         manufacturer=MANUFACTURER,
@@ -334,9 +350,9 @@ def build(
         sr = hd.sr.Comprehensive3DSR(
             evidence=list(evidence),
             content=measurement_report,
-            series_instance_uid=series_uid,
-            series_number=SERIES_NUMBER,
-            sop_instance_uid=instance_uid,
+            series_instance_uid=placement.series_uid,
+            series_number=placement.series_number,
+            sop_instance_uid=placement.instance_uid,
             instance_number=version,
             manufacturer=MANUFACTURER,
             is_complete=report.signed,
@@ -346,7 +362,7 @@ def build(
             verifying_observer_name=person_name(report.signer_name) if report.signed else None,
             verifying_organization=(device.site[:64] or "Unknown") if report.signed else None,
             contributing_equipment=[equipment],
-            series_description="RadiantAI report (SR)",
+            series_description=placement.series_description,
             manufacturer_model_name="RadiantAI appliance",
             software_versions=__version__,
             specific_character_set=_CHARSET,

@@ -11,6 +11,7 @@ from appliance.audit.models import Actor
 from appliance.auth.access import Allow
 from appliance.context import AppContext
 from appliance.dependencies import get_context
+from appliance.export import findings_sr
 from appliance.reports import policy, service
 from appliance.reports.models import (
     FinalizeRequest,
@@ -39,8 +40,11 @@ def create_report(
     body: ReportCreate, actor: Annotated[Actor, Depends(Creators)], ctx: Ctx
 ) -> ReportOut:
     """Draft version 1 from the analysis (findings, measurements, impression, provenance), or
-    an empty structured draft; the header and technique come from the study."""
-    return service.create(ctx.pool.get(), ctx.store, body, actor, facility=ctx.settings.site_name)
+    an empty structured draft; the header and technique come from the study. A draft from an
+    analysis also stores its findings SR in the study (series "RadiantAI findings, UNVERIFIED")."""
+    out = service.create(ctx.pool.get(), ctx.store, body, actor, facility=ctx.settings.site_name)
+    findings_sr.publish(ctx, out.id, actor)
+    return out
 
 
 @router.get("/study/{study_id}", response_model=list[ReportSummary])
@@ -71,8 +75,12 @@ def update_report(
     report_id: str, body: ReportUpdate, actor: Annotated[Actor, Depends(Editors)], ctx: Ctx
 ) -> ReportOut:
     """Save a new immutable version. A draft takes section edits; a signed report takes only
-    an ``addendum`` (radiologists), which makes it ``amended``."""
-    return service.update(ctx.pool.get(), report_id, body, actor)
+    an ``addendum`` (radiologists), which makes it ``amended`` (and stores a new verified
+    findings SR)."""
+    out = service.update(ctx.pool.get(), report_id, body, actor)
+    if out.status != "draft":
+        findings_sr.publish(ctx, report_id, actor)
+    return out
 
 
 @router.post(
@@ -105,5 +113,8 @@ def finalize_report(
 ) -> ReportOut:
     """Sign the report (radiologists only): requires ``{"ai_findings_reviewed": true}`` and a
     decision on every flagged item (``POST .../review``); records signer and time and locks
-    the content."""
-    return service.finalize(ctx.pool.get(), report_id, body, actor)
+    the content. A report from an analysis also stores its verified findings SR in the study
+    (series "RadiantAI findings, VERIFIED"; the UNVERIFIED one is kept)."""
+    out = service.finalize(ctx.pool.get(), report_id, body, actor)
+    findings_sr.publish(ctx, report_id, actor)
+    return out

@@ -13,6 +13,7 @@ from appliance.reports import service as reports
 from appliance.reports.decisions import Undecided, UndecidedItems
 from appliance.reports.models import FinalizeRequest, FindingEdit, ReportOut, ReportUpdate
 from ui import components, decisions, i18n, runtime, session
+from ui.pages.report import data
 from ui.pages.report.roles import AMENDERS, EDITORS, HANDERS, REVIEWERS, SIGNERS
 
 
@@ -99,8 +100,7 @@ class ReportActions:
             return
         body = FinalizeRequest(ai_findings_reviewed=True, expected_version=report.current_version)
         try:
-            await runtime.off_loop(lambda: reports.finalize(runtime.get().db(), report.id, body,
-                                                            current.actor))
+            await runtime.off_loop(lambda: data.finalize(report.id, body, current))
         except UndecidedItems as exc:  # decided elsewhere meanwhile: say which, in words
             self.message.set_text(decisions.refusal_words(exc))
             return
@@ -136,8 +136,7 @@ class ReportActions:
             return
         try:
             body = ReportUpdate(addendum=text.strip())
-            await runtime.off_loop(lambda: reports.update(runtime.get().db(), report.id, body,
-                                                          current.actor))
+            await runtime.off_loop(lambda: data.add_addendum(report.id, body, current))
         except Exception as exc:
             components.notify_error(exc)
             return

@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.analysis import service as analysis_service
+from appliance.export import findings_sr
 from appliance.export import service as export
 from appliance.reports import service as reports
-from appliance.reports.models import ReportCreate, ReportOut, ReportVersions
+from appliance.reports.models import (
+    FinalizeRequest,
+    ReportCreate,
+    ReportOut,
+    ReportUpdate,
+    ReportVersions,
+)
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
 from ui import runtime, session
@@ -42,10 +49,28 @@ def load(study_id: str, user: session.SessionUser) -> Loaded:
 
 def create(study_id: str, analysis_id: str | None, user: session.SessionUser) -> ReportOut:
     rt = runtime.get()
-    return reports.create(
+    out = reports.create(
         rt.db(), rt.ctx.store, ReportCreate(study_id=study_id, analysis_id=analysis_id),
         user.actor, facility=rt.settings.site_name,
     )
+    findings_sr.publish(rt.ctx, out.id, user.actor)
+    return out
+
+
+def finalize(report_id: str, body: FinalizeRequest, user: session.SessionUser) -> ReportOut:
+    """Sign; a report from an analysis also stores its verified findings SR in the study."""
+    rt = runtime.get()
+    out = reports.finalize(rt.db(), report_id, body, user.actor)
+    findings_sr.publish(rt.ctx, report_id, user.actor)
+    return out
+
+
+def add_addendum(report_id: str, body: ReportUpdate, user: session.SessionUser) -> ReportOut:
+    """An addendum; a report from an analysis also stores a new verified findings SR."""
+    rt = runtime.get()
+    out = reports.update(rt.db(), report_id, body, user.actor)
+    findings_sr.publish(rt.ctx, report_id, user.actor)
+    return out
 
 
 def download(report_id: str, kind: str, user: session.SessionUser) -> tuple[bytes, str, str]:
