@@ -20,6 +20,11 @@ from appliance.db.rows import fetch_one, new_id, now_iso
 from appliance.dicom.reading import InstanceInfo, Rejected
 from appliance.patients.service import fold, search_key
 
+#: Sources of objects the appliance derives from a study it holds (a report's findings SR):
+#: their series is stable as stored and the study is not reopened (no new stability event, so
+#: no new analysis or volume build).
+DERIVED_SOURCES = frozenset({"report"})
+
 
 class IndexedIds(NamedTuple):
     instance_id: str
@@ -80,16 +85,19 @@ def index_instance(
                 now,
             ),
         )
-        db.execute(
-            "UPDATE series SET instance_count = instance_count + 1, last_instance_at = ?,"
-            " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
-            (now, now, series_id),
-        )
-        db.execute(
-            "UPDATE studies SET instance_count = instance_count + 1, last_instance_at = ?,"
-            " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
-            (now, now, study_id),
-        )
+        if source in DERIVED_SOURCES:
+            _count_derived(db, series_id, study_id, now)
+        else:
+            db.execute(
+                "UPDATE series SET instance_count = instance_count + 1, last_instance_at = ?,"
+                " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
+                (now, now, series_id),
+            )
+            db.execute(
+                "UPDATE studies SET instance_count = instance_count + 1, last_instance_at = ?,"
+                " status = 'receiving', stable_at = NULL, updated_at = ? WHERE id = ?",
+                (now, now, study_id),
+            )
         action = "dicom.store"
     else:
         instance_id = existing[0]
@@ -131,6 +139,18 @@ def index_instance(
         detail={"study_id": study_id, "series_id": series_id, "source": source},
     )
     return IndexedIds(instance_id, series_id, study_id, patient_id)
+
+
+def _count_derived(db: sqlite_utils.Database, series_id: str, study_id: str, now: str) -> None:
+    db.execute(
+        "UPDATE series SET instance_count = instance_count + 1, last_instance_at = ?,"
+        " status = 'stable', stable_at = COALESCE(stable_at, ?), updated_at = ? WHERE id = ?",
+        (now, now, now, series_id),
+    )
+    db.execute(
+        "UPDATE studies SET instance_count = instance_count + 1, updated_at = ? WHERE id = ?",
+        (now, study_id),
+    )
 
 
 def _patient(db: sqlite_utils.Database, info: InstanceInfo, now: str) -> str:

@@ -38,7 +38,7 @@ from appliance.reports.service import StoredReport
 
 log = get_logger("radiant.export.findings_sr")
 
-SOURCE = "report"
+SOURCE = "report"  # one of appliance.dicom.index_rows.DERIVED_SOURCES: the study stays closed
 ACTION = "export.findings_sr"
 UNVERIFIED = "RadiantAI findings, UNVERIFIED"
 VERIFIED = "RadiantAI findings, VERIFIED"

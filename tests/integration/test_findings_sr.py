@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
 
 from appliance.context import AppContext
+from appliance.dicom.index_rows import DERIVED_SOURCES
 from appliance.export import findings_sr
+from appliance.studies.stability import mark_stable
 from tests.reporting import ingest_ct, insert_analysis
 
 pytestmark = pytest.mark.integration
@@ -147,6 +149,11 @@ def test_draft_and_signed_findings_sr_are_instances_of_the_study(
     ).fetchone()
     actions = {r[0] for r in db.execute("SELECT action FROM audit_log")}
     assert {"dicom.store", findings_sr.ACTION} <= actions
+    # A derived object: the study stays stable (no new stability event, so no new analysis).
+    assert findings_sr.SOURCE in DERIVED_SOURCES
+    assert db.execute("SELECT status FROM studies").fetchone()[0] == "stable"
+    assert {r[0] for r in db.execute("SELECT status FROM series")} == {"stable"}
+    assert mark_stable(db, stable_age_s=0) == []
 
     signed = client.patch(
         f"/api/reports/{drafted.report_id}/finalize",

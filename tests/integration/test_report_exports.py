@@ -292,7 +292,9 @@ def test_fhir_bundle_validates_with_statuses_across_the_workflow(
     uid = reported.ctx.pool.get().execute("SELECT study_uid FROM studies").fetchone()[0]
     assert study["identifier"][0] == {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}
     assert study["series"][0]["modality"]["code"] == "CT"
-    assert study["numberOfInstances"] == 28
+    # the 28 CT images and the draft's findings SR, stored in the study when the draft was made
+    assert [s["modality"]["code"] for s in study["series"]] == ["CT", "SR"]
+    assert study["numberOfInstances"] == 29
     (patient,) = _resources(draft, "Patient")
     assert patient["name"][0]["family"] == LAST and patient["name"][0]["given"] == [FIRST]
     observations = _resources(draft, "Observation")
