@@ -947,5 +947,10 @@ def test_every_safety_flag_is_shown_and_signing_waits_for_decisions(tmp_path: Pa
         stored = reports.load(s.db, created.id)
         assert stored.status == "final" and stored.content.findings == []
         assert [g.finding.id for g in stored.content.rejected_findings] == [finding.id]
+        # Signing on the screen also stored the verified findings SR in the study.
+        published = s.db.execute(
+            "SELECT se.description FROM series se JOIN instances i ON i.series_id = se.id"
+            " WHERE i.source = 'report'").fetchall()
+        assert [tuple(r) for r in published] == [("RadiantAI findings, VERIFIED",)]
 
     run(tmp_path, body)
