@@ -14,8 +14,11 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
+from appliance.db.connection import open_database
+from appliance.export import findings_sr
 from tests.e2e.browser import wait_for_nicegui
 from tests.e2e.server import ApplianceServer
+from tests.reporting import CtStudy, insert_analysis
 from ui.ohif import default_dist
 
 pytestmark = pytest.mark.e2e
@@ -24,10 +27,16 @@ PASSWORD = "an ohif test passphrase"
 LOAD_MS = 120_000
 
 
+def _token(server: ApplianceServer) -> str:
+    return str(
+        httpx.post(
+            f"{server.url}/api/auth/token", data={"username": "reader", "password": PASSWORD}
+        ).json()["access_token"]
+    )
+
+
 def _stow(server: ApplianceServer, files: list[Path]) -> None:
-    token = httpx.post(
-        f"{server.url}/api/auth/token", data={"username": "reader", "password": PASSWORD}
-    ).json()["access_token"]
+    token = _token(server)
     boundary = "lidc-boundary"
     ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
     for start in range(0, len(files), 40):
@@ -126,3 +135,50 @@ def test_lidc_opens_renders_scrolls_and_shows_mpr(
     if callable(shot):
         shot(page, "10-ohif-mpr")
     assert outside == []
+
+
+def _draft_from_an_analysis(server: ApplianceServer, study_uid: str) -> None:
+    """An analysis with a boxed finding on the LIDC series (rows as the analysis service writes
+    them), and a draft made from it through the API: the box stores the findings SR."""
+    db = open_database(server.data_dir / "radiant.db")
+    try:
+        study_id, patient_id = db.execute(
+            "SELECT id, patient_id FROM studies WHERE study_uid = ?", (study_uid,)
+        ).fetchone()
+        series_id = db.execute(
+            "SELECT id FROM series WHERE study_id = ? AND modality = 'CT'", (study_id,)
+        ).fetchone()[0]
+        instances = [
+            str(r[0])
+            for r in db.execute(
+                "SELECT id FROM instances WHERE series_id = ? ORDER BY instance_number",
+                (series_id,),
+            )
+        ]
+        ct = CtStudy(str(study_id), str(series_id), str(patient_id), instances)
+        analysis_id = insert_analysis(db, ct)
+    finally:
+        db.conn.close()
+    created = httpx.post(
+        f"{server.url}/api/reports",
+        json={"study_id": ct.study_id, "analysis_id": analysis_id},
+        headers={"Authorization": f"Bearer {_token(server)}"},
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text[:500]
+
+
+def test_ohif_lists_the_findings_sr_series(
+    appliance_server: ApplianceServer, page: Page, lidc: str, shot: object
+) -> None:
+    _draft_from_an_analysis(appliance_server, lidc)
+    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+    _sign_in(page)
+    page.goto(f"/ohif/viewer?StudyInstanceUIDs={lidc}")
+    expect(page.locator("[data-viewport-uid]").first.locator("canvas").first).to_be_visible(
+        timeout=LOAD_MS
+    )
+    # The study browser lists the SR series by its description, beside the CT series.
+    expect(page.get_by_text(findings_sr.UNVERIFIED).first).to_be_visible(timeout=LOAD_MS)
+    if callable(shot):
+        shot(page, "11-ohif-findings-sr")
