@@ -4,7 +4,9 @@
 The instance is the TID 1500 Comprehensive 3D SR of :mod:`appliance.export.sr` (SCOORD
 POLYLINE regions on the findings' source images, Contributing Equipment Sequence naming the
 model as IHE AI Results asks: Manufacturer, Manufacturer's Model Name = the model id, Software
-Versions, Purpose of Reference "Processing Equipment"), placed in a series of its own:
+Versions, Purpose of Reference "Processing Equipment"), placed in a series of its own. Only
+findings with a box are measurement groups; the others are "Finding" TEXT items of the
+narrative (OHIF 3.13's SR loader fails on a measurement group without SCOORD).
 
 - when a draft is created from an analysis: series "RadiantAI findings, UNVERIFIED",
   VerificationFlag UNVERIFIED (the AI's findings as drafted; later draft edits are not
@@ -69,8 +71,8 @@ def placement(report: StoredReport) -> sr.Placement:
         ]
     )
     if report.signed:
-        return sr.Placement(series_uid, instance_uid, VERIFIED_SERIES_NUMBER, VERIFIED)
-    return sr.Placement(series_uid, instance_uid, UNVERIFIED_SERIES_NUMBER, UNVERIFIED)
+        return sr.Placement(series_uid, instance_uid, VERIFIED_SERIES_NUMBER, VERIFIED, True)
+    return sr.Placement(series_uid, instance_uid, UNVERIFIED_SERIES_NUMBER, UNVERIFIED, True)
 
 
 def publish(ctx: AppContext, report_id: str, actor: Actor) -> Published | None:

@@ -56,6 +56,9 @@ class Placement:
     instance_uid: str
     series_number: int
     series_description: str
+    #: Measurement groups only for findings with a region; the others become "Finding" TEXT
+    #: items of the narrative (viewers such as OHIF 3.13 fail on a group without SCOORD).
+    regions_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,8 +243,11 @@ def _group(
     return group
 
 
-def _narrative(content: ReportContent, notice: str | None) -> hd.sr.ContainerContentItem | None:
+def _narrative(
+    content: ReportContent, notice: str | None, unlocated: Sequence[tuple[int, ReportFinding]] = ()
+) -> hd.sr.ContainerContentItem | None:
     sections: list[tuple[Code, str | None]] = [
+        *((codes.DCM.Finding, f"Finding {n} ({f.id}), no region: {f.text}") for n, f in unlocated),
         (codes.DCM.IndicationsForProcedure, content.clinical_indication),
         (codes.DCM.CurrentProcedureDescriptions, content.technique),
         (codes.DCM.PriorProcedureDescriptions, content.comparison),
@@ -287,7 +293,10 @@ def build(
         if content.technique_facts.modalities
         else (content.header.modalities[0] if content.header.modalities else None)
     )
-    groups = [_group(n, report_id, f, content) for n, f in enumerate(content.findings, 1)]
+    numbered = list(enumerate(content.findings, 1))
+    regions_only = placement is not None and placement.regions_only
+    unlocated = [(n, f) for n, f in numbered if regions_only and f.region is None]
+    groups = [_group(n, report_id, f, content) for n, f in numbered if (n, f) not in unlocated]
     placeholder = not groups
     if placeholder:
         # highdicom needs one group; a report without findings keeps only its narrative.
@@ -312,7 +321,7 @@ def build(
                 if item.ConceptNameCodeSequence[0].CodeValue != codes.DCM.ImagingMeasurements.value
             ]
         )
-    narrative = _narrative(content, report.verification.notice(content.disclaimer))
+    narrative = _narrative(content, report.verification.notice(content.disclaimer), unlocated)
     if narrative is not None:
         root.ContentSequence.append(narrative)
     if placement is None:

@@ -1,6 +1,8 @@
 """OHIF, served by the box at /ohif/, in Debian's Chromium: a radiologist signed in on the
 screen opens the LIDC chest CT in the diagnostic viewer without signing in again; the image
-renders, scrolls, and the MPR layout shows three planes. Everything it fetches stays on the box."""
+renders, scrolls, and the MPR layout shows three planes. Everything it fetches stays on the box.
+A draft made from an analysis puts its findings SR in the study: OHIF lists the series and,
+opened, draws the finding's box with its measurements over the source image."""
 
 from __future__ import annotations
 
@@ -168,7 +170,7 @@ def _draft_from_an_analysis(server: ApplianceServer, study_uid: str) -> None:
     assert created.status_code == 201, created.text[:500]
 
 
-def test_ohif_lists_the_findings_sr_series(
+def test_ohif_lists_and_shows_the_findings_sr(
     appliance_server: ApplianceServer, page: Page, lidc: str, shot: object
 ) -> None:
     _draft_from_an_analysis(appliance_server, lidc)
@@ -178,7 +180,12 @@ def test_ohif_lists_the_findings_sr_series(
     expect(page.locator("[data-viewport-uid]").first.locator("canvas").first).to_be_visible(
         timeout=LOAD_MS
     )
-    # The study browser lists the SR series by its description, beside the CT series.
-    expect(page.get_by_text(findings_sr.UNVERIFIED).first).to_be_visible(timeout=LOAD_MS)
+    # The study browser lists the SR series by its description, beside the CT series; opened,
+    # it shows the boxed finding over its image with the finding's measurements.
+    sr_series = page.get_by_text(findings_sr.UNVERIFIED).first
+    expect(sr_series).to_be_visible(timeout=LOAD_MS)
+    sr_series.dblclick()
+    label = page.locator("svg.svg-layer text", has_text="Long axis: 12.40 mm").first
+    expect(label).to_be_visible(timeout=LOAD_MS)
     if callable(shot):
         shot(page, "11-ohif-findings-sr")

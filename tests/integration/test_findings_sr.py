@@ -21,7 +21,7 @@ from appliance.context import AppContext
 from appliance.dicom.index_rows import DERIVED_SOURCES
 from appliance.export import findings_sr
 from appliance.studies.stability import mark_stable
-from tests.reporting import ingest_ct, insert_analysis
+from tests.reporting import FINDINGS, ingest_ct, insert_analysis
 
 pytestmark = pytest.mark.integration
 Headers = Callable[[str], dict[str, str]]
@@ -113,6 +113,24 @@ def _scoord_references(items: Any) -> list[str]:
     return found
 
 
+def _texts(items: Any) -> list[str]:
+    found: list[str] = []
+    for item in items or []:
+        if item.ValueType == "TEXT":
+            found.append(str(item.TextValue))
+        found += _texts(item.get("ContentSequence"))
+    return found
+
+
+def _groups(items: Any) -> int:
+    """Measurement Group containers (DCM 125007) in the content tree."""
+    return sum(
+        (item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == "125007")
+        + _groups(item.get("ContentSequence"))
+        for item in items or []
+    )
+
+
 def _dciodvfy_errors(path: Path) -> list[str]:
     result = subprocess.run(
         ["dciodvfy", str(path)], capture_output=True, text=True, timeout=120, check=False
@@ -132,6 +150,11 @@ def test_draft_and_signed_findings_sr_are_instances_of_the_study(
     assert draft.VerificationFlag == "UNVERIFIED" and "VerifyingObserverSequence" not in draft
     scoords = _scoord_references(draft.ContentSequence)
     assert scoords and set(scoords) <= drafted.image_uids  # the boxed finding, on its image
+    # One measurement group per boxed finding (OHIF fails on a group without SCOORD); every
+    # finding's text is in the document.
+    assert len(scoords) == _groups(draft.ContentSequence) == sum(1 for f in FINDINGS if f["box"])
+    texts = " ".join(_texts(draft.ContentSequence))
+    assert all(str(f["description"]) in texts for f in FINDINGS)
     (equipment,) = [e for e in draft.ContributingEquipmentSequence if e.Manufacturer == "RadiantAI"]
     assert equipment.ManufacturerModelName == "google/medgemma-1.5-4b-it"
     assert "test-rev-1" in equipment.SoftwareVersions
