@@ -197,6 +197,17 @@ def test_draft_and_signed_findings_sr_are_instances_of_the_study(
     assert _scoord_references(final.ContentSequence) == scoords
     assert _dciodvfy_errors(tmp_path / "final.dcm") == []
 
+    # An addendum: one more verified instance in the same series; the others stay.
+    amended = client.patch(
+        f"/api/reports/{drafted.report_id}",
+        json={"addendum": "Reviewed with a colleague."},
+        headers=drafted.rad,
+    )
+    assert amended.status_code == 200, amended.text
+    assert final_uid in _instances(client, drafted, verified_series)
+    assert len(_instances(client, drafted, verified_series)) == 2
+    assert _instances(client, drafted, series_uid) == [draft_uid]
+
 
 def test_a_report_without_analysis_publishes_nothing(
     app: FastAPI, client: TestClient, as_role: Headers
