@@ -26,9 +26,7 @@ from appliance.audit.models import Actor
 from appliance.auth.models import Role
 from appliance.config import Settings
 from appliance.export import service as export
-from appliance.jobs.runner import JobRunner
 from appliance.reports import service as reports
-from appliance.volumes import service as volumes
 from tests import flag_answer
 from tests.ai_server import AIServer, Scripted, chat_completion
 from tests.reporting import ingest_ct
@@ -185,13 +183,10 @@ def test_each_flag_is_shown_and_signing_on_the_screen_waits_for_each_decision(
     tmp_path: Path, server: AIServer
 ) -> None:
     async def body(s: Screen) -> None:
-        # The real job runner, as the appliance's lifespan starts it: Run on the screen queues
-        # the analysis, the runner asks the OpenAI-protocol test server.
-        jobs = JobRunner(s.ctx.pool, lock_path=s.settings.data_dir / "jobs.lock", poll_s=0.1)
-        jobs.register(volumes.JOB_KIND, volumes.volume_job(s.ctx))
-        jobs.register(analysis_service.JOB_KIND, analysis_service.analysis_job(s.ctx))
+        # The real job runner the composition root built, started as the appliance's lifespan
+        # starts it: Run on the screen queues the analysis, the runner asks the test server.
+        jobs = runtime.get().services.jobs
         jobs.start()
-        runtime.get().app.state.jobs = jobs
         try:
             await _screens(s)
         finally:
