@@ -13,6 +13,7 @@ import sqlite_utils
 
 from appliance.db.rows import iso
 from appliance.errors import Conflict, NotFound
+from appliance.studies import service as studies
 
 
 class StudyIncomplete(Conflict):
@@ -44,19 +45,10 @@ class Arrival:
 
 
 def arrival(db: sqlite_utils.Database, study_id: str, stable_age_s: float) -> Arrival:
-    row = db.execute(
-        "SELECT status, last_instance_at FROM studies WHERE id = ?", (study_id,)
-    ).fetchone()
-    if row is None:
+    found = studies.study_arrival(db, study_id)
+    if found is None:
         raise NotFound(f"study {study_id} not found")
-    status, last = row
-    count = int(
-        db.execute(
-            "SELECT COUNT(*) FROM instances i JOIN series s ON s.id = i.series_id"
-            " WHERE s.study_id = ?",
-            (study_id,),
-        ).fetchone()[0]
-    )
+    status, last, count = found.status, found.last_instance_at, found.instances
     complete = status != "receiving"
     complete_at = None
     if not complete and last:

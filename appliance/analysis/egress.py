@@ -25,6 +25,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.config import Mode, Settings
 from appliance.jobs.models import JobFailed
+from appliance.studies import service as studies
 from appliance.system.mode import effective_mode
 
 
@@ -45,19 +46,14 @@ def is_cloud_bound(db: sqlite_utils.Database, settings: Settings) -> bool:
 
 def patient_identifiers(db: sqlite_utils.Database, study_id: str) -> PatientIdentifiers:
     """The identifiers the record holds for the study's patient and the study itself."""
-    row = db.execute(
-        "SELECT p.mrn, p.first_name, p.last_name, p.birth_date, s.accession_number"
-        " FROM studies s JOIN patients p ON p.id = s.patient_id WHERE s.id = ?",
-        (study_id,),
-    ).fetchone()
-    if row is None:
+    found = studies.patient_identity(db, study_id)
+    if found is None:
         return PatientIdentifiers()
-    mrn, first, last, birth, accession = row
     return PatientIdentifiers(
-        names=tuple(name for name in (last, first) if name),
-        mrn=mrn,
-        birth_date=birth,
-        accession=accession,
+        names=tuple(name for name in (found.last_name, found.first_name) if name),
+        mrn=found.mrn,
+        birth_date=found.birth_date,
+        accession=found.accession_number,
     )
 
 

@@ -16,6 +16,7 @@ from appliance.analysis.store import JOB_KIND, SYSTEM, fail_analysis, rows, upda
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.db.rows import now_iso
+from appliance.jobs import service as jobs
 from appliance.jobs.models import Job, JobCancelled, JobFailed
 
 
@@ -39,9 +40,7 @@ def analysis_job(
         try:
             return run_analysis(ctx, analysis_id, actor, job, context, factory)
         except JobCancelled:
-            asked = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job.id,))
-            row = asked.fetchone()
-            if row and row[0]:
+            if jobs.cancel_requested(db, job.id):
                 update_analysis(
                     db, analysis_id, status="cancelled", stage="cancelled", completed_at=now_iso()
                 )
@@ -64,24 +63,21 @@ def analysis_job(
 def reconcile(db: sqlite_utils.Database, analysis_id: str | None = None) -> int:
     """Analyses still queued/running whose job ended failed or cancelled (a restart, a cancel
     before start) take the job's outcome and reason. Returns how many were fixed."""
-    sql = (
-        "SELECT a.id, j.status, j.error FROM analyses a JOIN jobs j ON j.kind = ?"
-        " AND json_extract(j.payload, '$.analysis_id') = a.id"
-        " WHERE a.status IN ('queued', 'running') AND j.status IN ('failed', 'cancelled')"
-    )
-    params: list[Any] = [JOB_KIND]
+    sql = "SELECT id FROM analyses WHERE status IN ('queued', 'running')"
+    params: list[Any] = []
     if analysis_id is not None:
-        sql += " AND a.id = ?"
+        sql += " AND id = ?"
         params.append(analysis_id)
+    pending = [str(row["id"]) for row in rows(db, sql, params)]
     fixed = 0
-    for row in rows(db, sql, params):
-        status = "cancelled" if row["status"] == "cancelled" else "failed"
+    for ended in jobs.ended_unsuccessfully(db, JOB_KIND, "analysis_id", pending):
+        status = "cancelled" if ended.status == "cancelled" else "failed"
         update_analysis(
             db,
-            row["id"],
+            ended.subject,
             status=status,
             stage=status,
-            error=row["error"] or status,
+            error=ended.error or status,
             completed_at=now_iso(),
         )
         fixed += 1

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from ai.imaging import PreparedImages, images_sha256, prepare_ct, prepare_mr, prepare_radiograph
 from appliance.analysis.radiograph import (
@@ -20,12 +19,13 @@ from appliance.analysis.radiograph import (
     read_view_position,
     view_rank,
 )
-from appliance.analysis.store import SYSTEM, one, rows
+from appliance.analysis.store import SYSTEM
 from appliance.context import AppContext
 from appliance.errors import AppError
 from appliance.jobs.models import JobFailed
 from appliance.storage.instances import instance_path
 from appliance.storage.models import FileUnavailable
+from appliance.studies import service as studies
 from appliance.volumes import service as volumes
 from appliance.volumes.nifti import read_nifti
 
@@ -64,20 +64,10 @@ class Prepared:
         return dataclasses.replace(self, images=images, image_instance={0: link} if link else {})
 
 
-def _display_order(db: sqlite_utils.Database, series_id: str) -> list[dict[str, Any]]:
-    return rows(
-        db,
-        "SELECT id, image_position, storage_key, storage_state FROM instances"
-        " WHERE series_id = ? ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
-        (series_id,),
-    )
-
-
 def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> Prepared:
     """Turn a series into model images: a CT/MR volume (built if needed) or one radiograph."""
     db = ctx.pool.get()
-    series = one(db, "SELECT modality FROM series WHERE id = ?", (series_id,), "series")
-    modality = str(series["modality"] or "").upper()
+    modality = str(studies.series_modality(db, series_id) or "").upper()
     if modality in RADIOGRAPH_MODALITIES:
         return _prepare_radiograph(ctx, series_id, modality)
     if modality not in VOLUME_MODALITIES:
@@ -107,12 +97,12 @@ def _prepare_volume(ctx: AppContext, series_id: str, modality: str, job_id: str 
     affine = np.asarray(volume.affine_lps, dtype=np.float64)
     inverse = np.linalg.inv(affine)
     positions: list[tuple[float, str, int]] = []
-    for order, inst in enumerate(_display_order(db, series_id)):
-        if not inst["image_position"]:
+    for order, inst in enumerate(studies.instances_in_display_order(db, series_id)):
+        if not inst.image_position:
             continue
-        ipp = json.loads(inst["image_position"])
+        ipp = json.loads(inst.image_position)
         z = float((inverse @ np.array([*map(float, ipp[:3]), 1.0]))[2])
-        positions.append((z, inst["id"], order))
+        positions.append((z, inst.id, order))
     image_instance: dict[int, tuple[str, int]] = {}
     if positions:
         for position, image in enumerate(images.images):
@@ -133,12 +123,12 @@ def _prepare_volume(ctx: AppContext, series_id: str, modality: str, job_id: str 
 
 def _prepare_radiograph(ctx: AppContext, series_id: str, modality: str) -> Prepared:
     db = ctx.pool.get()
-    ordered = _display_order(db, series_id)
+    ordered = studies.instances_in_display_order(db, series_id)
     if not ordered:
         raise JobFailed(f"series {series_id} has no instances")
     try:  # evicted images are fetched back from the bucket first
         paths = [
-            (order, row, instance_path(db, ctx.store, row["storage_key"]))
+            (order, row, instance_path(db, ctx.store, row.storage_key))
             for order, row in enumerate(ordered)
         ]
     except FileUnavailable as exc:
@@ -155,7 +145,7 @@ def _prepare_radiograph(ctx: AppContext, series_id: str, modality: str) -> Prepa
     try:
         radiograph = read_radiograph(chosen_path)
     except NotARadiograph as exc:
-        raise JobFailed(f"instance {chosen['id']} cannot be analysed: {exc}") from None
+        raise JobFailed(f"instance {chosen.id} cannot be analysed: {exc}") from None
     images = prepare_radiograph(radiograph.pixels, monochrome1=radiograph.inverted_here)
     images = dataclasses.replace(images, inverted=radiograph.monochrome1)
     return Prepared(
@@ -163,7 +153,7 @@ def _prepare_radiograph(ctx: AppContext, series_id: str, modality: str) -> Prepa
         modality=modality,
         images=images,
         shape=tuple(int(n) for n in radiograph.pixels.shape),
-        image_instance={0: (str(chosen["id"]), order)},
+        image_instance={0: (chosen.id, order)},
         spacing=radiograph.spacing,
         burned_in=radiograph.burned_in,
     )

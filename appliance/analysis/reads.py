@@ -16,10 +16,11 @@ from appliance.analysis.models import (
     FindingOut,
     MeasurementOut,
 )
-from appliance.analysis.store import one, rows
+from appliance.analysis.store import rows
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.errors import NotFound
+from appliance.studies import service as studies
 
 
 def analysis_out(db: sqlite_utils.Database, row: dict[str, Any]) -> AnalysisOut:
@@ -89,7 +90,7 @@ def get_analysis(db: sqlite_utils.Database, analysis_id: str, actor: Actor) -> A
 
 def study_analyses(db: sqlite_utils.Database, study_id: str, actor: Actor) -> list[AnalysisOut]:
     """The analyses of a study, newest first; audited ``analysis.list``."""
-    one(db, "SELECT id FROM studies WHERE id = ?", (study_id,), "study")
+    studies.require_study(db, study_id)
     reconcile(db)
     found = [
         analysis_out(db, r)

@@ -13,15 +13,16 @@ from appliance.analysis.engine import current_engine
 from appliance.analysis.models import (
     AnalysisRequest,
 )
-from appliance.analysis.store import JOB_KIND, SYSTEM, one
+from appliance.analysis.store import JOB_KIND, SYSTEM
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.db.connection import transaction
 from appliance.db.rows import new_id, now_iso
-from appliance.errors import AppError, Forbidden, InvalidInput
+from appliance.errors import AppError, Forbidden, InvalidInput, NotFound
 from appliance.logs import get_logger
+from appliance.studies import service as studies
 
 log = get_logger("radiant.analysis")
 
@@ -55,18 +56,18 @@ def request_analysis(
             detail={"reason": "no_engine"},
         )
         raise EngineNotConfigured(not_configured_message(ctx.settings.ai_model_path))
-    study = one(db, "SELECT id, patient_id FROM studies WHERE id = ?", (body.study_id,), "study")
+    study = studies.study_dates(db, body.study_id)
     if body.series_id is not None:
-        row = one(db, "SELECT study_id FROM series WHERE id = ?", (body.series_id,), "series")
-        if row["study_id"] != study["id"]:
+        series_study = studies.study_of_series(db, body.series_id)
+        if series_study is None:
+            raise NotFound("series not found")
+        if series_study != study.id:
             raise InvalidInput(f"series {body.series_id} is not part of study {body.study_id}")
     if body.prior_study_id is not None:
         if body.analysis_type != "comparison":
             raise InvalidInput("prior_study_id is for a comparison analysis")
-        prior = one(
-            db, "SELECT patient_id FROM studies WHERE id = ?", (body.prior_study_id,), "prior study"
-        )
-        if prior["patient_id"] != study["patient_id"] or body.prior_study_id == study["id"]:
+        prior = studies.study_dates(db, body.prior_study_id, "prior study")
+        if prior.patient_id != study.patient_id or body.prior_study_id == study.id:
             raise InvalidInput("the prior study must be another study of the same patient")
     if body.analysis_type == "focused" and not (body.target or "").strip():
         raise InvalidInput("a focused analysis needs a target")

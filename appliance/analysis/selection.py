@@ -13,8 +13,8 @@ from ai.prompts import (
     select_series,
 )
 from appliance.analysis import refusals
-from appliance.analysis.store import one, rows
 from appliance.jobs.models import JobFailed
+from appliance.studies import service as studies
 
 #: Modalities that count as "the same" when looking for a prior study.
 _MODALITY_GROUPS = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
@@ -22,32 +22,17 @@ _MODALITY_GROUPS = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
 
 def _series_info(db: sqlite_utils.Database, study_id: str) -> dict[str, SeriesInfo]:
     found: dict[str, SeriesInfo] = {}
-    for row in rows(db, "SELECT * FROM series WHERE study_id = ?", (study_id,)):
-        first = rows(
-            db,
-            "SELECT image_orientation, slice_thickness FROM instances WHERE series_id = ?"
-            " ORDER BY instance_number IS NULL, instance_number LIMIT 1",
-            (row["id"],),
-        )
-        iop = (
-            json.loads(first[0]["image_orientation"])
-            if first and first[0]["image_orientation"]
-            else None
-        )
-        count, images = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(number_of_frames, 1), 1)), 0)"
-            " FROM instances WHERE series_id = ?",
-            (row["id"],),
-        ).fetchone()
-        found[row["id"]] = SeriesInfo(
-            series_instance_uid=row["series_uid"],
-            modality=row["modality"] or "",
-            instance_count=int(count),
-            image_count=int(images),
-            series_description=row["description"] or "",
-            series_number=row["series_number"],
+    for facts in studies.series_facts(db, study_id):
+        iop = json.loads(facts.image_orientation) if facts.image_orientation else None
+        found[facts.id] = SeriesInfo(
+            series_instance_uid=facts.series_uid,
+            modality=facts.modality or "",
+            instance_count=facts.instance_count,
+            image_count=facts.image_count,
+            series_description=facts.description or "",
+            series_number=facts.series_number,
             image_orientation_patient=tuple(iop) if iop and len(iop) == 6 else None,
-            slice_thickness=first[0]["slice_thickness"] if first else None,
+            slice_thickness=facts.slice_thickness,
         )
     return found
 
@@ -89,18 +74,12 @@ def study_refusals(db: sqlite_utils.Database, study_id: str) -> list[refusals.Se
 def find_prior(db: sqlite_utils.Database, study_id: str, modality: str) -> str | None:
     """The latest earlier study of the same patient with the same modality, if any (CR and DX
     count as one: both are projection radiographs)."""
-    study = one(db, "SELECT * FROM studies WHERE id = ?", (study_id,), "study")
+    study = studies.study_dates(db, study_id)
     group = modality_group(modality)
-    for row in rows(
-        db,
-        "SELECT s.id, s.study_date, s.created_at FROM studies s WHERE s.patient_id = ?"
-        " AND s.id != ? AND EXISTS (SELECT 1 FROM series x WHERE x.study_id = s.id"
-        " AND UPPER(x.modality) IN (?, ?)) ORDER BY s.study_date DESC, s.created_at DESC",
-        (study["patient_id"], study_id, group[0], group[-1]),
-    ):
-        if study["study_date"] and row["study_date"]:
-            if row["study_date"] < study["study_date"]:
-                return str(row["id"])
-        elif row["created_at"] < study["created_at"]:
-            return str(row["id"])
+    for row in studies.patient_studies_with_modality(db, study.patient_id, group, study_id):
+        if study.study_date and row.study_date:
+            if row.study_date < study.study_date:
+                return row.id
+        elif row.created_at < study.created_at:
+            return row.id
     return None

@@ -24,6 +24,7 @@ from appliance.jobs.models import FINISHED, INTERRUPTED, Job, JobOut, JobStatus
 
 SYSTEM = Actor.system("jobs")
 _ERROR_MAX = 2000
+_IDS_PER_QUERY = 500  # bound parameters per query, well under SQLite's limit
 
 
 def _canonical(payload: dict[str, Any]) -> str:
@@ -341,3 +342,39 @@ def latest_for(
         return None
     row = _row(db, found[0])
     return _out(row) if row else None
+
+
+def cancel_requested(db: sqlite_utils.Database, job_id: str) -> bool:
+    """True when someone asked job ``job_id`` to cancel (False when there is no such job)."""
+    row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """A job that ended without success: what its payload names, its status and reason."""
+
+    subject: str
+    status: str
+    error: str | None
+
+
+def ended_unsuccessfully(
+    db: sqlite_utils.Database, kind: str, payload_key: str, subjects: list[str]
+) -> list[EndedJob]:
+    """Jobs of ``kind`` that ended failed or cancelled whose payload's ``payload_key`` is one of
+    ``subjects`` (an analysis job's ``analysis_id``, say), one row per job."""
+    if not payload_key.isidentifier():
+        return []
+    path = f"$.{payload_key}"
+    ended: list[EndedJob] = []
+    for start in range(0, len(subjects), _IDS_PER_QUERY):
+        chunk = subjects[start : start + _IDS_PER_QUERY]
+        marks = ", ".join("?" for _ in chunk)
+        found = db.execute(
+            "SELECT json_extract(payload, ?), status, error FROM jobs WHERE kind = ?"  # noqa: S608
+            f" AND status IN ('failed', 'cancelled') AND json_extract(payload, ?) IN ({marks})",
+            (path, kind, path, *chunk),
+        ).fetchall()
+        ended.extend(EndedJob(str(r[0]), str(r[1]), r[2]) for r in found)
+    return ended

@@ -9,7 +9,9 @@ adds one ``study.upload`` row per web upload with its counts.
 Where each part is: :mod:`~appliance.studies.reads` (studies, series, instances),
 :mod:`~appliance.studies.files` (original files, previews), :mod:`~appliance.studies.worklist`
 (the worklist projection: a read model across domains), :mod:`~appliance.studies.upload_record`
-(the upload audit row, the screen's upload), :mod:`~appliance.studies.rows` (rows as models).
+(the upload audit row, the screen's upload), :mod:`~appliance.studies.rows` (rows as models),
+:mod:`~appliance.studies.study_facts` and :mod:`~appliance.studies.series_facts` (unaudited
+internal reads other domains use: ids, dates, counts, geometry; their callers audit).
 This module is the domain's service API: callers import from here.
 """
 
@@ -28,6 +30,23 @@ from appliance.studies.reads import (
     study_series,
     view_series,
 )
+from appliance.studies.series_facts import (
+    InstanceRef,
+    SeriesFacts,
+    instances_in_display_order,
+    series_facts,
+    series_modality,
+)
+from appliance.studies.study_facts import (
+    PatientIdentity,
+    StudyArrival,
+    StudyDates,
+    patient_identity,
+    patient_studies_with_modality,
+    require_study,
+    study_arrival,
+    study_dates,
+)
 from appliance.studies.upload_record import ingest_uploaded, record_upload
 from appliance.studies.worklist import (
     URGENCY_LEVELS,
@@ -38,17 +57,30 @@ from appliance.studies.worklist import (
 
 __all__ = [
     "URGENCY_LEVELS",
+    "InstanceRef",
+    "PatientIdentity",
+    "SeriesFacts",
+    "StudyArrival",
+    "StudyDates",
     "get_study",
     "index_counts",
     "ingest_uploaded",
     "instance_file",
     "instance_preview",
+    "instances_in_display_order",
     "order_instances",
+    "patient_identity",
     "patient_studies",
+    "patient_studies_with_modality",
     "record_upload",
+    "require_study",
     "reread_viewed_series",
     "series_by_uid",
+    "series_facts",
     "series_instances",
+    "series_modality",
+    "study_arrival",
+    "study_dates",
     "study_of_series",
     "study_series",
     "view_series",
