@@ -45,6 +45,28 @@ class InstanceRef:
     storage_state: str
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceFile:
+    """One instance's file as a volume build reads it: SOP Instance UID, content SHA-256,
+    storage key and state, and Number of Frames (0028,0008) when present."""
+
+    id: str
+    sop_instance_uid: str
+    sha256: str
+    storage_key: str
+    storage_state: str
+    number_of_frames: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef:
+    """A series' study and Modality (0008,0060) as indexed (None when unknown)."""
+
+    id: str
+    study_id: str
+    modality: str | None
+
+
 def series_facts(db: sqlite_utils.Database, study_id: str) -> list[SeriesFacts]:
     """Every series of a study (in the index's order) with its counts and first geometry."""
     found: list[SeriesFacts] = []
@@ -97,3 +119,31 @@ def instances_in_display_order(db: sqlite_utils.Database, series_id: str) -> lis
         (series_id,),
     ).fetchall()
     return [InstanceRef(str(r[0]), r[1], str(r[2]), str(r[3])) for r in found]
+
+
+def series_ref(db: sqlite_utils.Database, series_id: str) -> SeriesRef | None:
+    """The study and modality of a series; None when there is no such series."""
+    row = db.execute(
+        "SELECT id, study_id, modality FROM series WHERE id = ?", (series_id,)
+    ).fetchone()
+    return SeriesRef(str(row[0]), str(row[1]), row[2]) if row else None
+
+
+def require_series(db: sqlite_utils.Database, series_id: str) -> None:
+    """Nothing when the series exists; :class:`NotFound` (``"series <id> not found"``)."""
+    if db.execute("SELECT id FROM series WHERE id = ?", (series_id,)).fetchone() is None:
+        raise NotFound(f"series {series_id} not found")
+
+
+def instance_files(db: sqlite_utils.Database, series_id: str) -> list[InstanceFile]:
+    """The instance files of a series by instance number (missing last), then SOP Instance
+    UID."""
+    found = db.execute(
+        "SELECT id, sop_instance_uid, sha256, storage_key, storage_state, number_of_frames"
+        " FROM instances WHERE series_id = ?"
+        " ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
+        (series_id,),
+    ).fetchall()
+    return [
+        InstanceFile(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5]) for r in found
+    ]

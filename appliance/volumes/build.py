@@ -16,6 +16,7 @@ from appliance.context import AppContext
 from appliance.db.rows import new_id, now_iso
 from appliance.errors import AppError, NotFound
 from appliance.jobs.models import Job, JobFailed
+from appliance.studies import service as studies
 from appliance.volumes.models import (
     BuildRequested,
     VolumeOut,
@@ -35,8 +36,6 @@ from appliance.volumes.records import (
     notes_of,
     remove_unreferenced,
     replace_rows,
-    series_instances,
-    series_row,
     stored_volumes,
     volume_key,
     volume_out,
@@ -91,8 +90,8 @@ def build_for_series(
     """
     report = progress or _NoProgress()
     db = ctx.pool.get()
-    series_row(db, series_id)
-    instances = series_instances(db, series_id)
+    studies.require_series(db, series_id)
+    instances = studies.instance_files(db, series_id)
     paths = local_files(ctx, instances, series_id)
     source = fingerprint(instances)
     now = now_iso()
@@ -172,7 +171,7 @@ def request_build(
     """
     db = ctx.pool.get()
     try:
-        series_row(db, series_id)
+        studies.require_series(db, series_id)
     except NotFound:
         audit.record(
             db,
@@ -244,8 +243,8 @@ def auto_build_listener(
         if event.kind != "series" or not ctx.settings.auto_volumes:
             return
         db = ctx.pool.get()
-        row = db.execute("SELECT modality FROM series WHERE id = ?", (event.id,)).fetchone()
-        if row is None or str(row[0] or "").upper() not in VOLUME_MODALITIES:
+        series = studies.series_ref(db, event.id)
+        if series is None or str(series.modality or "").upper() not in VOLUME_MODALITIES:
             return
         if current_volumes(db, event.id) is not None:
             return

@@ -12,6 +12,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.context import AppContext
 from appliance.errors import InvalidInput, NotFound
+from appliance.studies import service as studies
 from appliance.volumes.models import (
     ExportedVolume,
     ExportReport,
@@ -23,15 +24,15 @@ from appliance.volumes.reconstruct import (
     VolumeError,
     build_volumes,
 )
-from appliance.volumes.records import local_files, notes_of, series_instances
+from appliance.volumes.records import local_files, notes_of
 
 
 def series_by_uid(db: sqlite_utils.Database, series_uid: str) -> str:
     """Our series id for a SeriesInstanceUID; NotFound when it is not in the index."""
-    row = db.execute("SELECT id FROM series WHERE series_uid = ?", (series_uid,)).fetchone()
-    if row is None:
+    found = studies.series_by_uid(db, [series_uid]).get(series_uid)
+    if found is None:
         raise NotFound(f"no series with SeriesInstanceUID {series_uid} in the index")
-    return str(row[0])
+    return found[0]
 
 
 def numbered_paths(out: Path, count: int) -> list[Path]:
@@ -53,7 +54,7 @@ def export_series(ctx: AppContext, series_uid: str, out: Path, actor: Actor) -> 
     several); audited ``volume.export``. Nothing is written when no image forms a volume."""
     db = ctx.pool.get()
     series_id = series_by_uid(db, series_uid)
-    paths = local_files(ctx, series_instances(db, series_id), series_id)
+    paths = local_files(ctx, studies.instance_files(db, series_id), series_id)
     try:
         results = build_volumes(paths)
     except VolumeError as exc:

@@ -21,6 +21,7 @@ from appliance.db.rows import fetch_all as _rows
 from appliance.errors import Conflict, NotFound
 from appliance.logs import get_logger
 from appliance.storage.instances import instance_path
+from appliance.studies import service as studies
 from appliance.volumes.models import (
     QANoteOut,
     VolumeOut,
@@ -90,42 +91,19 @@ def notes_of(result: VolumeResult) -> list[dict[str, Any]]:
     ]
 
 
-def series_row(db: sqlite_utils.Database, series_id: str) -> dict[str, Any]:
-    """The ``series`` row; NotFound when unknown."""
-    rows = _rows(db, "SELECT * FROM series WHERE id = ?", (series_id,))
-    if not rows:
-        raise NotFound(f"series {series_id} not found")
-    return rows[0]
-
-
 def volume_row(db: sqlite_utils.Database, volume_id: str) -> dict[str, Any]:
     """The ``volumes`` row with its series' modality and study; NotFound when unknown."""
-    rows = _rows(
-        db,
-        "SELECT v.*, s.modality AS modality, s.study_id AS study_id FROM volumes v"
-        " JOIN series s ON s.id = v.series_id WHERE v.id = ?",
-        (volume_id,),
-    )
-    if not rows:
+    rows = _rows(db, "SELECT * FROM volumes WHERE id = ?", (volume_id,))
+    series = studies.series_ref(db, rows[0]["series_id"]) if rows else None
+    if series is None:
         raise NotFound(f"volume {volume_id} not found")
-    return rows[0]
+    return {**rows[0], "modality": series.modality, "study_id": series.study_id}
 
 
-def series_instances(db: sqlite_utils.Database, series_id: str) -> list[dict[str, Any]]:
-    """The instance rows a build reads, in instance number order."""
-    return _rows(
-        db,
-        "SELECT id, sop_instance_uid, sha256, storage_key, storage_state, number_of_frames"
-        " FROM instances WHERE series_id = ?"
-        " ORDER BY instance_number IS NULL, instance_number, sop_instance_uid",
-        (series_id,),
-    )
-
-
-def fingerprint(instances: list[dict[str, Any]]) -> str:
+def fingerprint(instances: list[studies.InstanceFile]) -> str:
     """SHA-256 over :data:`BUILDER_VERSION` and every (SOP Instance UID, content SHA-256)."""
     digest = hashlib.sha256(f"radiant-volumes/{BUILDER_VERSION}\n".encode())
-    for uid, sha in sorted((r["sop_instance_uid"], r["sha256"]) for r in instances):
+    for uid, sha in sorted((r.sop_instance_uid, r.sha256) for r in instances):
         digest.update(f"{uid}:{sha}\n".encode())
     return digest.hexdigest()
 
@@ -141,19 +119,21 @@ def current_volumes(db: sqlite_utils.Database, series_id: str) -> list[VolumeOut
     rows = stored_volumes(db, series_id)
     if not rows or any(r["status"] == "failed" for r in rows):
         return None
-    current = fingerprint(series_instances(db, series_id))
+    current = fingerprint(studies.instance_files(db, series_id))
     if any(r["fingerprint"] != current for r in rows):
         return None
     return [volume_out(r) for r in rows]
 
 
-def local_files(ctx: AppContext, instances: list[dict[str, Any]], series_id: str) -> list[Path]:
+def local_files(
+    ctx: AppContext, instances: list[studies.InstanceFile], series_id: str
+) -> list[Path]:
     """The paths of the series' instance files, evicted ones fetched back first (409/503 when
     they cannot be); Conflict when any is missing."""
     if not instances:
         raise Conflict(f"series {series_id} has no instances")
     db = ctx.pool.get()
-    paths = [instance_path(db, ctx.store, r["storage_key"]) for r in instances]
+    paths = [instance_path(db, ctx.store, r.storage_key) for r in instances]
     missing = sum(1 for p in paths if not p.is_file())
     if missing:
         raise Conflict(
@@ -276,10 +256,11 @@ def largest_ready(db: sqlite_utils.Database, series_id: str) -> dict[str, Any] |
     """The series' largest ready volume row (see :func:`main_volume`), None when none is ready."""
     rows = _rows(
         db,
-        "SELECT v.*, s.modality AS modality FROM volumes v JOIN series s ON s.id = v.series_id"
-        " WHERE v.series_id = ? AND v.status = 'ready' ORDER BY v.ordinal",
+        "SELECT * FROM volumes WHERE series_id = ? AND status = 'ready' ORDER BY ordinal",
         (series_id,),
     )
-    if not rows:
+    series = studies.series_ref(db, series_id) if rows else None
+    if series is None:
         return None
+    rows = [{**row, "modality": series.modality} for row in rows]
     return max(rows, key=lambda r: _size_rank(json_column(r["shape"]), r["ordinal"]))

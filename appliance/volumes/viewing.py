@@ -18,6 +18,7 @@ from appliance.dicom import preview
 from appliance.errors import AppError, Conflict, InvalidInput, NotFound
 from appliance.storage.instances import instance_path
 from appliance.storage.models import FileUnavailable
+from appliance.studies import service as studies
 from appliance.volumes import render
 from appliance.volumes.models import (
     NiftiFile,
@@ -31,8 +32,6 @@ from appliance.volumes.reconstruct import (
 from appliance.volumes.records import (
     json_column,
     largest_ready,
-    series_instances,
-    series_row,
     stored_volumes,
     volume_out,
     volume_row,
@@ -82,7 +81,7 @@ def get_volume(db: sqlite_utils.Database, volume_id: str, actor: Actor) -> Volum
 def series_volumes(db: sqlite_utils.Database, series_id: str, actor: Actor) -> list[VolumeOut]:
     """The volumes of a series by ordinal (empty before the first build); ``volume.list``."""
     try:
-        series_row(db, series_id)
+        studies.require_series(db, series_id)
     except NotFound as exc:
         _audit_miss(db, actor, "volume.list", "series", series_id, exc)
         raise
@@ -232,7 +231,7 @@ def key_image(ctx: AppContext, series_id: str, actor: Actor) -> render.RenderedS
     audited ``volume.key_image``. Conflict when the series has no ready volume."""
     db = ctx.pool.get()
     try:
-        series_row(db, series_id)
+        studies.require_series(db, series_id)
         row = largest_ready(db, series_id)
         if row is None:
             raise Conflict(f"series {series_id} has no ready volume")
@@ -256,7 +255,7 @@ def series_thumbnail(ctx: AppContext, series_id: str, actor: Actor) -> bytes:
     plane), else the middle image of the series as received. ``series.thumbnail``."""
     db = ctx.pool.get()
     try:
-        series_row(db, series_id)
+        studies.require_series(db, series_id)
         row = largest_ready(db, series_id)
         if row is not None:
             rendered = render.middle_slice(_canonical(ctx, row))
@@ -276,16 +275,16 @@ def series_thumbnail(ctx: AppContext, series_id: str, actor: Actor) -> bytes:
 def _instance_thumbnail(
     ctx: AppContext, db: sqlite_utils.Database, series_id: str
 ) -> tuple[bytes, dict[str, Any]]:
-    instances = series_instances(db, series_id)
+    instances = studies.instance_files(db, series_id)
     if not instances:
         raise Conflict(f"series {series_id} has no instances")
     middle = instances[len(instances) // 2]
-    frames = int(middle["number_of_frames"] or 1)
-    path = instance_path(db, ctx.store, middle["storage_key"])  # fetched back when evicted
+    frames = int(middle.number_of_frames or 1)
+    path = instance_path(db, ctx.store, middle.storage_key)  # fetched back when evicted
     if not path.is_file():
         raise Conflict(f"the middle image of series {series_id} is missing; run `radiant fsck`")
     try:
         rendered = preview.render(path, frame=frames // 2)
     except preview.NotRenderable as exc:
         raise InvalidInput(exc.reason) from None
-    return render.thumbnail_png(rendered.pixels), {"instance_id": middle["id"]}
+    return render.thumbnail_png(rendered.pixels), {"instance_id": middle.id}
