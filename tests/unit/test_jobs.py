@@ -294,3 +294,30 @@ def test_stopping_requeues_a_running_resumable_job(
     runner.stop(timeout=10)
     job = service.get(db, job_id)
     assert job.status is JobStatus.QUEUED and job.stage == "re-queued after a shutdown"
+
+
+def test_ended_unsuccessfully_finds_failed_and_cancelled_jobs_by_payload_field(
+    db: sqlite_utils.Database,
+) -> None:
+    """Another domain finds its failed/cancelled jobs by a payload field (an analysis job's
+    ``analysis_id``), one row per job, across more subjects than one query binds."""
+    failed = service.enqueue(db, "analysis", {"analysis_id": "a1"}, ACTOR).job
+    service.fail(db, failed.id, "model unreachable")
+    cancelled = service.enqueue(db, "analysis", {"analysis_id": "a2"}, ACTOR).job
+    service.request_cancel(db, cancelled.id, ACTOR)  # a queued job is cancelled at once
+    service.enqueue(db, "analysis", {"analysis_id": "a3"}, ACTOR)  # still queued
+    other_kind = service.enqueue(db, "volume", {"analysis_id": "a1"}, ACTOR).job
+    service.fail(db, other_kind.id, "not an analysis")
+    many = [f"x{n}" for n in range(1200)] + ["a1", "a2", "a3"]
+
+    ended = service.ended_unsuccessfully(db, "analysis", "analysis_id", many)
+
+    assert sorted((e.subject, e.status, e.error) for e in ended) == [
+        ("a1", "failed", "model unreachable"),
+        ("a2", "cancelled", service.get(db, cancelled.id).error),
+    ]
+    assert service.ended_unsuccessfully(db, "analysis", "analysis_id", []) == []
+    assert service.ended_unsuccessfully(db, "analysis", "analysis_id') OR 1=1 --", ["a1"]) == []
+    assert service.cancel_requested(db, cancelled.id)
+    assert not service.cancel_requested(db, failed.id)
+    assert not service.cancel_requested(db, "no-such-job")
