@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from appliance.dicom.index_rows import DERIVED_SOURCES
 from appliance.errors import NotFound
 
 
@@ -76,15 +77,19 @@ def patient_studies_with_modality(
 
 
 def study_arrival(db: sqlite_utils.Database, study_id: str) -> StudyArrival | None:
-    """How far a study has arrived (its status, last arrival, instance count); None if none."""
+    """How far a study has arrived (its status, last arrival, instance count); None if none.
+    Instances the appliance derived itself (the findings SR) did not arrive: not counted."""
     row = db.execute(
         "SELECT status, last_instance_at FROM studies WHERE id = ?", (study_id,)
     ).fetchone()
     if row is None:
         return None
+    derived = sorted(DERIVED_SOURCES)
+    marks = ", ".join("?" for _ in derived)
     count = db.execute(
-        "SELECT COUNT(*) FROM instances i JOIN series s ON s.id = i.series_id WHERE s.study_id = ?",
-        (study_id,),
+        "SELECT COUNT(*) FROM instances i JOIN series s ON s.id = i.series_id"  # noqa: S608
+        f" WHERE s.study_id = ? AND (i.source IS NULL OR i.source NOT IN ({marks}))",
+        (study_id, *derived),
     ).fetchone()[0]
     return StudyArrival(str(row[0]), row[1], int(count))
 
