@@ -26,6 +26,22 @@ from appliance.patients.service import fold, search_key
 DERIVED_SOURCES = frozenset({"report"})
 
 
+#: The instance row's columns that come from the file, in the order of ``values`` below;
+#: written on a first store and on an overwrite alike.
+_FILE_COLUMNS = (
+    "sop_instance_uid", "sop_class_uid", "instance_number", "transfer_syntax_uid", "rows",
+    "columns", "image_position", "image_orientation", "pixel_spacing", "slice_thickness",
+    "number_of_frames", "storage_key", "size", "sha256", "source", "origin", "received_at",
+)  # fmt: skip
+_INSERT_INSTANCE = (
+    f"INSERT INTO instances (id, series_id, {', '.join(_FILE_COLUMNS)})"  # noqa: S608
+    f" VALUES (?, ?, {', '.join('?' for _ in _FILE_COLUMNS)})"
+)
+_OVERWRITE_INSTANCE = (
+    f"UPDATE instances SET {', '.join(c + ' = ?' for c in _FILE_COLUMNS)} WHERE id = ?"  # noqa: S608
+)
+
+
 class IndexedIds(NamedTuple):
     instance_id: str
     series_id: str
@@ -55,36 +71,15 @@ def index_instance(
         "image_orientation": json.dumps(info.image_orientation) if info.image_orientation else None,
         "pixel_spacing": json.dumps(info.pixel_spacing) if info.pixel_spacing else None,
     }
+    values = (
+        info.sop_instance_uid, info.sop_class_uid, info.instance_number,
+        info.transfer_syntax_uid, info.rows, info.columns, geometry["image_position"],
+        geometry["image_orientation"], geometry["pixel_spacing"], info.slice_thickness,
+        info.number_of_frames, key, size, sha256, source, origin, now,
+    )  # fmt: skip
     if existing is None:
         instance_id = new_id()
-        db.execute(
-            "INSERT INTO instances (id, series_id, sop_instance_uid, sop_class_uid,"
-            " instance_number, transfer_syntax_uid, rows, columns, image_position,"
-            " image_orientation, pixel_spacing, slice_thickness, number_of_frames,"
-            " storage_key, size, sha256, source, origin, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                instance_id,
-                series_id,
-                info.sop_instance_uid,
-                info.sop_class_uid,
-                info.instance_number,
-                info.transfer_syntax_uid,
-                info.rows,
-                info.columns,
-                geometry["image_position"],
-                geometry["image_orientation"],
-                geometry["pixel_spacing"],
-                info.slice_thickness,
-                info.number_of_frames,
-                key,
-                size,
-                sha256,
-                source,
-                origin,
-                now,
-            ),
-        )
+        db.execute(_INSERT_INSTANCE, (instance_id, series_id, *values))
         if source in DERIVED_SOURCES:
             _count_derived(db, series_id, study_id, now)
         else:
@@ -103,32 +98,7 @@ def index_instance(
         instance_id = existing[0]
         if existing[2] != series_id:
             raise Rejected("this SOP Instance UID is stored in another series")
-        db.execute(
-            "UPDATE instances SET sop_class_uid = ?, instance_number = ?,"
-            " transfer_syntax_uid = ?, rows = ?, columns = ?, image_position = ?,"
-            " image_orientation = ?, pixel_spacing = ?, slice_thickness = ?,"
-            " number_of_frames = ?, storage_key = ?, size = ?, sha256 = ?, source = ?,"
-            " origin = ?, received_at = ? WHERE id = ?",
-            (
-                info.sop_class_uid,
-                info.instance_number,
-                info.transfer_syntax_uid,
-                info.rows,
-                info.columns,
-                geometry["image_position"],
-                geometry["image_orientation"],
-                geometry["pixel_spacing"],
-                info.slice_thickness,
-                info.number_of_frames,
-                key,
-                size,
-                sha256,
-                source,
-                origin,
-                now,
-                instance_id,
-            ),
-        )
+        db.execute(_OVERWRITE_INSTANCE, (*values, instance_id))
         action = "dicom.overwrite"
     audit.record(
         db,

@@ -79,44 +79,14 @@ class Slots:
         self._run([self.python, "-m", "venv", "--without-pip", str(venv)], "venv")
         # The new slot's interpreter is the OS's; pip runs from this (the updating) slot.
         requirement = f"{release.document['app']}=={release.version}"
-        self._run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "--python",
-                str(venv / "bin" / "python"),
-                "install",
-                "--quiet",
-                "--no-index",
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "--find-links",
-                str(bundle / "wheels"),
-                requirement,
-            ],
-            "pip install",
-        )
+        pip = [
+            sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+            "--quiet", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+            "--find-links", str(bundle / "wheels"),
+        ]  # fmt: skip
+        self._run([*pip, requirement], "pip install")
         if release.no_deps:  # medspaCy and the like: without their published pins
-            self._run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "--python",
-                    str(venv / "bin" / "python"),
-                    "install",
-                    "--quiet",
-                    "--no-index",
-                    "--no-cache-dir",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "--find-links",
-                    str(bundle / "wheels"),
-                    *release.no_deps,
-                ],
-                "pip install --no-deps",
-            )
+            self._run([*pip, "--no-deps", *release.no_deps], "pip install --no-deps")
         current = self.current()
         libexec = self.apps / current / "libexec" if current else None
         if libexec is not None and libexec.is_dir():
