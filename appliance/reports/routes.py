@@ -13,6 +13,7 @@ from appliance.context import AppContext
 from appliance.dependencies import get_context
 from appliance.export import findings_sr
 from appliance.reports import policy, service
+from appliance.reports.handover_models import HandOverOut
 from appliance.reports.models import (
     FinalizeRequest,
     ReportCreate,
@@ -32,6 +33,7 @@ Editors = Allow(*policy.roles(ReportAction.EDIT_DRAFT, ReportAction.ADDENDUM))
 Readers = Allow(*policy.roles(ReportAction.READ))
 Signers = Allow(*policy.roles(ReportAction.SIGN))
 Reviewers = Allow(*policy.roles(ReportAction.REVIEW_FINDINGS))
+HandOvers = Allow(*policy.roles(ReportAction.HAND_OVER))
 Reader = Annotated[Actor, Depends(Readers)]
 
 
@@ -118,3 +120,25 @@ def finalize_report(
     out = service.finalize(ctx.pool.get(), report_id, body, actor)
     findings_sr.publish(ctx, report_id, actor)
     return out
+
+
+@router.post(
+    "/{report_id}/handover",
+    response_model=HandOverOut,
+    responses={409: {"description": "The report is signed already"}},
+)
+def hand_over(
+    report_id: str, actor: Annotated[Actor, Depends(HandOvers)], ctx: Ctx
+) -> HandOverOut:
+    """Mark a draft ready for a radiologist (technicians and admins; audited
+    ``report.handover``): the worklist's "handed over" filter and the report screen show it."""
+    return HandOverOut(**service.hand_over(ctx.pool.get(), report_id, actor))
+
+
+@router.get("/{report_id}/handover", response_model=HandOverOut | None)
+def handed_over(report_id: str, actor: Reader, ctx: Ctx) -> HandOverOut | None:
+    """The latest hand-over of the report, or null when it was never handed over."""
+    db = ctx.pool.get()
+    service.load(db, report_id)  # 404 for an unknown report
+    found = service.handed_over(db, report_id)
+    return HandOverOut(**found) if found else None

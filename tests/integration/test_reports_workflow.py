@@ -366,3 +366,40 @@ def test_fsck_catches_a_rehashed_forgery_and_a_removed_version(
         line.startswith(f"report chain broken: report {rid} version 1: the report says version 2")
         for line in lines
     ), lines
+
+
+def test_hand_over_through_the_api(
+    client: TestClient,
+    as_role: Headers,
+    ct: CtStudy,
+    analysis_id: str,
+    db: sqlite_utils.Database,
+) -> None:
+    tech, rad, viewer = as_role("technician"), as_role("radiologist"), as_role("viewer")
+    rid = _draft(client, tech, ct.study_id, analysis_id)["id"]
+    assert client.get(f"/api/reports/{rid}/handover", headers=rad).json() is None
+
+    def handed_over_ids() -> list[str]:
+        listing = client.get("/api/studies", params={"status": "handed_over"}, headers=rad)
+        assert listing.status_code == 200, listing.text
+        return [item["id"] for item in listing.json()["items"]]
+
+    assert handed_over_ids() == []
+    for who in (viewer, rad):  # only technicians and admins hand over (policy table)
+        assert client.post(f"/api/reports/{rid}/handover", headers=who).status_code == 403
+    done = client.post(f"/api/reports/{rid}/handover", headers=tech)
+    assert done.status_code == 200, done.text
+    assert (done.json()["by"], done.json()["version"]) == ("technician-user", 1)
+    assert client.get(f"/api/reports/{rid}/handover", headers=rad).json() == done.json()
+    assert handed_over_ids() == [ct.study_id]
+    assert ("report.handover", "success", {"version": 1}) in _audit(db, rid)
+
+    signed = client.patch(
+        f"/api/reports/{rid}/finalize", json={"ai_findings_reviewed": True}, headers=rad
+    )
+    assert signed.status_code == 200, signed.text
+    late = client.post(f"/api/reports/{rid}/handover", headers=tech)
+    assert late.status_code == 409 and "already final" in late.text
+    assert [o for a, o, _ in _audit(db, rid) if a == "report.handover"] == ["success", "refused"]
+    assert client.post("/api/reports/nope/handover", headers=tech).status_code == 404
+    assert client.get("/api/reports/nope/handover", headers=rad).status_code == 404
