@@ -111,3 +111,30 @@ def test_worklist_filters_by_report_status_and_day(tmp_path: Path) -> None:
         await _expect(s, everyone - {old, signed})
 
     run(tmp_path, body)
+
+
+def test_ai_draft_ready_chip_leaves_once_handed_over_or_signed(tmp_path: Path) -> None:
+    """Three studies with a finished analysis: a draft, a draft handed over, a signed report.
+    Only the first still says "AI draft ready"; the others say handed over and final."""
+
+    def chip_texts() -> list[str]:
+        with s_ref[0].user:
+            return [str(c.text) for c in s_ref[0].user.find(kind=ui.chip).elements]
+
+    s_ref: list[Screen] = []
+
+    async def body(s: Screen) -> None:
+        s_ref.append(s)
+        draft, handed, signed = import_set(s)[:3]
+        _draft(s, draft, from_analysis=True)
+        reports.hand_over(s.db, _draft(s, handed, from_analysis=True), TECHNICIAN)
+        reports.finalize(s.db, _draft(s, signed, from_analysis=True),
+                         FinalizeRequest(ai_findings_reviewed=True), RADIOLOGIST)
+        await s.sign_in(s.add_user(Role.TECHNICIAN))
+        await s.see("handed over")
+        await s.see("final")
+        texts = chip_texts()
+        assert texts.count("AI draft ready") == 1, texts
+        assert texts.count("handed over") == 1 and texts.count("final") == 1, texts
+
+    run(tmp_path, body)

@@ -115,7 +115,11 @@ def _chips(item: StudyListItem, state: StudyState) -> None:
         components.chip(
             i18n.t("chip.analysis_failed"), "red-9", explain=i18n.t("chip.explain.analysis_failed")
         )
-    elif state.analysis_status in ("completed", "needs_review"):
+    elif (
+        state.analysis_status in ("completed", "needs_review")
+        and not state.handed_over
+        and state.report_status not in ("final", "amended")
+    ):  # once handed over or signed, those chips say where the draft is
         components.chip(
             i18n.t("chip.analyzed"), "purple-8", explain=i18n.t("chip.explain.analyzed")
         )
