@@ -117,14 +117,11 @@ def test_ai_draft_ready_chip_leaves_once_handed_over_or_signed(tmp_path: Path) -
     """Three studies with a finished analysis: a draft, a draft handed over, a signed report.
     Only the first still says "AI draft ready"; the others say handed over and final."""
 
-    def chip_texts() -> list[str]:
-        with s_ref[0].user:
-            return [str(c.text) for c in s_ref[0].user.find(kind=ui.chip).elements]
-
-    s_ref: list[Screen] = []
+    def chip_texts(s: Screen) -> list[str]:
+        with s.user:
+            return [str(c.text) for c in s.user.find(kind=ui.chip).elements]
 
     async def body(s: Screen) -> None:
-        s_ref.append(s)
         draft, handed, signed = import_set(s)[:3]
         _draft(s, draft, from_analysis=True)
         reports.hand_over(s.db, _draft(s, handed, from_analysis=True), TECHNICIAN)
@@ -133,7 +130,7 @@ def test_ai_draft_ready_chip_leaves_once_handed_over_or_signed(tmp_path: Path) -
         await s.sign_in(s.add_user(Role.TECHNICIAN))
         await s.see("handed over")
         await s.see("final")
-        texts = chip_texts()
+        texts = chip_texts(s)
         assert texts.count("AI draft ready") == 1, texts
         assert texts.count("handed over") == 1 and texts.count("final") == 1, texts
 
