@@ -19,8 +19,8 @@ from nicegui.storage import Storage
 from starlette.requests import Request
 
 from appliance.audit.models import Actor
+from appliance.auth import revocation, throttle
 from appliance.auth import service as auth
-from appliance.auth import throttle
 from appliance.auth.models import Role
 from appliance.errors import Locked, Unauthorized
 from ui import i18n, runtime
@@ -136,7 +136,7 @@ def set_language(code: str) -> None:
 
 
 def current() -> SessionUser | None:
-    """The signed-in, active user of this session, or None (expired, disabled, role changed).
+    """The signed-in, active user of this session, or None (expired, disabled, ended).
     Each call slides the expiry forward."""
     storage = app.storage.user
     user_id = storage.get(USER_ID)
@@ -147,9 +147,14 @@ def current() -> SessionUser | None:
         end()
         storage[EXPIRED] = True
         return None
-    user = auth.get_user(runtime.get().db(), str(user_id))
+    db = runtime.get().db()
+    user = auth.get_user(db, str(user_id))
     if user is None or not user.active:
         end()
+        return None
+    if not revocation.still_valid(db, user.id, float(storage.get(STARTED, 0))):
+        end()  # its sessions were ended by an administrator or by the user elsewhere
+        storage[EXPIRED] = True
         return None
     storage[EXPIRES] = now + _idle_s()
     return SessionUser(user.id, user.username, user.full_name, user.role, client_address())
@@ -190,7 +195,10 @@ def request_user_id(request: Request) -> str | None:
     now = time.time()
     if not user_id or float(storage.get(EXPIRES, 0)) < now:
         return None
-    if float(storage.get(STARTED, 0)) + _max_s() < now:
+    started = float(storage.get(STARTED, 0))
+    if started + _max_s() < now:
+        return None
+    if not revocation.still_valid(runtime.get().db(), str(user_id), started):
         return None
     return str(user_id)
 

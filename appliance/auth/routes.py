@@ -1,4 +1,5 @@
-"""Sign-in, the current user, and admin registration of users."""
+"""Sign-in and sign-out, the current user, admin registration of users, and ending a user's
+sessions."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from appliance.audit.models import Actor
-from appliance.auth import service, throttle
-from appliance.auth.access import Allow, Public
+from appliance.auth import revocation, service, throttle
+from appliance.auth.access import Allow, Public, bearer
 from appliance.auth.models import Role, Token, UserCreate, UserOut
 from appliance.config import Settings
 from appliance.dependencies import client_address, get_db, get_settings, request_id
@@ -62,3 +63,29 @@ def register(
 ) -> UserOut:
     """Create a user (admin only)."""
     return service.create_user(db, body, actor)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(
+    request: Request,
+    actor: Annotated[Actor, Depends(Allow())],
+    token: Annotated[str | None, Depends(bearer)],
+    db: Annotated[sqlite_utils.Database, Depends(get_db)],
+) -> None:
+    """Sign out: the bearer token of this request is refused from now on (audited
+    ``auth.logout``)."""
+    assert token is not None  # Allow() answered 401 without one
+    claims = service.token_claims(token, request.app.state.jwt_key)
+    revocation.revoke_token(db, claims, actor)
+
+
+@router.post("/users/{user_id}/revoke-sessions", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_sessions(
+    user_id: str,
+    actor: Annotated[Actor, Depends(Allow())],
+    db: Annotated[sqlite_utils.Database, Depends(get_db)],
+) -> None:
+    """End every bearer token and screen session of the account (an administrator for anyone,
+    a user for themselves, e.g. after losing a device; audited ``user.sessions_revoke``).
+    Disabling an account does the same."""
+    revocation.revoke_sessions(db, user_id, actor)

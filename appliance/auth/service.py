@@ -1,8 +1,8 @@
 """User accounts, password checks with lockout, and access tokens.
 
 Passwords are hashed with Argon2id (pwdlib). Tokens are HS256 JWTs (PyJWT) signed with the
-appliance's secret key; every request re-reads the user, so a disabled account or a changed role
-takes effect at once.
+appliance's secret key; every request re-reads the user, so a disabled account, a changed role or
+an ended session (:mod:`appliance.auth.revocation`) takes effect at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pwdlib import PasswordHash
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.auth import throttle
+from appliance.auth import revocation, throttle
 from appliance.auth.models import Role, UserCreate, UserOut
 from appliance.auth.throttle import LoginPolicy as LoginPolicy
 from appliance.db.connection import transaction
@@ -111,6 +111,8 @@ def set_active(
             "UPDATE users SET active = ?, updated_at = ? WHERE id = ?",
             (1 if active else 0, now_iso(), user_id),
         )
+        if not active:  # so that enabling the account again revives no old token or session
+            revocation.mark_revoked(db, user_id)
         audit.record(
             db,
             actor,
@@ -280,11 +282,15 @@ def issue_token(user: UserOut, secret: str, minutes: int) -> tuple[str, int]:
     return jwt.encode(claims, secret, algorithm=ALGORITHM), int(lifetime.total_seconds())
 
 
-def user_from_token(db: sqlite_utils.Database, token: str, secret: str) -> UserOut:
-    """The active user a valid token names; Unauthorized for anything else."""
+def token_claims(token: str, secret: str) -> dict[str, Any]:
+    """The claims of a valid, unexpired access token signed with ``secret``; Unauthorized for
+    anything else."""
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub"]}
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "jti"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the session has expired; sign in again") from None
@@ -292,9 +298,18 @@ def user_from_token(db: sqlite_utils.Database, token: str, secret: str) -> UserO
         raise Unauthorized("invalid access token") from None
     if claims.get("typ") != "access":
         raise Unauthorized("invalid access token")
+    return claims
+
+
+def user_from_token(db: sqlite_utils.Database, token: str, secret: str) -> UserOut:
+    """The active user a valid token names; Unauthorized for anything else (also a token
+    ended by sign-out or revocation)."""
+    claims = token_claims(token, secret)
     user = get_user(db, str(claims["sub"]))
     if user is None or not user.active:
         raise Unauthorized("the account no longer exists or is disabled")
+    if not revocation.still_valid(db, user.id, float(claims["iat"]), str(claims["jti"])):
+        raise Unauthorized("this session was ended (signed out or revoked); sign in again")
     if user.role.value != claims.get("role"):
         raise Unauthorized("the account's role changed; sign in again")
     return user

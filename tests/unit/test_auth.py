@@ -145,6 +145,7 @@ def test_bad_tokens_are_refused(
         "typ": "access",
         "iat": now,
         "exp": now + timedelta(minutes=5),
+        "jti": "a-token-id",
     }
     secret = app.state.jwt_key
     token = {

@@ -11,8 +11,8 @@ from nicegui import ui
 
 from appliance import tls
 from appliance.analysis import service as analysis_service
+from appliance.auth import revocation, throttle
 from appliance.auth import service as auth
-from appliance.auth import throttle
 from appliance.auth.models import Role, UserCreate, UserOut
 from appliance.config import Mode, Settings
 from appliance.db.rows import utc_now
@@ -269,7 +269,8 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
     with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
         ui.label(i18n.t("system.users")).classes("text-h6")
         for account in users:
-            with ui.row().classes("w-full items-center gap-3").props("data-testid=user-row"):
+            with ui.row().classes("w-full items-center gap-3").props(
+                    "data-testid=user-row").mark("user-row"):
                 ui.label(account.username).classes("text-body1 text-weight-bold")
                 ui.label(i18n.t(f"role.{account.role.value}")).classes("text-body1")
                 ui.label(i18n.t("system.active" if account.active else "system.disabled")).classes(
@@ -291,6 +292,23 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
 
                 ui.button(i18n.t("system.disable" if account.active else "system.enable"),
                           on_click=toggle).props("no-caps outline")
+
+                async def end_sessions(target: UserOut = account) -> None:
+                    current = session.require(session.ADMIN)
+                    if current is None:
+                        components.refuse()
+                        return
+                    try:
+                        await runtime.off_loop(lambda: revocation.revoke_sessions(
+                            runtime.get().db(), target.id, current.actor))
+                    except Exception as exc:
+                        components.notify_error(exc)
+                        return
+                    ui.notify(i18n.t("system.sessions_ended", user=target.username))
+
+                ui.button(i18n.t("system.end_sessions"), on_click=end_sessions).props(
+                    "no-caps outline data-testid=end-sessions").mark("end-sessions").tooltip(
+                    i18n.t("system.end_sessions_hint"))
         ui.label(i18n.t("system.new_user")).classes("text-subtitle1 text-weight-bold")
         with ui.row().classes("w-full items-center gap-2"):
             username = ui.input(i18n.t("signin.username")).props("outlined").classes("w-48")
