@@ -111,9 +111,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    """Check storage, index, quarantine and audit chain; ``--repair`` fixes what is safe."""
+    """Check storage, index, quarantine, the audit chain (also against its signed checkpoints
+    outside the database) and the report chains; ``--repair`` fixes what is safe."""
     from appliance.context import prepare
-    from appliance.dicom.fsck import fsck
+    from appliance.dicom.fsck import Kind, Problem, fsck
+    from provisioning import audit_checkpoints
 
     settings = cli_settings(args)
     if not settings.data_dir.is_dir():
@@ -121,8 +123,17 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     ctx = prepare(quiet_logs(settings))
     try:
         report = fsck(ctx, repair=args.repair, actor=cli_actor())
+        signed = audit_checkpoints.verify(ctx.settings, ctx.pool.get())
     finally:
         ctx.pool.close_all()
+    if not signed.ok and not any(p.kind is Kind.AUDIT for p in report.problems):
+        # A chain edited and re-hashed with SQL is consistent on its own: only the signatures
+        # made outside the database can tell (the same check as `radiant audit verify`).
+        report.problems.append(Problem(
+            Kind.AUDIT,
+            f"at row {signed.first_bad_id}: {signed.reason} (signed checkpoints hold through"
+            f" row {signed.signed_through})",
+        ))
     for problem in report.problems:
         print(problem.line())
     print(report.summary())

@@ -99,6 +99,26 @@ def test_rebuilt_chain_is_caught_and_the_forged_row_named(
     assert "signed checkpoints hold through row 10" in result.stderr
 
 
+def test_fsck_checks_the_chain_against_the_signed_checkpoints(
+    box: sqlite_utils.Database, settings: Settings, tmp_path: Path
+) -> None:
+    def fsck() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*RADIANT, "fsck", "--data-dir", str(settings.data_dir)],
+            env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            check=False,
+        )
+
+    before = fsck()
+    assert before.returncode == 0, before.stdout + before.stderr
+    _rebuild_chain_with_sql(settings.db_path, edit_id=13)
+    after = fsck()
+    assert after.returncode == 1
+    assert ("audit chain broken: at row 13: row 13 differs from what checkpoint 2 signed"
+            in after.stdout)
+    assert "signed checkpoints hold through row 10" in after.stdout
+
+
 def test_forgery_after_the_last_checkpoint_is_not_blessed(
     box: sqlite_utils.Database, settings: Settings
 ) -> None:
