@@ -135,4 +135,5 @@ def instance_preview(
         window_width=window.width if window else None,
         assumption=rendered.assumption,
         decoder=rendered.decoder,
+        markers=rendered.markers,
     )

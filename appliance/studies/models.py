@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from appliance.dicom.orientation import Markers
+
 UploadOutcome = Literal["stored", "duplicate", "quarantined", "rejected"]
 
 
@@ -163,6 +165,7 @@ class PreviewImage:
     window_width: float | None
     assumption: str | None = None
     decoder: str | None = None  # a fallback pixel decoder that was needed (gdcm), if any
+    markers: Markers | None = None  # orientation letters at the image's edges, if known
 
 
 class StudyState(BaseModel):

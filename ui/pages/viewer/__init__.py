@@ -14,6 +14,7 @@ Components: :mod:`.panels` (header, thumbnails, findings), :mod:`.viewport`, :mo
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 from nicegui import ui
@@ -63,8 +64,11 @@ def register() -> None:
 
 def build(user: session.SessionUser, study_id: str) -> None:
     ui.add_body_html(GESTURES_JS)
+    ui.query("body").classes("radiant-fill")  # this screen is exactly the window's height
     with components.frame(user, ""):
-        holder = ui.column().classes("w-full gap-2")
+        frame_column = ui.context.slot.parent
+        frame_column.classes("radiant-fill-main")
+        holder = ui.column().classes("w-full gap-2 radiant-fill-main")
         with holder:
             ui.label(i18n.t("common.loading")).classes("text-h6 radiant-muted")
 
@@ -83,13 +87,14 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
     study = view.study
     viewer = Viewer(user, view)
     panels.header(user, study)
-    with ui.row().classes("w-full no-wrap gap-3 items-start"):
-        thumbs = ui.column().classes("gap-2").style("width: 148px; min-width: 148px;"
-                                                    " max-height: 600px; overflow-y: auto")
-        with ui.column().classes("col gap-2").style("min-width: 0"):
+    with ui.row().classes("w-full gap-3 items-stretch radiant-fill-main"):
+        thumbs = ui.column().classes("gap-2 no-wrap").style(
+            "width: 148px; min-width: 148px; max-height: 100%; overflow-y: auto")
+        with ui.column().classes("col gap-2 no-wrap").style("min-width: 0; min-height: 0"):
             viewer.screen = viewport()
             viewer.controls = toolbar(viewer.step, viewer.set_preset, viewer.reset_view)
-        findings_box = ui.column().classes("gap-2").style("width: 300px; min-width: 300px")
+        findings_box = ui.column().classes("gap-2 no-wrap").style(
+            "width: 300px; min-width: 300px; max-height: 100%; overflow-y: auto")
     viewer.listen()
     with thumbs:
         viewer.thumbs = panels.thumbnails(study, viewer.open_series)
@@ -98,7 +103,9 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
 
     viewer.follow_timer = ui.timer(3.0, viewer.follow)
     element_id = viewer.screen.element.id
-    ui.timer(0.3, lambda: ui.run_javascript(f"radiantViewerAttach({element_id})"), once=True)
+    texts = json.dumps({"pan": i18n.t("viewer.zoom_pan", percent="{percent}")})
+    ui.timer(0.3, lambda: ui.run_javascript(f"radiantViewerAttach({element_id}, {texts})"),
+             once=True)
 
     first = view.analysis.series_id if view.analysis and view.analysis.series_id else None
     image_series = [s for s in study.series if s.instance_count]

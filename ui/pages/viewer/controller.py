@@ -14,11 +14,20 @@ from appliance.analysis.models import FindingOut
 from ui import components, i18n, runtime, session
 from ui.pages.viewer import data, overlay
 from ui.pages.viewer.panels import Thumbnails
-from ui.pages.viewer.state import Slice, ViewState, box_svg, data_url, dragged_window, slice_of
+from ui.pages.viewer.state import (
+    Slice,
+    ViewState,
+    box_svg,
+    data_url,
+    display_aspect,
+    dragged_window,
+    slice_of,
+)
 from ui.pages.viewer.toolbar import Toolbar
 from ui.pages.viewer.viewport import Viewport
 
 WINDOW_EVENT_THROTTLE_S = 0.15  # at most ~7 window renders per second while dragging
+PAGE_STEP = 10  # slices per Page Up / Page Down
 
 
 class Viewer:
@@ -45,7 +54,7 @@ class Viewer:
         view.rendering = True
         try:
             while await self._render_once():
-                pass
+                self.overlay()
         finally:
             view.rendering = False
         self.overlay()
@@ -63,16 +72,16 @@ class Viewer:
         if session.require(session.EVERYONE) is None:
             components.refuse()
             return False
+        self.screen.plate.props(f"data-aspect={display_aspect(item):.6f}")
         image.set_source(data_url(found.png))
         if found.window_center is not None and found.window_width is not None:
             view.shown_window = (found.window_center, found.window_width)
         else:
             view.shown_window = None
+        view.shown_source, view.shown_preset = found.source, found.preset
+        view.markers = found.markers
         if window is None:
             self.sync_window()
-        rows = item.instance.rows or 1
-        columns = item.instance.columns or 1
-        image.style(f"aspect-ratio: {columns} / {rows}")
         image.set_content(box_svg(view.box) if view.box_slice == wanted else "")
         return (wanted, preset, window) != (view.index, view.preset, view.window)
 
@@ -92,6 +101,7 @@ class Viewer:
     async def set_preset(self, name: str) -> None:
         self.view.preset = name
         self.view.window = None
+        self.view.window_gen += 1  # a drag still in flight from before this is stale
         self.overlay()
         await self.render()
 
@@ -99,10 +109,9 @@ class Viewer:
         """Give the browser the window just shown, the start of the next drag."""
         shown = self.view.shown_window
         center, width = shown if shown else (None, None)
-        template = i18n.t("overlay.window", center="{center}", width="{width}")
         ui.run_javascript(
             "window.radiantViewer && radiantViewer.setWindow("
-            f"{json.dumps(center)}, {json.dumps(width)}, {json.dumps(template)})"
+            f"{json.dumps(center)}, {json.dumps(width)}, {self.view.window_gen})"
         )
 
     async def reset_view(self) -> None:
@@ -175,7 +184,7 @@ class Viewer:
     # --- events ---------------------------------------------------------------------------
 
     async def on_window(self, event: events.GenericEventArguments) -> None:
-        wanted = dragged_window(event.args)
+        wanted = dragged_window(event.args, self.view.window_gen)
         if wanted is None or not self.view.slices:
             return
         self.view.window = wanted
@@ -187,13 +196,16 @@ class Viewer:
         if target != self.view.index:
             await self.go(target)
 
-    async def on_key(self, event: events.KeyEventArguments) -> None:
-        if not event.action.keydown:
-            return
-        if event.key.arrow_up or event.key.arrow_left or event.key.page_up:
-            await self.step(-1)
-        elif event.key.arrow_down or event.key.arrow_right or event.key.page_down:
-            await self.step(1)
+    async def on_key(self, event: events.GenericEventArguments) -> None:
+        """A navigation key (the browser already kept it from scrolling the page)."""
+        name = event.args if isinstance(event.args, str) else ""
+        last = len(self.view.slices) - 1
+        targets = {"first": 0, "last": last}
+        steps = {"previous": -1, "next": 1, "page_up": -PAGE_STEP, "page_down": PAGE_STEP}
+        if name in targets:
+            await self.go(targets[name])
+        elif name in steps:
+            await self.step(steps[name])
 
     async def on_swipe(self, event: events.GenericEventArguments) -> None:
         delta = int(event.args) if isinstance(event.args, int | float) else 0
@@ -207,6 +219,6 @@ class Viewer:
         """Wire the drag, slider, keyboard and swipe events to this viewer."""
         ui.on("radiant_window", self.on_window, throttle=WINDOW_EVENT_THROTTLE_S)
         self.controls.slider.on_value_change(self.on_slider)
-        ui.keyboard(on_key=self.on_key)
+        ui.on("radiant_key", self.on_key)
         ui.on("radiant_slice", self.on_swipe)
         self.controls.drag.on_value_change(self.on_drag)

@@ -9,6 +9,7 @@ from typing import Any
 
 from appliance.analysis.models import AnalysisOut, FindingOut
 from appliance.dicom import preview
+from appliance.dicom.orientation import Markers
 from appliance.studies.models import InstanceOut, StudyDetail
 
 PRESETS = ("auto", "soft", "lung", "bone", "brain", "liver")
@@ -30,6 +31,10 @@ class ViewState:
     preset: str = "auto"
     window: tuple[float, float] | None = None  # (center, width) dragged; overrides the preset
     shown_window: tuple[float, float] | None = None  # what the last image was rendered with
+    shown_source: str | None = None  # how its window was chosen (preview.WindowSource)
+    shown_preset: str | None = None  # the preset it was rendered with (None: not applied)
+    markers: Markers | None = None  # its orientation letters
+    window_gen: int = 0  # bumped by each preset: drags begun before it are stale
     rendering: bool = False
     box: dict[str, Any] | None = None
     box_slice: int | None = None
@@ -39,15 +44,17 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-
 def window_numbers(value: float) -> str:
     """A window value for the overlay (at most one decimal)."""
     return f"{round(value, 1):g}"
 
 
-def dragged_window(args: Any) -> tuple[float, float] | None:
-    """The (center, width) a drag sent, or None when it is not a usable window."""
+def dragged_window(args: Any, gen: int | None = None) -> tuple[float, float] | None:
+    """The (center, width) a drag sent, or None when it is not a usable window or, with
+    ``gen``, when the drag began before the latest preset (its ``gen`` is older)."""
     if not isinstance(args, dict):
+        return None
+    if gen is not None and "gen" in args and args["gen"] != gen:
         return None
     try:
         center, width = float(args["center"]), float(args["width"])
@@ -56,6 +63,21 @@ def dragged_window(args: Any) -> tuple[float, float] | None:
         return None
     return (checked.center, checked.width) if checked is not None else None
 
+
+def display_aspect(item: Slice) -> float:
+    """Width over height of the image as displayed: columns x column spacing over rows x row
+    spacing (Pixel Spacing (0028,0030) is row spacing, then column spacing; PS3.3 10.7.1.3);
+    square pixels when the spacing is missing or implausible, square without a matrix."""
+    rows, columns = item.instance.rows, item.instance.columns
+    if not rows or not columns:
+        return 1.0
+    spacing = item.instance.pixel_spacing
+    ratio = 1.0
+    if spacing and len(spacing) == 2 and spacing[0] > 0 and spacing[1] > 0:
+        ratio = spacing[1] / spacing[0]
+        if not 0.2 <= ratio <= 5.0:
+            ratio = 1.0
+    return columns * ratio / rows
 
 
 def slice_of(finding: FindingOut, slices: list[Slice]) -> int | None:

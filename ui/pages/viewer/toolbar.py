@@ -55,4 +55,5 @@ def toolbar(
              "window": i18n.t("viewer.drag_window")},
             value="scroll",
         ).props("no-caps data-testid=drag-mode")
+        drag.tooltip(i18n.t("viewer.drag_hint"))
     return Toolbar(slider, preset_buttons, drag)
