@@ -256,3 +256,18 @@ def no_horizontal_scroll(page: Page) -> None:
             f"{page.url} scrolls horizontally at {WIDTH}x{HEIGHT}: document width "
             f"{result['scrollWidth']} px; elements past the right edge:\n  {lines}"
         )
+
+
+def save_shot_sized(page: Page, folder: Path, name: str) -> Path:
+    """``<folder>/<name>.png`` at the page's current viewport size (a test that looks at a
+    screen at other sizes than 1280x800)."""
+    if not _SHOT_NAME.fullmatch(name):
+        raise ValueError(f"screenshot name {name!r}: letters, digits, '-', '_', '.' only")
+    size = page.viewport_size
+    assert size is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False, animations="disabled", caret="hide")
+    if png_size(path) != (size["width"], size["height"]):
+        raise AssertionError(f"{path} is {png_size(path)}, not the viewport {size}")
+    return path

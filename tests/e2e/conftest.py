@@ -230,3 +230,13 @@ def assert_touch_targets() -> Callable[..., int]:
 @pytest.fixture
 def no_horizontal_scroll() -> Callable[[Page], None]:
     return chromium.no_horizontal_scroll
+
+
+@pytest.fixture
+def shot_sized(output_dir: Path) -> Callable[[Page, str], Path]:
+    """``shot_sized(page, "viewer-1920x1080")``: like ``shot`` at the page's current size."""
+
+    def _shot(page: Page, name: str) -> Path:
+        return chromium.save_shot_sized(page, output_dir, name)
+
+    return _shot

@@ -94,7 +94,7 @@ async def _layout(user: session.SessionUser, view: ViewState) -> None:
             viewer.screen = viewport()
             viewer.controls = toolbar(viewer.step, viewer.set_preset, viewer.reset_view)
         findings_box = ui.column().classes("gap-2 no-wrap").style(
-            "width: 300px; min-width: 300px; max-height: 100%; overflow-y: auto")
+            "width: 280px; min-width: 280px; max-height: 100%; overflow-y: auto")
     viewer.listen()
     with thumbs:
         viewer.thumbs = panels.thumbnails(study, viewer.open_series)

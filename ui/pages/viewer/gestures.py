@@ -1,7 +1,8 @@
 """The viewer's browser side: fitting the image, wheel, swipe, pinch, drag and keys.
 
 - Fit: the image plate takes the largest rectangle of the image's display aspect that the
-  viewport holds (again on every resize); the overlay box covers exactly that rectangle.
+  viewport holds (again on every resize); the overlay box covers exactly that rectangle, its
+  type a little smaller on a small image.
 - Zoom (pinch with two fingers, or the buttons) scales the plate in the browser. Zoomed in,
   one finger (or the mouse) drags the image around, never further than its edges; at 100% or
   less a drag keeps the toolbar's meaning: scroll slices (``radiant_slice`` events) or drag the
@@ -49,6 +50,8 @@ window.radiantViewerAttach = function (id, texts) {
     w = Math.max(1, Math.floor(w)); h = Math.max(1, Math.floor(h));
     const x = Math.floor((W - w) / 2), y = Math.floor((H - h) / 2);
     state.rect = {x: x, y: y, w: w, h: h};
+    // Smaller type on a small image (a wide radiograph), so the corners keep their lines.
+    box.style.fontSize = clamp(Math.floor(h / 27), 11, 15) + 'px';
     for (const item of [plate, box]) {
       item.style.left = x + 'px'; item.style.top = y + 'px';
       item.style.width = w + 'px'; item.style.height = h + 'px';

@@ -28,6 +28,9 @@ def header(user: session.SessionUser, study: StudyDetail) -> None:
             "no-caps outline size=lg data-testid=viewer-report")
 
 
+CARD_CLASSES = "radiant-card q-pa-xs cursor-pointer w-full"
+
+
 @dataclass
 class Thumbnails:
     """One card per series (highlighted when open) and its thumbnail image."""
@@ -37,7 +40,7 @@ class Thumbnails:
 
     def highlight(self, series_id: str) -> None:
         for sid, card in self.cards.items():
-            card.classes(replace="radiant-card" + (" bg-blue-10" if sid == series_id else ""))
+            card.classes(replace=CARD_CLASSES + (" bg-blue-10" if sid == series_id else ""))
 
 
 def thumbnails(
@@ -46,7 +49,7 @@ def thumbnails(
     """The series cards in the current container; a tap opens that series."""
     built = Thumbnails()
     for series in study.series:
-        card = ui.card().classes("radiant-card q-pa-xs cursor-pointer").props(
+        card = ui.card().classes(CARD_CLASSES).props(
             f"data-testid=series-thumb data-series={series.id}").mark("series-thumb")
         card.on("click", lambda s=series.id: open_series(s))
         with card:

@@ -1,5 +1,5 @@
-"""The controls under the viewport: previous/next and the slice slider, window presets, zoom,
-reset and the drag mode (scroll slices or window/level)."""
+"""The controls under the viewport: previous/next, the slice slider, zoom and reset in one
+row; the window presets and the drag mode (scroll slices or window/level) in the next."""
 
 from __future__ import annotations
 
@@ -35,13 +35,6 @@ def toolbar(
         ui.button(icon="keyboard_arrow_down", on_click=lambda: step(1)).props(
             "round size=lg data-testid=slice-next").tooltip(i18n.t("viewer.next")).mark(
             "slice-next")
-    with ui.row().classes("w-full items-center gap-2"):
-        preset_buttons: dict[str, ui.button] = {}
-        for name in PRESETS:
-            preset_buttons[name] = ui.button(
-                i18n.t(f"preset.{name}"), on_click=lambda n=name: set_preset(n)
-            ).props(f"no-caps outline data-testid=preset-{name}")
-        ui.space()
         ui.button(icon="zoom_in", on_click=lambda: ui.run_javascript(
             "window.radiantViewer && radiantViewer.zoomBy(1.25)")).props(
             "round data-testid=zoom-in").tooltip(i18n.t("viewer.zoom_in"))
@@ -50,6 +43,13 @@ def toolbar(
             "round data-testid=zoom-out").tooltip(i18n.t("viewer.zoom_out"))
         ui.button(icon="restart_alt", on_click=lambda: reset_view()).props(
             "round data-testid=view-reset").tooltip(i18n.t("viewer.reset"))
+    with ui.row().classes("w-full items-center gap-2 radiant-tools"):
+        preset_buttons: dict[str, ui.button] = {}
+        for name in PRESETS:
+            preset_buttons[name] = ui.button(
+                i18n.t(f"preset.{name}"), on_click=lambda n=name: set_preset(n)
+            ).props(f"no-caps outline data-testid=preset-{name}")
+        ui.space()
         drag = ui.toggle(
             {"scroll": i18n.t("viewer.drag_scroll"),
              "window": i18n.t("viewer.drag_window")},

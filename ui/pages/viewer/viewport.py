@@ -4,7 +4,8 @@ technique, slice and window overlays in its corners and the orientation letters 
 
 The browser side (:mod:`ui.pages.viewer.gestures`) fits the image plate into the viewport at
 the image's display aspect (``data-aspect``), and lays the overlay box over exactly the image
-rectangle: the overlay never runs past the image, long lines end in an ellipsis."""
+rectangle: the overlay never runs past the image; a long line wraps inside its corner (at most
+half the image's width and height), what still does not fit is cut off at the image's edge."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ body.radiant-fill .q-page { height: 100%; min-height: 0 !important; }
 body.radiant-fill .nicegui-content { height: 100%; padding-bottom: 8px; flex-wrap: nowrap; }
 .radiant-fill-main { flex: 1 1 0; min-height: 0; flex-wrap: nowrap; }
 .radiant-viewport { flex: 1 1 0; min-height: 120px; }
+.radiant-tools .q-btn { padding-left: 10px; padding-right: 10px; }
 .radiant-plate { position: absolute; left: 0; top: 0; transform-origin: 50% 50%; }
 .radiant-overlay-box { position: absolute; left: 0; top: 0; overflow: hidden;
-                       pointer-events: none; }
-.radiant-overlay-box .radiant-overlay { max-width: calc(50% - 30px);
-  max-height: calc(50% - 16px); overflow: hidden; white-space: pre; text-overflow: ellipsis; }
-.radiant-overlay-box .radiant-overlay > div { overflow: hidden; text-overflow: ellipsis; }
-.radiant-marker { position: absolute; color: #ffeb3b; font-size: 18px; font-weight: 700;
+                       pointer-events: none; font-size: 15px; }
+.radiant-overlay-box .radiant-overlay { font-size: 1em; max-width: calc(50% - 30px);
+  max-height: calc(50% - 16px); overflow: hidden; white-space: pre-wrap;
+  overflow-wrap: anywhere; }
+.radiant-marker { position: absolute; color: #ffeb3b; font-size: 1.2em; font-weight: 700;
   line-height: 1; text-shadow: 0 0 3px #000, 0 0 3px #000; pointer-events: none; }
 """
 
