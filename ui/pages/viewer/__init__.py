@@ -1,16 +1,20 @@
-"""Viewer: series thumbnails, the current image large, slices by swipe, slider, mouse wheel
-and arrow keys, window presets, drag to window/level, pinch or buttons to zoom, demographics and
-technique overlay, AI findings beside the image (tap one: its slice, its box).
+"""Viewer: series thumbnails, the current image as large as the screen allows (the page itself
+never scrolls), slices by swipe, slider, mouse wheel, arrow keys, Page Up/Down and Home/End,
+window presets, drag to window/level, pinch or buttons to zoom and a drag to pan when zoomed,
+orientation letters on the image's edges, demographics and technique overlay inside the image,
+AI findings beside the image (tap one: its slice, its box).
 
-Images are rendered on the server by the studies and volumes services (each read audited) and
-sent to this session only, as data URLs. Presets and drag window/level both re-render from the
-stored values on the server: a drag changes the window centre/width in the browser (shown at
-once in the overlay) and sends it, throttled, to the server, which renders the latest one with
-the LINEAR VOI function (PS3.3 C.11.2.1.2.1). Zoom and pinch scale the image in the browser.
+Images are rendered on the server by the studies and volumes services (the series opened is
+audited once) and sent to this session only, as data URLs. Presets and drag window/level both
+re-render from the stored values on the server: a drag sends the window centre/width, throttled,
+to the server, which renders the latest one with the LINEAR VOI function (PS3.3 C.11.2.1.2.1);
+the overlay then names the window of the image shown (a preset with its numbers, or "dragged").
+Zoom, pinch and pan move the image in the browser.
 
 Components: :mod:`.panels` (header, thumbnails, findings), :mod:`.viewport`, :mod:`.toolbar`,
 :mod:`.overlay`, :mod:`.gestures` (browser side), :mod:`.controller` (behaviour and events),
-:mod:`.state` and :mod:`.data` (reads)."""
+:mod:`.state` and :mod:`.data` (reads); the orientation letters come from
+:mod:`appliance.dicom.orientation`."""
 
 from __future__ import annotations
 
