@@ -52,7 +52,7 @@ MEASURE_JS = r"""
     viewport: r(q('.radiant-viewport')),
     box: r(q('[data-testid=overlay-box]')),
     next: r(q('[data-testid=slice-next]')),
-    drag: r(q('[data-testid=drag-mode]')),
+    reset: r(q('[data-testid=view-reset]')),
     footer: r(q('.radiant-footer')),
     innerWidth: window.innerWidth,
     innerHeight: window.innerHeight,
@@ -70,6 +70,24 @@ TRANSLATE_JS = r"""
   if (t === 'none') return [1, 0, 0];
   const m = t.match(/matrix\(([^)]+)\)/)[1].split(',').map(Number);
   return [m[0], m[4], m[5]];
+}
+"""
+
+# Two touch pointers on the image: down at 100 px apart, then moved to 200 px apart (a pinch
+# that doubles the zoom), then up. Chromium's touch input cannot be driven with two fingers
+# from the test, so the pointer events are dispatched as a touch screen sends them.
+PINCH_JS = r"""
+() => {
+  const el = document.querySelector('.radiant-viewport');
+  const r = document.querySelector('[data-testid=viewer-image]').getBoundingClientRect();
+  const cx = r.left + r.width / 2, cy = r.top + r.height / 2;
+  const send = (type, id, x) => el.dispatchEvent(new PointerEvent(type, {pointerId: id,
+    pointerType: 'touch', isPrimary: id === 21, clientX: x, clientY: cy, bubbles: true}));
+  send('pointerdown', 21, cx - 50); send('pointerdown', 22, cx + 50);
+  for (let step = 1; step <= 5; step++) {
+    send('pointermove', 21, cx - 50 - 10 * step); send('pointermove', 22, cx + 50 + 10 * step);
+  }
+  send('pointerup', 21, cx - 100); send('pointerup', 22, cx + 100);
 }
 """
 
@@ -176,7 +194,7 @@ def assert_fills_without_page_scroll(m: dict[str, Any]) -> None:
     assert image["h"] >= viewport["h"] - 2 or image["w"] >= viewport["w"] - 2, m
     assert image["bottom"] <= viewport["bottom"] + 1 and image["right"] <= viewport["right"] + 1
     assert 0 <= m["next"]["y"] - viewport["bottom"] <= 16, m  # the toolbar, right below
-    assert 0 <= m["footer"]["y"] - m["drag"]["bottom"] <= 24, m  # then the status bar
+    assert 0 <= m["footer"]["y"] - m["reset"]["bottom"] <= 24, m  # then the status bar
 
 
 def assert_overlay_inside_image(m: dict[str, Any]) -> None:
@@ -276,6 +294,15 @@ def test_viewer_at_two_sizes(
     expect(page.get_by_test_id("overlay-zoom")).to_have_text("100%")
     assert page.evaluate(TRANSLATE_JS) == [1, 0, 0]
 
+    # -- two fingers pinch: the zoom follows the fingers' distance ------------------------------
+    page.evaluate(PINCH_JS)
+    scale, dx, dy = page.evaluate(TRANSLATE_JS)
+    assert scale == pytest.approx(2.0, abs=0.01), scale
+    expect(page.get_by_test_id("overlay-zoom")).to_have_text("200% · drag moves the image")
+    assert slice_number(page) == before
+    page.get_by_test_id("view-reset").click()
+    expect(page.get_by_test_id("overlay-zoom")).to_have_text("100%")
+
     # -- keys: Home/End/Page Down/Page Up, the page never scrolls ----------------------------
     page.evaluate(KEY_PROBE_JS)
     label = page.get_by_test_id("slice-label")
@@ -312,6 +339,20 @@ def test_viewer_at_two_sizes(
     assert_markers(page, "R", "L", "H", "F")
     expect(page.get_by_test_id("overlay-demographics")).to_contain_text("sex unknown")
     shot(page, "viewer-wide-radiograph-1280x800")
+    assert assert_touch_targets(page) >= 10
+    no_horizontal_scroll(page)
+
+    # -- the same screen in French: still no page scroll, words for what is missing -----------
+    page.get_by_test_id("lang-fr").click()
+    wait_for_nicegui(page)
+    open_viewer(page, ct, 28)
+    french = measure(page)
+    assert_fills_without_page_scroll(french)
+    assert_overlay_inside_image(french)
+    expect(page.get_by_test_id("overlay-demographics")).to_contain_text(
+        "sexe inconnu · âge inconnu · date de naissance inconnue")
+    assert_markers(page, "R", "L", "AH", "PF")
+    shot(page, "viewer-fr-1280x800")
     assert assert_touch_targets(page) >= 10
     no_horizontal_scroll(page)
 

@@ -81,7 +81,7 @@ window.radiantViewerAttach = function (id, texts) {
   }, {passive: false});
   el.addEventListener('pointerdown', (e) => {
     if (e.pointerType === 'mouse' && e.button !== 0) return;
-    el.setPointerCapture(e.pointerId);
+    try { el.setPointerCapture(e.pointerId); } catch (err) { /* pointer already gone */ }
     state.pointers.set(e.pointerId, {x: e.clientX, y: e.clientY});
     state.acc = 0;
     if (state.pointers.size === 2) {
