@@ -121,3 +121,25 @@ def markers(
     return from_image_orientation(image_orientation) or from_patient_orientation(
         patient_orientation
     )
+
+
+def frame_markers(ds: Any, frame: int) -> Markers | None:
+    """The orientation markers of ``frame``: Image Orientation (Patient) from the Plane
+    Orientation functional group (per-frame, then shared) or the top level, else Patient
+    Orientation (0020,0020)."""
+    iop = None
+    for name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        groups = ds.get(name)
+        index = frame if name.startswith("PerFrame") else 0
+        if not groups or index >= len(groups):
+            continue
+        plane = groups[index].get("PlaneOrientationSequence")
+        if plane and plane[0].get("ImageOrientationPatient") is not None:
+            iop = plane[0].ImageOrientationPatient
+            break
+    if iop is None:
+        iop = ds.get("ImageOrientationPatient")
+    try:
+        return markers(iop, ds.get("PatientOrientation"))
+    except Exception:  # a malformed value never stops the image from showing
+        return None

@@ -217,7 +217,7 @@ def render(
         else:
             result = _grey(arr, ds, frame, frames, preset, photometric, window)
         return replace(result, decoder=gdcm_fallback.last_decoder(),
-                       markers=frame_markers(ds, frame))
+                       markers=orientation.frame_markers(ds, frame))
 
 
 def _grey(
@@ -317,28 +317,6 @@ def _window(
     if not high > low:
         raise ValueError("the window's output range is empty")
     return (np.asarray(out, dtype=np.float64) - low) / (high - low)
-
-
-def frame_markers(ds: Dataset, frame: int) -> orientation.Markers | None:
-    """The orientation markers of ``frame``: Image Orientation (Patient) from the Plane
-    Orientation functional group (per-frame, then shared) or the top level, else Patient
-    Orientation (0020,0020); see :mod:`appliance.dicom.orientation`."""
-    iop = None
-    for name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
-        groups = ds.get(name)
-        index = frame if name.startswith("PerFrame") else 0
-        if not groups or index >= len(groups):
-            continue
-        plane = groups[index].get("PlaneOrientationSequence")
-        if plane and plane[0].get("ImageOrientationPatient") is not None:
-            iop = plane[0].ImageOrientationPatient
-            break
-    if iop is None:
-        iop = ds.get("ImageOrientationPatient")
-    try:
-        return orientation.markers(iop, ds.get("PatientOrientation"))
-    except Exception:  # a malformed value never stops the image from showing
-        return None
 
 
 def frame_module(ds: Dataset, frame: int) -> Dataset:

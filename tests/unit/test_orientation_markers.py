@@ -104,4 +104,4 @@ def test_an_enhanced_ct_takes_the_plane_orientation_functional_group() -> None:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     assert "ImageOrientationPatient" not in ds
     # Its shared group says rows run to the patient's right (-x): the letters follow.
-    assert preview.frame_markers(ds, 0) == Markers(left="L", right="R", top="A", bottom="P")
+    assert orientation.frame_markers(ds, 0) == Markers(left="L", right="R", top="A", bottom="P")
