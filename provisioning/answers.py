@@ -125,7 +125,7 @@ def validate(raw: dict[str, Any], current: Settings) -> Validated:
 
 def _parsed(raw: dict[str, Any]) -> Answers:
     """The answers' shapes and types (no blank text fields, no unknown answers)."""
-    for name in ("site_name", "timezone", "language", "dicom_ae_title"):
+    for name in ("site_name", "timezone", "language", "report_language", "dicom_ae_title"):
         if isinstance(raw.get(name), str) and not raw[name].strip():
             raise ProvisionError(name, "must not be empty or all spaces")
     try:
@@ -150,6 +150,9 @@ def _checked(answers: Answers) -> Ed25519PublicKey | None:
         raise ProvisionError("admin_username", str(exc)) from None
     if answers.language.lower() not in ("en", "fr"):
         raise ProvisionError("language", f"{answers.language!r} is not supported (en or fr)")
+    report = answers.report_language
+    if report is not None and report.lower() not in ("en", "fr"):
+        raise ProvisionError("report_language", f"{report!r} is not supported (en or fr)")
     if not answers.fleet_public_key:
         return None
     try:
@@ -166,6 +169,10 @@ def _setting_values(answers: Answers) -> dict[str, str]:
         value = getattr(answers, answer)
         if answer == "mode":
             value = mode.value
+        if answer == "report_language" and not value:
+            value = answers.language  # reports follow the screen language unless told
+        if answer in ("language", "report_language"):
+            value = str(value).lower()
         if value is None or value == "":
             continue
         values[field] = str(value)

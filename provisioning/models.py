@@ -18,6 +18,7 @@ ANSWER_SETTINGS: dict[str, str] = {
     "site_name": "site_name",
     "timezone": "timezone",
     "language": "language",
+    "report_language": "report_language",
     "dicom_ae_title": "dicom_ae_title",
     "dicom_port": "dicom_port",
     "mode": "mode",
@@ -52,6 +53,7 @@ BUNDLE_SETTINGS = frozenset(
         "site_name",
         "timezone",
         "language",
+        "report_language",
         "dicom_ae_title",
         "dicom_port",
         "mode",
@@ -69,6 +71,8 @@ class Answers(BaseModel):
     site_name: str = Field(min_length=1, max_length=64)
     timezone: str = "UTC"
     language: str = "en"
+    # Language of generated report text; omitted: the screen language above.
+    report_language: str | None = None
     admin_username: str
     admin_full_name: str | None = Field(default=None, max_length=128)
     dicom_ae_title: str = "RADIANT"

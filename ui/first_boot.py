@@ -50,6 +50,7 @@ FIELD_KEYS = frozenset(
         *REMOTE_FIELDS,
         "timezone",
         "language",
+        "report_language",
         "dicom_ae_title",
         "dicom_port",
         "remote",
@@ -207,6 +208,9 @@ def _build(settings: Settings, client: str) -> None:
             fields["language"] = ui.select(
                 i18n.languages(), value=i18n.current(), label=field_label("language")
             ).props("outlined data-testid=fb-language").mark("fb-language")
+            fields["report_language"] = ui.select(
+                i18n.languages(), value=i18n.current(), label=field_label("report_language")
+            ).props("outlined data-testid=fb-report_language").mark("fb-report_language")
             fields["dicom_ae_title"] = ui.input(
                 field_label("dicom_ae_title"), value="RADIANT"
             ).props("outlined data-testid=fb-dicom_ae_title").mark("fb-dicom_ae_title")

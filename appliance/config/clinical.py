@@ -19,6 +19,9 @@ class ClinicalSettings(BaseSettings):
     auto_volumes: bool = True
     # Reports and exports (appliance/export, appliance/integrations/pacs.py).
     report_page_size: Literal["A4", "LETTER"] = "A4"
+    # Language of the text the appliance writes into reports and their exports (technique,
+    # comparison, limitations, disclaimer, PDF titles): en or fr; a report may choose another.
+    report_language: Literal["en", "fr"] = "en"
     report_font_path: Path | None = None
     pacs_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
     pacs_retry_base_s: Annotated[float, Field(ge=0.01, le=86_400)] = 30.0
@@ -83,6 +86,11 @@ class ClinicalSettings(BaseSettings):
         if self.triage_webhook_url and self.triage_webhook_secret is None:
             raise ValueError("RADIANT_TRIAGE_WEBHOOK_URL needs RADIANT_TRIAGE_WEBHOOK_SECRET")
         return self
+
+    @field_validator("report_language", mode="before")
+    @classmethod
+    def _clinical_report_language(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("report_page_size", mode="before")
     @classmethod

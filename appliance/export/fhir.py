@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from appliance.export import coding
+from appliance.reports import language
 from appliance.reports.models import ReportFinding
 from appliance.reports.service import StoredReport
 from appliance.reports.units import UCUM_SYSTEM, display
@@ -150,10 +151,12 @@ def _observation(
     refs: dict[str, str],
 ) -> dict[str, Any]:
     h = report.content.header
+    lang = report.content.language
     kind = coding.finding_type(finding.text) or coding.GENERIC_FINDING
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": _uuid(str(report.row["id"]), "finding", finding.id),
+        "language": lang,
         "status": OBSERVATION_STATUS[report.status],
         "category": [
             {
@@ -168,7 +171,7 @@ def _observation(
         ],
         "code": {
             "coding": [_coding(coding.SCT_SYSTEM, kind.value, kind.meaning)],
-            "text": f"Finding {number}",
+            "text": language.text(lang, "fhir.finding", number=number),
         },
         "subject": _ref(h.patient_id),
         "issued": issued,
@@ -213,7 +216,7 @@ def _observation(
     if finding.confidence is not None:
         components.append(
             {
-                "code": {"text": "AI confidence (model estimate, not a probability of disease)"},
+                "code": {"text": language.text(lang, "fhir.confidence")},
                 "valueQuantity": {
                     "value": round(finding.confidence * 100, 1),
                     "unit": "%",
@@ -230,11 +233,17 @@ def _observation(
     if finding.key_image is not None:
         notes.append(
             {
-                "text": f"Key image: SOP Instance UID {finding.key_image.sop_instance_uid} "
-                f"(series {finding.key_image.series_uid})"
+                "text": language.text(
+                    lang,
+                    "fhir.key_image",
+                    uid=finding.key_image.sop_instance_uid,
+                    series=finding.key_image.series_uid,
+                )
             }
         )
-    notes.append({"text": f"Source: {finding.source}; review: {finding.review_state}"})
+    source = language.text(lang, f"source.{finding.source}")
+    review = language.text(lang, f"review.{finding.review_state}")
+    notes.append({"text": language.text(lang, "sr.source", source=source, review=review)})
     resource["note"] = notes
     return resource
 
@@ -264,9 +273,14 @@ def bundle(
             "deviceName": [{"name": p.model_id or "AI model", "type": "model-name"}],
             "note": [
                 {
-                    "text": f"Decision-support model via {p.engine or 'unknown engine'}; "
-                    f"prompt {p.prompt_id or '-'} {p.prompt_version or ''}; "
-                    f"analysis {p.analysis_id}"
+                    "text": language.text(
+                        content.language,
+                        "fhir.device",
+                        engine=p.engine or "-",
+                        prompt=p.prompt_id or "-",
+                        prompt_version=p.prompt_version or "",
+                        analysis=p.analysis_id,
+                    )
                 }
             ],
         }
@@ -291,6 +305,7 @@ def bundle(
     diagnostic: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": report_id,
+        "language": content.language,
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{report_id}"}],
         "status": report.verification.fhir_status,
         "category": [
@@ -316,7 +331,9 @@ def bundle(
                 "hash": base64.b64encode(hashlib.sha1(pdf, usedforsecurity=False).digest()).decode(
                     "ascii"
                 ),
-                "title": f"Radiology report v{report.version['version']}",
+                "title": language.text(
+                    content.language, "fhir.pdf_title", version=report.version["version"]
+                ),
                 "creation": _instant(str(report.version["created_at"])),
             }
         ],
@@ -331,7 +348,13 @@ def bundle(
     conclusion = content.impression
     if content.addenda:
         conclusion = "\n\n".join(
-            [conclusion or "", *(f"Addendum (v{a.version}): {a.text}" for a in content.addenda)]
+            [
+                conclusion or "",
+                *(
+                    language.text(content.language, "fhir.addendum", version=a.version, text=a.text)
+                    for a in content.addenda
+                ),
+            ]
         ).strip()
     if conclusion:
         diagnostic["conclusion"] = conclusion

@@ -37,6 +37,7 @@ from pydicom.valuerep import DA, TM
 
 from appliance import __version__
 from appliance.export import coding
+from appliance.reports import language
 from appliance.reports.models import ReportContent, ReportFinding
 from appliance.reports.service import StoredReport
 from appliance.reports.units import meaning
@@ -45,6 +46,11 @@ MANUFACTURER = "RadiantAI"
 SERIES_NUMBER = 9901
 QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 COMMENT = codes.DCM.Comment
+# TID 1204 Language of Content Item and Descendants (RFC 5646 tags, as highdicom's default).
+_LANGUAGE_CODES = {
+    "en": hd.sr.CodedConcept("en-US", "RFC5646", "English (United States)"),
+    "fr": hd.sr.CodedConcept("fr-FR", "RFC5646", "French (France)"),
+}
 _CHARSET = "ISO_IR 192"
 
 
@@ -231,36 +237,52 @@ def _group(
         items.append(_text(codes.SCT.FindingSite, finding.location))
     if finding.impression:
         items.append(_text(codes.DCM.Impression, finding.impression))
+    lang = content.language
     if finding.confidence is not None:
+        percent = f"{language.number(lang, round(finding.confidence * 100), 0)} %"
+        value = language.number(lang, round(finding.confidence, 2), 2)
         items.append(
-            _text(
-                COMMENT,
-                f"AI confidence {finding.confidence:.2f} ({finding.confidence * 100:.0f} %): "
-                "a model estimate, not a probability of disease",
-            )
+            _text(COMMENT, language.text(lang, "sr.confidence", value=value, percent=percent))
         )
-    items.append(_text(COMMENT, f"Source: {finding.source}; review: {finding.review_state}"))
+    source = language.text(lang, f"source.{finding.source}")
+    review = language.text(lang, f"review.{finding.review_state}")
+    items.append(_text(COMMENT, language.text(lang, "sr.source", source=source, review=review)))
     return group
 
 
 def _narrative(
     content: ReportContent, notice: str | None, unlocated: Sequence[tuple[int, ReportFinding]] = ()
 ) -> hd.sr.ContainerContentItem | None:
+    lang = content.language
+    limitations = (
+        language.text(lang, "sr.limitations", text=content.limitations)
+        if content.limitations
+        else None
+    )
     sections: list[tuple[Code, str | None]] = [
-        *((codes.DCM.Finding, f"Finding {n} ({f.id}), no region: {f.text}") for n, f in unlocated),
+        *(
+            (codes.DCM.Finding, language.text(lang, "sr.unlocated", number=n, id=f.id, text=f.text))
+            for n, f in unlocated
+        ),
         (codes.DCM.IndicationsForProcedure, content.clinical_indication),
         (codes.DCM.CurrentProcedureDescriptions, content.technique),
         (codes.DCM.PriorProcedureDescriptions, content.comparison),
         (codes.DCM.Impression, content.impression),
         (codes.DCM.Recommendation, content.recommendations),
-        (COMMENT, f"Limitations: {content.limitations}" if content.limitations else None),
+        (COMMENT, limitations),
         (COMMENT, notice),
     ]
     sections.extend(
         (
             codes.DCM.Addendum,
-            f"{a.text} [addendum, version {a.version}, {a.author_name or 'unknown'}, "
-            f"{a.created_at}]",
+            language.text(
+                lang,
+                "sr.addendum",
+                text=a.text,
+                version=a.version,
+                author=a.author_name or language.text(lang, "unknown"),
+                when=a.created_at,
+            ),
         )
         for a in content.addenda
     )
@@ -311,6 +333,9 @@ def build(
         observation_context=_observation_context(report, device),
         procedure_reported=coding.procedure(modality),
         imaging_measurements=groups,
+        language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
+            _LANGUAGE_CODES[content.language]
+        ),
     )
     root = measurement_report[0]
     if placeholder:
@@ -321,7 +346,8 @@ def build(
                 if item.ConceptNameCodeSequence[0].CodeValue != codes.DCM.ImagingMeasurements.value
             ]
         )
-    narrative = _narrative(content, report.verification.notice(content.disclaimer), unlocated)
+    notice = report.verification.notice(content.disclaimer, lang=content.language)
+    narrative = _narrative(content, notice, unlocated)
     if narrative is not None:
         root.ContentSequence.append(narrative)
     if placement is None:

@@ -23,7 +23,7 @@ from ai.safety import DISCLAIMER
 from appliance.db.rows import fetch_all as rows
 from appliance.db.rows import fetch_found as one
 from appliance.errors import InvalidInput
-from appliance.reports import technique
+from appliance.reports import language, technique
 from appliance.reports.models import (
     ComparisonStudy,
     ImageRegion,
@@ -38,10 +38,8 @@ from appliance.reports.models import (
 from appliance.reports.units import to_ucum
 from appliance.storage.service import ObjectStore
 
-AI_LIMITATIONS = (
-    "Findings marked AI were drafted by an automated model from a subset of the images and "
-    "are preliminary. Confidence values are model estimates, not probabilities of disease."
-)
+# The English texts (the reference; every language's are in appliance/reports/locales).
+AI_LIMITATIONS = language.text("en", "limitations.ai")
 
 
 def header(db: sqlite_utils.Database, study_id: str, facility: str) -> ReportHeader:
@@ -195,10 +193,10 @@ def _flag(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparison(
-    db: sqlite_utils.Database, analysis: dict[str, Any] | None
+    db: sqlite_utils.Database, analysis: dict[str, Any] | None, lang: str
 ) -> tuple[str, list[ComparisonStudy]]:
     if analysis is None or not analysis.get("prior_study_id"):
-        return "None.", []
+        return language.text(lang, "none"), []
     prior = one(
         db,
         "SELECT id, study_uid, study_date, description FROM studies WHERE id = ?",
@@ -211,9 +209,37 @@ def _comparison(
         study_date=prior["study_date"],
         description=prior["description"],
     )
-    when = f" of {_date(prior['study_date'])}" if prior["study_date"] else ""
-    what = f" ({prior['description']})" if prior["description"] else ""
-    return f"Prior study{when}{what}.", [study]
+    return comparison_text([study], lang), [study]
+
+
+def comparison_text(priors: list[ComparisonStudy], lang: str) -> str:
+    """The comparison sentence for the prior studies in report language ``lang``."""
+    if not priors:
+        return language.text(lang, "none")
+    sentences = []
+    for prior in priors:
+        date, description = _date(prior.study_date), prior.description
+        if date and description:
+            key = "comparison.prior_dated_described"
+        elif date:
+            key = "comparison.prior_dated"
+        elif description:
+            key = "comparison.prior_described"
+        else:
+            key = "comparison.prior"
+        sentences.append(language.text(lang, key, date=date, description=description))
+    return " ".join(sentences)
+
+
+def limitations_text(partial_instances: int | None, partial: bool, lang: str) -> str:
+    """The limitations of AI content (with the partial analysis note first when partial)."""
+    text = language.text(lang, "limitations.ai")
+    return f"{partial_note(partial_instances, lang)}\n{text}" if partial else text
+
+
+def disclaimer(lang: str) -> str:
+    """The decision-support disclaimer in ``lang`` (English: :data:`ai.safety.DISCLAIMER`)."""
+    return DISCLAIMER if lang == "en" else language.text(lang, "disclaimer")
 
 
 def _date(value: str | None) -> str:
@@ -230,13 +256,16 @@ def draft(
     facility: str,
     analysis_id: str | None,
     include_ai_disclaimer: bool,
+    lang: str = language.DEFAULT,
 ) -> ReportContent:
-    """The content of a new draft; InvalidInput when the analysis belongs to another study,
-    is not finished, or when the AI disclaimer is turned off for AI content."""
+    """The content of a new draft, its generated text in report language ``lang``;
+    InvalidInput when the analysis belongs to another study, is not finished, or when the AI
+    disclaimer is turned off for AI content."""
+    lang = language.checked(lang)
     head = header(db, study_id, facility)
     facts = technique.collect(db, store, study_id)
     if not head.exam:
-        head.exam = technique.exam_name(facts)
+        head.exam = technique.exam_name(facts, lang)
     analysis: dict[str, Any] | None = None
     if analysis_id is not None:
         analysis = one(db, "SELECT * FROM analyses WHERE id = ?", (analysis_id,), "analysis")
@@ -248,14 +277,15 @@ def draft(
             raise InvalidInput(
                 "a report with AI content always carries the decision-support disclaimer"
             )
-    comparison, priors = _comparison(db, analysis)
+    comparison, priors = _comparison(db, analysis, lang)
     content = ReportContent(
         header=head,
-        technique=technique.narrative(facts),
+        language=lang,
+        technique=technique.narrative(facts, lang),
         technique_facts=facts,
         comparison=comparison,
         comparison_studies=priors,
-        disclaimer=DISCLAIMER if include_ai_disclaimer else None,
+        disclaimer=disclaimer(lang) if include_ai_disclaimer else None,
     )
     if analysis is not None:
         content.clinical_indication = analysis["clinical_indication"]
@@ -266,7 +296,7 @@ def draft(
         content.impression_flags = flagged
         # A flagged impression (reworded included) goes in marked, awaiting a decision.
         content.impression_review = "pending" if flagged else None
-        content.limitations = AI_LIMITATIONS
+        content.limitations = limitations_text(None, False, lang)
         content.provenance = Provenance(
             analysis_id=analysis["id"],
             engine=analysis["engine"],
@@ -280,14 +310,38 @@ def draft(
         if analysis.get("partial"):
             count = analysis.get("instance_count")
             content.provenance.partial_instances = count
-            content.limitations = f"{partial_note(count)}\n{content.limitations}"
+            content.limitations = limitations_text(count, True, lang)
     return content
 
 
-def partial_note(count: int | None) -> str:
+def partial_note(count: int | None, lang: str = language.DEFAULT) -> str:
     """The sentence a partial analysis carries into its draft (and so its exports)."""
-    return (
-        f"PARTIAL ANALYSIS: the AI analysed the study while it was still arriving; it saw only "
-        f"{count if count is not None else 'some'} images. Images that arrived later were not "
-        "analysed."
-    )
+    if count is None:
+        return language.text(lang, "limitations.partial_unknown")
+    return language.plural(lang, "limitations.partial", count)
+
+
+def relanguage(content: ReportContent, lang: str) -> ReportContent:
+    """``content`` with report language ``lang``: each generated text still as generated (the
+    technique, the exam name, the comparison, the limitations) is written again in ``lang``,
+    the disclaimer always; text a radiologist edited is kept as it is."""
+    new = language.checked(lang)
+    old = content.language
+    result = content.model_copy(deep=True)
+    result.language = new
+    if old == new:
+        return result
+    facts = content.technique_facts
+    if content.technique == technique.narrative(facts, old):
+        result.technique = technique.narrative(facts, new)
+    if content.header.exam and content.header.exam == technique.exam_name(facts, old):
+        result.header.exam = technique.exam_name(facts, new)
+    if content.comparison == comparison_text(content.comparison_studies, old):
+        result.comparison = comparison_text(content.comparison_studies, new)
+    count = content.provenance.partial_instances if content.provenance else None
+    for partial in (False, True):
+        if content.limitations == limitations_text(count, partial, old):
+            result.limitations = limitations_text(count, partial, new)
+    if content.disclaimer is not None:
+        result.disclaimer = disclaimer(new)
+    return result

@@ -42,8 +42,10 @@ def create(
     actor: Actor,
     *,
     facility: str,
+    language: str = "en",
 ) -> ReportOut:
-    """Draft version 1: from the analysis, or an empty structured draft without one."""
+    """Draft version 1: from the analysis, or an empty structured draft without one; its
+    generated text in ``data.language``, else ``language`` (the site's report language)."""
     require(actor, ReportAction.CREATE_DRAFT)
     content = builder.draft(
         db,
@@ -52,6 +54,7 @@ def create(
         facility=facility,
         analysis_id=data.analysis_id,
         include_ai_disclaimer=data.include_ai_disclaimer,
+        lang=data.language or language,
     )
     now = now_iso()
     report: dict[str, Any] = {
@@ -82,6 +85,7 @@ def create(
                 "study_id": data.study_id,
                 "analysis_id": data.analysis_id,
                 "findings": len(content.findings),
+                "language": content.language,
             },
         )
     return report_out(StoredReport(report, version, content, None))
@@ -150,7 +154,9 @@ def update(
                 if data.addendum is not None:
                     raise InvalidInput("a draft is edited directly; addenda are for signed reports")
                 content = report.content.model_copy(deep=True)
-                for field in data.section_fields():
+                if data.language is not None:
+                    content = builder.relanguage(content, data.language)
+                for field in data.section_fields() - {"language"}:
                     if field == "findings":
                         content.findings = _edited_findings(report.content.findings, data)
                     else:

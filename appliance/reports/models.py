@@ -223,6 +223,11 @@ class ReportContent(BaseModel):
     """One version of a report, whole."""
 
     header: ReportHeader
+    language: Literal["en", "fr"] = Field(
+        default="en",
+        description="Language of the text the appliance generated (technique, comparison, "
+        "limitations, disclaimer, export titles); the model's text is never translated",
+    )
     clinical_indication: str | None = None
     technique: str | None = None
     technique_facts: TechniqueFacts = TechniqueFacts()
@@ -259,6 +264,11 @@ class ReportCreate(BaseModel):
         default=True,
         description="Print the decision-support disclaimer; AI content always carries it",
     )
+    language: Literal["en", "fr"] | None = Field(
+        default=None,
+        description="Language of the generated report text; omitted: the site's report "
+        "language (RADIANT_REPORT_LANGUAGE)",
+    )
 
 
 class FindingEdit(BaseModel):
@@ -286,6 +296,11 @@ class ReportUpdate(BaseModel):
     impression: Text | None = None
     recommendations: Text | None = None
     limitations: Text | None = None
+    language: Literal["en", "fr"] | None = Field(
+        default=None,
+        description="Write the generated text of the draft (technique, comparison, "
+        "limitations, disclaimer) again in this language; edited text is kept",
+    )
     addendum: Text | None = None
     expected_version: int | None = Field(
         default=None, description="Refuse (409) unless this is the current version"
@@ -295,6 +310,8 @@ class ReportUpdate(BaseModel):
     def _something(self) -> ReportUpdate:
         if not (self.model_fields_set - {"expected_version"}):
             raise ValueError("give at least one section to change, or an addendum")
+        if "language" in self.model_fields_set and self.language is None:
+            raise ValueError("language must be en or fr")
         if "findings" in self.model_fields_set and self.findings is None:
             raise ValueError("findings must be a list (an empty list removes every finding)")
         if self.addendum is not None and not self.addendum:

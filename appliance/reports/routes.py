@@ -44,7 +44,14 @@ def create_report(
     """Draft version 1 from the analysis (findings, measurements, impression, provenance), or
     an empty structured draft; the header and technique come from the study. A draft from an
     analysis also stores its findings SR in the study (series "RadiantAI findings, UNVERIFIED")."""
-    out = service.create(ctx.pool.get(), ctx.store, body, actor, facility=ctx.settings.site_name)
+    out = service.create(
+        ctx.pool.get(),
+        ctx.store,
+        body,
+        actor,
+        facility=ctx.settings.site_name,
+        language=ctx.settings.report_language,
+    )
     findings_sr.publish(ctx, out.id, actor)
     return out
 

@@ -95,7 +95,7 @@ def verification_out(report: StoredReport) -> VerificationOut:
         state=found.state,
         verifier_name=found.verifier_name,
         verified_at=found.verified_at,
-        notice=found.notice(report.content.disclaimer),
+        notice=found.notice(report.content.disclaimer, lang=report.content.language),
     )
 
 

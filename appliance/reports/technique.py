@@ -18,35 +18,29 @@ import sqlite_utils
 from pydicom.dataset import Dataset
 
 from appliance.logs import get_logger
+from appliance.reports import language
 from appliance.reports.models import TechniqueFacts
 from appliance.storage.instances import instance_path
 from appliance.storage.service import ObjectStore
 
 log = get_logger("radiant.reports")
 
-_BODY_PART_WORDS = {
-    "HEAD": "head",
-    "BRAIN": "brain",
-    "CHEST": "chest",
-    "ABDOMEN": "abdomen",
-    "PELVIS": "pelvis",
-    "CSPINE": "cervical spine",
-    "TSPINE": "thoracic spine",
-    "LSPINE": "lumbar spine",
-    "SPINE": "spine",
-    "NECK": "neck",
-    "EXTREMITY": "extremity",
-}
-_MODALITY_WORDS = {
-    "CT": "CT",
-    "MR": "MR",
-    "CR": "Radiograph",
-    "DX": "Radiograph",
-    "US": "Ultrasound",
-    "NM": "Nuclear medicine",
-    "PT": "PET",
-    "MG": "Mammogram",
-}
+_BODY_PARTS = frozenset(
+    (
+        "HEAD",
+        "BRAIN",
+        "CHEST",
+        "ABDOMEN",
+        "PELVIS",
+        "CSPINE",
+        "TSPINE",
+        "LSPINE",
+        "SPINE",
+        "NECK",
+        "EXTREMITY",
+    )
+)
+_MODALITIES = frozenset(("CT", "MR", "CR", "DX", "US", "NM", "PT", "MG"))
 
 
 def _float(value: Any) -> float | None:
@@ -151,42 +145,73 @@ def _from_dataset(facts: TechniqueFacts, ds: Dataset) -> None:
         facts.contrast_agent = agent
 
 
-def _range(values: Iterable[float], unit: str) -> str:
+def _range(values: Iterable[float], unit: str, lang: str) -> str:
     numbers = sorted(values)
     if not numbers:
         return ""
-    low, high = numbers[0], numbers[-1]
+    low, high = language.number(lang, numbers[0]), language.number(lang, numbers[-1])
     if low == high:
-        return f"{low:g} {unit}"
-    return f"{low:g}-{high:g} {unit}"
+        return f"{low} {unit}"
+    return language.text(lang, "range", low=low, high=high, unit=unit)
 
 
-def exam_name(facts: TechniqueFacts) -> str:
-    """e.g. ``CT head``; the modality alone when no body part is recorded."""
+def exam_name(facts: TechniqueFacts, lang: str = language.DEFAULT) -> str:
+    """e.g. ``CT head`` (``TDM de la tête``); the modality alone when no body part is
+    recorded."""
     modality = facts.modalities[0] if facts.modalities else ""
-    word = _MODALITY_WORDS.get(modality, modality or "Imaging")
-    parts = [_BODY_PART_WORDS.get(p, p.lower()) for p in facts.body_parts if p]
-    return f"{word} {' and '.join(parts)}".strip() if parts else word
-
-
-def narrative(facts: TechniqueFacts) -> str:
-    """The technique paragraph generated from the facts (editable in the draft)."""
-    if not facts.series_count:
-        return "No images are indexed for this study."
-    sentences = [f"{exam_name(facts)}: {facts.series_count} series, {facts.instance_count} images."]
-    if facts.slice_thickness_mm:
-        sentences.append(f"Slice thickness {_range(facts.slice_thickness_mm, 'mm')}.")
-    if facts.kvp or facts.exposure_mas:
-        parts = [p for p in (_range(facts.kvp, "kVp"), _range(facts.exposure_mas, "mAs")) if p]
-        sentences.append(f"Exposure {', '.join(parts)}.")
-    if facts.field_strength_t:
-        sentences.append(f"Field strength {_range(facts.field_strength_t, 'T')}.")
-    if facts.sequences:
-        sentences.append(f"Sequences: {'; '.join(facts.sequences)}.")
-    if facts.series:
-        sentences.append(f"Series: {'; '.join(facts.series)}.")
-    if facts.contrast_agent:
-        sentences.append(f"Contrast agent: {facts.contrast_agent}.")
+    if modality in _MODALITIES:
+        word = language.text(lang, f"modality.{modality}")
     else:
-        sentences.append("No contrast agent is recorded in the image headers.")
+        word = modality or language.text(lang, "modality.imaging")
+    parts = [
+        language.text(lang, f"body.{p}")
+        if p in _BODY_PARTS
+        else language.text(lang, "body.other", part=p.lower())
+        for p in facts.body_parts
+        if p
+    ]
+    if not parts:
+        return word
+    return language.text(lang, "exam", modality=word, parts=language.text(lang, "and").join(parts))
+
+
+def narrative(facts: TechniqueFacts, lang: str = language.DEFAULT) -> str:
+    """The technique paragraph generated from the facts in report language ``lang`` (editable
+    in the draft)."""
+    if not facts.series_count:
+        return language.text(lang, "technique.no_images")
+    sentences = [
+        language.text(
+            lang,
+            "technique.summary",
+            exam=exam_name(facts, lang),
+            series=language.plural(lang, "technique.series", facts.series_count),
+            images=language.plural(lang, "technique.images", facts.instance_count),
+        )
+    ]
+    if facts.slice_thickness_mm:
+        thickness = _range(facts.slice_thickness_mm, "mm", lang)
+        sentences.append(language.text(lang, "technique.slice_thickness", range=thickness))
+    if facts.kvp or facts.exposure_mas:
+        parts = [
+            p
+            for p in (_range(facts.kvp, "kVp", lang), _range(facts.exposure_mas, "mAs", lang))
+            if p
+        ]
+        sentences.append(language.text(lang, "technique.exposure", values=", ".join(parts)))
+    if facts.field_strength_t:
+        strength = _range(facts.field_strength_t, "T", lang)
+        sentences.append(language.text(lang, "technique.field_strength", range=strength))
+    if facts.sequences:
+        sentences.append(
+            language.text(lang, "technique.sequences", items="; ".join(facts.sequences))
+        )
+    if facts.series:
+        sentences.append(
+            language.text(lang, "technique.series_list", items="; ".join(facts.series))
+        )
+    if facts.contrast_agent:
+        sentences.append(language.text(lang, "technique.contrast", agent=facts.contrast_agent))
+    else:
+        sentences.append(language.text(lang, "technique.no_contrast"))
     return " ".join(sentences)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from appliance.reports import language
+
 VerificationState = Literal["UNVERIFIED", "VERIFIED", "AMENDED"]
 DicomFlag = Literal["UNVERIFIED", "VERIFIED"]
 
@@ -58,19 +60,19 @@ class Verification:
         """FHIR R4 DiagnosticReport.status."""
         return _FHIR[self.state]
 
-    def notice(self, disclaimer: str | None, when: str | None = None) -> str | None:
+    def notice(
+        self, disclaimer: str | None, when: str | None = None, lang: str = "en"
+    ) -> str | None:
         """The decision-support sentence for this state: the stored disclaimer on a draft;
         once signed, who verified it and when (``when`` formats ``verified_at``), and that
-        the AI suggestions were reviewed. None when the report has no disclaimer (no AI)."""
+        the AI suggestions were reviewed, in report language ``lang``. None when the report
+        has no disclaimer (no AI)."""
         if not self.signed:
             return disclaimer
         if disclaimer is None:
             return None
         moment = when or self.verified_at or "-"
-        text = (
-            f"Signed by {self.verifier_name} at {moment}; AI suggestions were reviewed. "
-            "AI-generated content was decision support only."
-        )
+        text = language.text(lang, "verification.signed", name=self.verifier_name, moment=moment)
         if self.state == "AMENDED":
-            text += " Amended after signature: see addenda."
+            text += " " + language.text(lang, "verification.amended")
         return text

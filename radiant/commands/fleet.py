@@ -100,6 +100,7 @@ def cmd_fleet_enroll_bundle(args: argparse.Namespace) -> int:
         "site_name": args.site_name,
         "timezone": args.timezone,
         "language": args.language,
+        "report_language": args.report_language,
         "dicom_ae_title": args.ae_title,
         "dicom_port": args.dicom_port,
         "mode": args.mode,
@@ -264,6 +265,7 @@ def add_commands(
     bundle.add_argument("--site-name")
     bundle.add_argument("--timezone")
     bundle.add_argument("--language")
+    bundle.add_argument("--report-language")
     bundle.add_argument("--ae-title")
     bundle.add_argument("--dicom-port")
     bundle.add_argument("--mode", choices=[m.value for m in Mode])

@@ -29,6 +29,7 @@ _ANSWER_FLAGS = {
     "site_name": "--site-name",
     "timezone": "--timezone",
     "language": "--language",
+    "report_language": "--report-language",
     "admin_username": "--admin-username",
     "admin_full_name": "--admin-full-name",
     "dicom_ae_title": "--ae-title",

@@ -65,8 +65,10 @@ PAGE_SIZES = {"A4": A4, "LETTER": LETTER}
 def render(data: PdfInput, key_image: KeyImageSource) -> bytes:
     """The PDF bytes of one report version."""
     font = fonts(data.font_path)
-    styles = Styles(font)
     content = data.content
+    lang = content.language
+    styles = Styles(font, lang)
+    exam = content.header.exam or styles.t("pdf.imaging_study")
     out = io.BytesIO()
     doc = SimpleDocTemplate(
         out,
@@ -75,38 +77,39 @@ def render(data: PdfInput, key_image: KeyImageSource) -> bytes:
         rightMargin=18 * mm,
         topMargin=22 * mm,
         bottomMargin=25 * mm,
-        title=f"Radiology report: {content.header.exam or ''}".strip(),
+        title=styles.t("pdf.title", exam=exam),
         author=content.header.facility,
-        subject="Radiology report",
+        subject=styles.t("pdf.subject"),
         creator=f"RadiantAI {__version__}",
     )
     story: list[Flowable] = [
         Paragraph(styles.m(content.header.facility), styles.title),
-        Paragraph(
-            styles.m(f"Radiology report: {content.header.exam or 'imaging study'}"), styles.heading
-        ),
+        Paragraph(styles.m(styles.t("pdf.title", exam=exam)), styles.heading),
         header_table(styles, data),
         Spacer(1, 3 * mm),
     ]
-    story += section(styles, "Clinical indication", content.clinical_indication)
-    story += section(styles, "Technique", content.technique)
-    story += section(styles, "Comparison", content.comparison)
-    story += [Paragraph("Findings", styles.heading), findings_table(styles, content.findings)]
+    story += section(styles, "clinical_indication", content.clinical_indication)
+    story += section(styles, "technique", content.technique)
+    story += section(styles, "comparison", content.comparison)
+    story += [
+        Paragraph(styles.m(styles.t("section.findings")), styles.heading),
+        findings_table(styles, content.findings),
+    ]
     story += key_images(styles, content.findings, key_image)
-    story += section(styles, "Impression", content.impression)
-    story += section(styles, "Recommendations", content.recommendations)
-    story += section(styles, "Limitations", content.limitations)
+    story += section(styles, "impression", content.impression)
+    story += section(styles, "recommendations", content.recommendations)
+    story += section(styles, "limitations", content.limitations)
     if content.addenda:
-        story.append(Paragraph("Addenda", styles.heading))
+        story.append(Paragraph(styles.m(styles.t("section.addenda")), styles.heading))
         for addendum in content.addenda:
+            line = styles.t(
+                "pdf.addendum",
+                version=addendum.version,
+                author=addendum.author_name or styles.t("unknown"),
+                when=format_moment(addendum.created_at, lang),
+            )
             story.append(
-                Paragraph(
-                    f"<b>Addendum (version {addendum.version}), "
-                    f"{styles.m(addendum.author_name or 'unknown')}, "
-                    f"{styles.m(format_moment(addendum.created_at))}:</b> "
-                    f"{styles.m(addendum.text)}",
-                    styles.body,
-                )
+                Paragraph(f"<b>{styles.m(line)}</b> {styles.m(addendum.text)}", styles.body)
             )
     story += signature(styles, data)
     story += [Spacer(1, 4 * mm), provenance(styles, data)]
@@ -115,6 +118,6 @@ def render(data: PdfInput, key_image: KeyImageSource) -> bytes:
         story,
         onFirstPage=decorate,
         onLaterPages=decorate,
-        canvasmaker=numbered_canvas(font),
+        canvasmaker=numbered_canvas(font, lang),
     )
     return out.getvalue()

@@ -31,6 +31,7 @@ from appliance.export.pdf.content import (
     measurements_text,
 )
 from appliance.export.pdf.fonts import Fonts, markup
+from appliance.reports import language
 from appliance.reports.models import ReportFinding
 
 
@@ -51,8 +52,9 @@ def _marked_png(png: bytes, finding: ReportFinding) -> bytes:
 class Styles:
     """The paragraph styles of the report in its font."""
 
-    def __init__(self, font: Fonts) -> None:
+    def __init__(self, font: Fonts, lang: str = "en") -> None:
         self.font = font
+        self.lang = lang
         base = ParagraphStyle("base", fontName=font.regular, fontSize=9.5, leading=12.5)
         self.body = base
         self.small = ParagraphStyle("small", parent=base, fontSize=8, leading=10)
@@ -77,30 +79,36 @@ class Styles:
         """``text`` as Paragraph markup, each character in a font that has it."""
         return markup(text, self.font)
 
+    def t(self, key: str, **params: Any) -> str:
+        """The report text ``key`` in the report's language (plain text, not markup)."""
+        return language.text(self.lang, key, **params)
 
-def section(styles: Styles, title: str, text: str | None) -> list[Flowable]:
-    """A titled section ("None." when empty)."""
+
+def section(styles: Styles, name: str, text: str | None) -> list[Flowable]:
+    """The section ``name`` (``section.<name>`` in the report catalog), "None." when empty."""
     return [
-        Paragraph(styles.m(title), styles.heading),
-        Paragraph(styles.m(text) if text else "<i>None.</i>", styles.body),
+        Paragraph(styles.m(styles.t(f"section.{name}")), styles.heading),
+        Paragraph(styles.m(text) if text else f"<i>{styles.m(styles.t('none'))}</i>", styles.body),
     ]
 
 
 def header_table(styles: Styles, data: PdfInput) -> Table:
     """The patient and study table under the title."""
     h = data.content.header
-    sex = {"M": "Male", "F": "Female", "O": "Other"}.get(h.sex or "", "-")
+    t = styles.t
+    sex = t(f"sex.{h.sex}") if h.sex in ("M", "F", "O") else "-"
+    state = t("pdf.report_state", status=t(f"status.{data.status}"), version=data.version)
     cells = [
-        ("Patient", h.patient_name or "-", "MRN", h.mrn),
-        ("Birth date", h.birth_date or "-", "Sex", sex),
-        ("Exam", h.exam or "-", "Accession", h.accession_number or "-"),
+        (t("pdf.patient"), h.patient_name or "-", t("pdf.mrn"), h.mrn),
+        (t("pdf.birth_date"), h.birth_date or "-", t("pdf.sex"), sex),
+        (t("pdf.exam"), h.exam or "-", t("pdf.accession"), h.accession_number or "-"),
         (
-            "Study date",
+            t("pdf.study_date"),
             f"{format_date(h.study_date)} {format_time(h.study_time)}".strip(),
-            "Modalities",
+            t("pdf.modalities"),
             ", ".join(h.modalities) or "-",
         ),
-        ("Referring", h.referring_physician or "-", "Report", f"{data.status}, v{data.version}"),
+        (t("pdf.referring"), h.referring_physician or "-", t("pdf.report"), state),
     ]
     rows = [
         [
@@ -129,24 +137,33 @@ def header_table(styles: Styles, data: PdfInput) -> Table:
 
 def findings_table(styles: Styles, findings: list[ReportFinding]) -> Flowable:
     """One row per finding: location, text, confidence, measurements, source and review state."""
+    t = styles.t
     if not findings:
-        return Paragraph("<i>No findings recorded.</i>", styles.body)
-    head = ["#", "Location", "Finding", "Conf.", "Measurements"]
-    rows: list[list[Any]] = [[Paragraph(t, styles.label) for t in head]]
+        return Paragraph(f"<i>{styles.m(t('pdf.no_findings'))}</i>", styles.body)
+    head = [
+        "#",
+        t("pdf.col.location"),
+        t("pdf.col.finding"),
+        t("pdf.col.confidence"),
+        t("pdf.col.measurements"),
+    ]
+    rows: list[list[Any]] = [[Paragraph(styles.m(h), styles.label) for h in head]]
     for number, f in enumerate(findings, 1):
         text = styles.m(f.text)
         if f.impression and f.impression != f.text:
             text += f"<br/><i>{styles.m(f.impression)}</i>"
-        source = "AI" if f.source == "ai" else "Radiologist"
+        source = t("source.ai") if f.source == "ai" else t("source.radiologist")
+        state = t(f"review.{f.review_state}")
         rows.append(
             [
                 Paragraph(str(number), styles.cell),
                 Paragraph(styles.m(f.location or "-"), styles.cell),
                 Paragraph(
-                    f"{text}<br/><font size=7>{source}, {f.review_state}</font>", styles.cell
+                    f"{text}<br/><font size=7>{styles.m(f'{source}, {state}')}</font>",
+                    styles.cell,
                 ),
-                Paragraph(confidence_text(f), styles.cell),
-                Paragraph(styles.m(measurements_text(f) or "-"), styles.cell),
+                Paragraph(styles.m(confidence_text(f, styles.lang)), styles.cell),
+                Paragraph(styles.m(measurements_text(f, styles.lang) or "-"), styles.cell),
             ]
         )
     table = Table(rows, colWidths=[7 * mm, 28 * mm, None, 21 * mm, 38 * mm], repeatRows=1)
@@ -173,12 +190,18 @@ def key_images(
             continue
         png = source(finding)
         image = finding.key_image
-        where = (f"image {image.slice_index + 1}" if image.slice_index is not None else "image") + (
-            f" (instance {image.instance_number})" if image.instance_number is not None else ""
+        t = styles.t
+        where = (
+            t("pdf.key_image_slice", index=image.slice_index + 1)
+            if image.slice_index is not None
+            else t("pdf.key_image_any")
         )
-        caption = f"Finding {number}: {where}"
+        if image.instance_number is not None:
+            where += t("pdf.key_image_instance", number=image.instance_number)
+        caption = t("pdf.key_image", number=number, where=where)
         if png is None:
-            cells.append(Paragraph(styles.m(caption + ": image not available"), styles.small))
+            missing = t("pdf.key_image_missing", caption=caption)
+            cells.append(Paragraph(styles.m(missing), styles.small))
             continue
         marked = _marked_png(png, finding)
         with PILImage.open(io.BytesIO(marked)) as probe:
@@ -205,23 +228,22 @@ def key_images(
             ]
         )
     )
-    return [Paragraph("Key images", styles.heading), grid]
+    return [Paragraph(styles.m(styles.t("section.key_images")), styles.heading), grid]
 
 
 def signature(styles: Styles, data: PdfInput) -> list[Flowable]:
     """Who signed and when, or the notice that the report is not signed."""
+    t = styles.t
     if data.status in ("final", "amended"):
-        text = (
-            f"Electronically signed by <b>{styles.m(data.signer_name or 'unknown')}</b> "
-            f"on {styles.m(format_moment(data.signed_at))}."
-        )
+        # The signer's name in bold: the sentence is cut at its placeholder.
+        moment = format_moment(data.signed_at, styles.lang)
+        before, _, after = t("pdf.signed_by", name="\x00", moment=moment).partition("\x00")
+        signer = data.signer_name or t("unknown")
+        text = f"{styles.m(before)}<b>{styles.m(signer)}</b>{styles.m(after)}"
         if data.status == "amended":
-            text += " Amended after signature: see addenda."
+            text += " " + styles.m(t("verification.amended"))
     else:
-        text = (
-            "<b>Not signed.</b> Preliminary report: the findings have not been reviewed and "
-            "signed by a radiologist."
-        )
+        text = f"<b>{styles.m(t('pdf.not_signed'))}</b> {styles.m(t('pdf.preliminary'))}"
     block = Table([[Paragraph(text, styles.body)]], colWidths=[None])
     block.setStyle(
         TableStyle(
@@ -233,17 +255,27 @@ def signature(styles: Styles, data: PdfInput) -> list[Flowable]:
             ]
         )
     )
-    return [Paragraph("Signature", styles.heading), block]
+    return [Paragraph(styles.m(styles.t("section.signature")), styles.heading), block]
 
 
 def provenance(styles: Styles, data: PdfInput) -> Paragraph:
     """Report id, version and hash; model, engine, prompt and analysis."""
     p = data.content.provenance
-    parts = [f"Report {data.report_id}, version {data.version}, SHA-256 {data.digest[:16]}..."]
+    t = styles.t
+    parts = [
+        t("pdf.provenance_report", id=data.report_id, version=data.version, digest=data.digest[:16])
+    ]
     if p is not None:
         parts.append(
-            f"AI: {p.model_id or '-'} {p.model_revision or ''} via {p.engine or '-'}, "
-            f"prompt {p.prompt_id or '-'} {p.prompt_version or ''}, analysis {p.analysis_id}"
+            t(
+                "pdf.provenance_ai",
+                model=p.model_id or "-",
+                revision=p.model_revision or "",
+                engine=p.engine or "-",
+                prompt=p.prompt_id or "-",
+                prompt_version=p.prompt_version or "",
+                analysis=p.analysis_id,
+            )
         )
     parts.append(f"RadiantAI {__version__}")
     return Paragraph(styles.m(" | ".join(parts)), styles.small)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.reports import language
 from appliance.reports.models import ReportContent, ReportFinding
 from appliance.reports.units import display
 
@@ -44,20 +45,24 @@ def format_time(value: str | None) -> str:
     return value or ""
 
 
-def format_moment(value: str | None) -> str:
+def format_moment(value: str | None, lang: str = "en") -> str:
     """An ISO 8601 UTC timestamp as "YYYY-MM-DD HH:MM:SS UTC"."""
     if not value:
         return "-"
-    return value.replace("T", " ")[:19] + " UTC"
+    return language.text(lang, "pdf.utc", moment=value.replace("T", " ")[:19])
 
 
-def measurements_text(finding: ReportFinding) -> str:
-    """The measurements of a finding with their UCUM units as displayed."""
+def measurements_text(finding: ReportFinding, lang: str = "en") -> str:
+    """The measurements of a finding with their UCUM units as displayed, numbers in the
+    report language."""
     return "; ".join(
-        f"{m.name}: {m.value:g} {display(m.unit)}".rstrip() for m in finding.measurements
+        f"{m.name}: {language.number(lang, m.value, 6)} {display(m.unit)}".rstrip()
+        for m in finding.measurements
     )
 
 
-def confidence_text(finding: ReportFinding) -> str:
+def confidence_text(finding: ReportFinding, lang: str = "en") -> str:
     """The confidence as a percentage, "-" when none."""
-    return f"{finding.confidence * 100:.0f} %" if finding.confidence is not None else "-"
+    if finding.confidence is None:
+        return "-"
+    return f"{language.number(lang, round(finding.confidence * 100), 0)} %"

@@ -19,26 +19,34 @@ from reportlab.pdfgen import canvas as pdfcanvas
 
 from appliance.export.pdf.content import PdfInput, format_date, format_moment
 from appliance.export.pdf.fonts import FALLBACK_NOTE, Fonts, draw_text, wrap
+from appliance.reports import language
 from appliance.reports.verification import Verification
 
-WATERMARK = "AI DRAFT - NOT REVIEWED BY A RADIOLOGIST"
+#: The English draft watermark (each language's is ``pdf.watermark`` in the report catalog).
+WATERMARK = language.text("en", "pdf.watermark")
 _LOCK = threading.Lock()
-_WATERMARKS: dict[tuple[Path | None, int, int], bytes] = {}
+_WATERMARKS: dict[tuple[Path | None, int, int, str], bytes] = {}
 
 
 def page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, Any], None]:
     """What each page gets drawn around its content: watermark and banner while a draft, the
     patient line, the footer notices."""
     h = data.content.header
+    lang = data.content.language
     draft = data.status == "draft"
+    watermark = language.text(lang, "pdf.watermark")
     verification = Verification.of(data.status, data.signer_name, data.signed_at)
     # Signed: who verified it and when, never "UNVERIFIED until signed".
-    disclaimer = verification.notice(data.content.disclaimer, format_moment(data.signed_at))
+    disclaimer = verification.notice(
+        data.content.disclaimer, format_moment(data.signed_at, lang), lang
+    )
     footer_lines: list[str] = []
     if disclaimer:
         footer_lines.append(disclaimer)
     if not font.embedded:
-        footer_lines.append(FALLBACK_NOTE)
+        footer_lines.append(
+            FALLBACK_NOTE if lang == "en" else language.text(lang, "pdf.font_fallback")
+        )
 
     def decorate(canvas: pdfcanvas.Canvas, doc: Any) -> None:
         width, height = doc.pagesize
@@ -46,14 +54,16 @@ def page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, A
         if draft:
             # The diagonal mark is a picture (it would scramble extracted text); the banner
             # above the header is text.
-            mark = ImageReader(io.BytesIO(_watermark_png(font, int(width), int(height))))
+            png = _watermark_png(font, int(width), int(height), watermark)
+            mark = ImageReader(io.BytesIO(png))
             canvas.drawImage(mark, 0, 0, width=width, height=height, mask="auto")
             canvas.setFillColor(colors.HexColor("#c1121f"))
             canvas.setFont(font.bold, 10)
-            canvas.drawCentredString(width / 2, height - 10 * mm, WATERMARK)
+            canvas.drawCentredString(width / 2, height - 10 * mm, watermark)
         canvas.setFillColor(colors.HexColor("#343a40"))
         when = format_date(h.study_date) if h.study_date else ""
-        who = f"{h.patient_name or '-'}  |  MRN {h.mrn}  |  {h.exam or ''} {when}".strip()
+        mrn = language.text(lang, "pdf.mrn")
+        who = f"{h.patient_name or '-'}  |  {mrn} {h.mrn}  |  {h.exam or ''} {when}".strip()
         draw_text(canvas, doc.leftMargin, height - 15 * mm, who[:140], font, 8)
         draw_text(
             canvas, width - doc.rightMargin, height - 15 * mm, h.facility[:60], font, 8, "right"
@@ -71,9 +81,10 @@ def page_decorator(data: PdfInput, font: Fonts) -> Callable[[pdfcanvas.Canvas, A
     return decorate
 
 
-def _watermark_png(font: Fonts, width: int, height: int) -> bytes:
-    """The diagonal watermark as a transparent PNG of the page's size (2 px per point)."""
-    key = (font.bold_path, width, height)
+def _watermark_png(font: Fonts, width: int, height: int, text: str = WATERMARK) -> bytes:
+    """The diagonal watermark ``text`` as a transparent PNG of the page's size (2 px per
+    point)."""
+    key = (font.bold_path, width, height, text)
     with _LOCK:
         cached = _WATERMARKS.get(key)
     if cached is not None:
@@ -89,12 +100,12 @@ def _watermark_png(font: Fonts, width: int, height: int) -> bytes:
         )
     except OSError:
         face = ImageFont.load_default(size)
-    box = face.getbbox(WATERMARK)
-    text = PILImage.new("RGBA", (int(box[2] - box[0]) + 20, int(box[3] - box[1]) + 20))
-    ImageDraw.Draw(text).text(
-        (10 - box[0], 10 - box[1]), WATERMARK, font=face, fill=(217, 26, 26, 40)
+    box = face.getbbox(text)
+    picture = PILImage.new("RGBA", (int(box[2] - box[0]) + 20, int(box[3] - box[1]) + 20))
+    ImageDraw.Draw(picture).text(
+        (10 - box[0], 10 - box[1]), text, font=face, fill=(217, 26, 26, 40)
     )
-    rotated = text.rotate(45, expand=True, resample=PILImage.Resampling.BICUBIC)
+    rotated = picture.rotate(45, expand=True, resample=PILImage.Resampling.BICUBIC)
     page = PILImage.new("RGBA", (width * scale, height * scale))
     page.alpha_composite(
         rotated,
@@ -108,8 +119,8 @@ def _watermark_png(font: Fonts, width: int, height: int) -> bytes:
     return data
 
 
-def numbered_canvas(font: Fonts) -> type[pdfcanvas.Canvas]:
-    """A canvas class that prints ``Page n of N`` on each page."""
+def numbered_canvas(font: Fonts, lang: str = "en") -> type[pdfcanvas.Canvas]:
+    """A canvas class that prints ``Page n of N`` (in report language ``lang``) on each page."""
 
     class NumberedCanvas(pdfcanvas.Canvas):  # type: ignore[misc]
         """Holds pages back until the end to print ``Page n of N`` on each."""
@@ -131,7 +142,8 @@ def numbered_canvas(font: Fonts) -> type[pdfcanvas.Canvas]:
                 width = self._pagesize[0]
                 self.setFont(font.regular, 8)
                 self.setFillColor(colors.HexColor("#343a40"))
-                self.drawRightString(width - 18 * mm, 6 * mm, f"Page {self._pageNumber} of {total}")
+                label = language.text(lang, "pdf.page", number=self._pageNumber, total=total)
+                self.drawRightString(width - 18 * mm, 6 * mm, label)
                 super().showPage()
             super().save()
 

@@ -117,6 +117,7 @@ def _page(
     pending = [] if signed else undecided(report.content)
     actions = ReportActions(report, reload)
     header.status(loaded, report, signed, editable)
+    actions.language_control(editable)
     actions.editors = content.sections(report.content, editable)
     content.impression_flags(user, report.content, signed, actions.review)
     actions.finding_editors = content.findings(user, report, signed, editable, actions.review)

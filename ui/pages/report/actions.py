@@ -9,6 +9,7 @@ from typing import Any
 
 from nicegui import ui
 
+from appliance.reports import language as report_language
 from appliance.reports import service as reports
 from appliance.reports.decisions import Undecided, UndecidedItems
 from appliance.reports.models import FinalizeRequest, FindingEdit, ReportOut, ReportUpdate
@@ -74,6 +75,40 @@ class ReportActions:
             return
         ui.notify(i18n.t("report.saved"), type="positive")
         await self.reload()
+
+    async def set_language(self, code: str) -> None:
+        """Write the draft's generated text again in report language ``code`` (a new version,
+        audited as ``report.update``); text a radiologist edited is kept."""
+        report = self.report
+        current = session.require(EDITORS)
+        if current is None:
+            components.refuse()
+            return
+        if code == report.content.language:
+            return
+        try:
+            body = ReportUpdate(language=code, expected_version=report.current_version)
+            await runtime.off_loop(lambda: reports.update(runtime.get().db(), report.id, body,
+                                                          current.actor))
+        except Exception as exc:
+            components.notify_error(exc)
+            return
+        ui.notify(i18n.t("report.saved"), type="positive")
+        await self.reload()
+
+    def language_control(self, editable: bool) -> None:
+        """The language of the report's generated text: a choice for the draft's editor, a
+        line for everyone else."""
+        choices = {code: report_language.name(code) for code in report_language.LANGUAGES}
+        current = self.report.content.language
+        if not editable:
+            ui.label(i18n.t("report.language_line", name=choices[current])).classes(
+                "text-body2 radiant-muted").mark("report-language-line")
+            return
+        ui.select(choices, value=current, label=i18n.t("report.language"),
+                  on_change=lambda e: self.set_language(str(e.value))).props(
+            "outlined data-testid=report-language").style("min-width: 16rem").mark(
+            "report-language")
 
     async def review(self, finding_id: str, decision: str) -> None:
         report = self.report

@@ -51,7 +51,7 @@ def create(study_id: str, analysis_id: str | None, user: session.SessionUser) ->
     rt = runtime.get()
     out = reports.create(
         rt.db(), rt.ctx.store, ReportCreate(study_id=study_id, analysis_id=analysis_id),
-        user.actor, facility=rt.settings.site_name,
+        user.actor, facility=rt.settings.site_name, language=rt.settings.report_language,
     )
     findings_sr.publish(rt.ctx, out.id, user.actor)
     return out
