@@ -18,7 +18,7 @@ from appliance.auth.models import Role
 from appliance.errors import AppError
 from sync import mode as sync_mode
 from sync import status as sync_status
-from ui import i18n, runtime, session
+from ui import format, i18n, runtime, session
 
 T = TypeVar("T")
 
@@ -217,9 +217,14 @@ def status_bar() -> None:
     async def refresh() -> None:
         line = await runtime.off_loop(status_line)
         mode_label.set_text(i18n.t("status.mode", mode=i18n.t(f"mode.{line.mode}")))
-        sync_label.set_text(i18n.t(line.sync_key, count=line.sync_count))
+        sync_label.set_text(
+            i18n.plural(line.sync_key, line.sync_count)
+            if i18n.has_plural(line.sync_key)
+            else i18n.t(line.sync_key, count=line.sync_count)
+        )
         disk_label.set_text(
-            i18n.t("status.disk", free=f"{line.free_gb:.1f}", percent=line.used_percent)
+            i18n.t("status.disk", free=format.number(line.free_gb, 1),
+                   percent=line.used_percent)
         )
         disk_label.classes(replace="radiant-error" if line.disk_low else "")
 

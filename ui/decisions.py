@@ -29,8 +29,8 @@ def item_words(item: Undecided) -> str:
 
 def refusal_words(exc: UndecidedItems) -> str:
     """The 409 refusal to sign, translated: how many items and which."""
-    return i18n.t("decision.refused", count=len(exc.items),
-                  items="; ".join(item_words(item) for item in exc.items))
+    return i18n.plural("decision.refused", len(exc.items),
+                       items="; ".join(item_words(item) for item in exc.items))
 
 
 def listing(items: list[Undecided]) -> None:

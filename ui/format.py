@@ -1,10 +1,14 @@
-"""Plain formatting of patient and study facts for the screens (no translation inside)."""
+"""Formatting of patient and study facts for the screens; numbers and dates in the screen
+language (CLDR data through Babel)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from babel.dates import format_date
+
 from appliance.studies.models import PatientSummary
+from ui import i18n
 
 
 def patient_name(patient: PatientSummary) -> str:
@@ -42,3 +46,18 @@ def study_day(value: str | None) -> str:
 
 def is_today(iso: str) -> bool:
     return bool(iso) and iso[:10] == datetime.now(UTC).date().isoformat()
+
+
+def number(value: float, digits: int = 0) -> str:
+    """``value`` in the screen language (``71,8`` in French, ``71.8`` in English)."""
+    return i18n.number(i18n.current(), value, digits)
+
+
+def gigabytes(size_bytes: float) -> str:
+    """A size in GB (10^9 bytes) with one decimal in the screen language."""
+    return number(round(size_bytes / 1e9, 1), 1)
+
+
+def long_date(value: date) -> str:
+    """A date written out in the screen language (``May 1, 2024``, ``1 mai 2024``)."""
+    return str(format_date(value, format="medium", locale=i18n.current()))

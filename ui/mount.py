@@ -17,7 +17,7 @@ from nicegui.storage import Storage
 from appliance.config import Settings
 from appliance.context import AppContext
 from appliance.services import Services
-from ui import ohif, runtime, session
+from ui import i18n, ohif, runtime, session
 from ui.pages import analysis, importing, report, sign_in, system, viewer, worklist
 
 PAGES: tuple[ModuleType, ...] = (sign_in, worklist, importing, viewer, analysis, report, system)
@@ -55,6 +55,7 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.session_user = session.request_user_id  # DICOMweb reads accept the screen cookie
     app.state.session_cookie_key = secret  # the key NiceGUI's session middleware signs with
     _session_store(settings)
+    i18n.set_site_language(settings.language)
     ohif.install(app, settings)  # before the screens' catch-all handling
     register_pages(settings, context)
     ui.run_with(

@@ -56,4 +56,5 @@ def arriving_words(exc: StudyIncomplete, study_id: str) -> str:
     found = completeness.Arrival(study_id, False, int(instances or 0),
                                  exc.extra.get("complete_at"))
     when = (found.complete_at or "")[:19].replace("T", " ")
-    return i18n.t("analysis.arriving", count=found.instances, when=when)
+    return i18n.t("analysis.arriving", images=i18n.plural("count.images", found.instances),
+                  when=when)

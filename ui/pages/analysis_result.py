@@ -29,7 +29,8 @@ def engine_line(engine: dict[str, Any]) -> None:
 def arrival_words(found: completeness.Arrival) -> str:
     """The API's 409 sentence, from the catalog."""
     when = (found.complete_at or "")[:19].replace("T", " ")
-    return i18n.t("analysis.arriving", count=found.instances, when=when)
+    return i18n.t("analysis.arriving", images=i18n.plural("count.images", found.instances),
+                  when=when)
 
 
 def findings_panel(result: AnalysisOut) -> None:
@@ -38,7 +39,7 @@ def findings_panel(result: AnalysisOut) -> None:
     with ui.row().classes("items-center gap-2"):
         components.chip(result.verification_flag, "red-9", "gpp_maybe")
         if result.partial:
-            ui.label(i18n.t("analysis.partial", count=result.instance_count or 0)).classes(
+            ui.label(i18n.plural("analysis.partial", result.instance_count or 0)).classes(
                 "radiant-error text-body1").mark("partial")
         ui.label(i18n.t("analysis.result", count=len(result.findings))).classes("text-h6")
     if result.overall_impression:

@@ -95,8 +95,9 @@ def import_summary(run: ImportRun, progress_text: ui.label) -> None:
     ).classes("text-body1").props("data-testid=import-counts").mark("import-counts")
     index = run.counts or {}
     ui.label(
-        i18n.t("import.index", patients=index.get("patients", 0),
-               studies=index.get("studies", 0), series=index.get("series", 0))
+        i18n.t("import.index", patients=i18n.plural("count.patients", index.get("patients", 0)),
+               studies=i18n.plural("count.studies", index.get("studies", 0)),
+               series=i18n.plural("count.series", index.get("series", 0)))
     ).classes("text-h6").props("data-testid=import-index").mark("import-index")
     issues = [*summary.quarantined, *summary.refused, *summary.errors]
     if summary.dicomdir_problem:

@@ -255,7 +255,7 @@ class ImportScreen:
         upload_result = self.upload_result
         upload_result.clear()
         with upload_result:
-            ui.label(i18n.t("import.upload_storing", count=len(event.files))).classes(
+            ui.label(i18n.plural("import.upload_storing", len(event.files))).classes(
                 "radiant-muted")
         try:
             report = await store_uploads(event.files, current)

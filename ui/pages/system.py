@@ -20,7 +20,7 @@ from appliance.dicom.receiver import ReceiverStatus
 from sync import mode as sync_mode
 from sync import status as sync_status
 from sync.models import SyncStatus
-from ui import components, i18n, runtime, session
+from ui import components, format, i18n, runtime, session
 from ui.pages import audit_log, go_online, system_turnaround
 from ui.pages.importing import addresses
 
@@ -93,7 +93,7 @@ def _switch(mode: Mode, user: session.SessionUser) -> Mode:
 
 
 def _gb(size: float) -> str:
-    return f"{size / 1e9:.1f}"
+    return format.gigabytes(size)
 
 
 def build(user: session.SessionUser) -> None:

@@ -162,7 +162,8 @@ def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> 
                 ).classes("text-body1")
                 ui.label(
                     i18n.t("study.received", when=format.received(item.created_at),
-                           images=item.instance_count, series=item.series_count)
+                           images=i18n.plural("count.images", item.instance_count),
+                           series=i18n.plural("count.series", item.series_count))
                 ).classes("text-body2 radiant-muted")
                 with ui.row().classes("gap-1"):
                     _chips(item, state)

@@ -87,7 +87,8 @@ class ReportActions:
         if code == report.content.language:
             return
         try:
-            body = ReportUpdate(language=code, expected_version=report.current_version)
+            body = ReportUpdate(language=report_language.checked(code),
+                                expected_version=report.current_version)
             await runtime.off_loop(lambda: reports.update(runtime.get().db(), report.id, body,
                                                           current.actor))
         except Exception as exc:

@@ -81,7 +81,8 @@ def status(loaded: Loaded, report: ReportOut, signed: bool, editable: bool) -> N
                             when=format.received(loaded.handover["at"]))).classes(
                 "radiant-ok").props("data-testid=handed-over").mark("handed-over")
     if content.provenance is not None and content.provenance.partial_instances is not None:
-        ui.label(i18n.t("report.partial", count=content.provenance.partial_instances)).classes(
+        images = i18n.plural("count.images", content.provenance.partial_instances)
+        ui.label(i18n.t("report.partial", images=images)).classes(
             "radiant-error text-body1").props("role=status").mark("report-partial")
     if not editable and not signed:
         ui.label(i18n.t("report.read_only")).classes("radiant-muted").mark("read-only")
