@@ -271,3 +271,36 @@ def save_shot_sized(page: Page, folder: Path, name: str) -> Path:
     if png_size(path) != (size["width"], size["height"]):
         raise AssertionError(f"{path} is {png_size(path)}, not the viewport {size}")
     return path
+
+
+# Visible texts Quasar cuts with an ellipsis when they do not fit: field labels, the value a
+# select shows, button, chip, tab and list item texts.
+_TRUNCATED_JS = r"""
+() => {
+  const selector = ['.q-field__label', '.q-field__native > span', '.q-field__native',
+    '.q-btn__content .block', '.q-btn__content', '.q-chip__content', '.q-tab__label',
+    '.q-item__label', '.ellipsis'].join(',');
+  const cut = [];
+  for (const el of document.querySelectorAll(selector)) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || style.display === 'none') continue;
+    if (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA') continue;
+    if (!(el.textContent || '').trim()) continue;
+    if (el.scrollWidth > el.clientWidth + 1) {
+      cut.push(`${el.className} ${JSON.stringify((el.textContent || '').trim().slice(0, 60))}`
+        + `: ${el.scrollWidth} px of text in ${el.clientWidth} px`);
+    }
+  }
+  return cut;
+}
+"""
+
+
+def truncated_labels(page: Page) -> list[str]:
+    """Every visible label, select value, button, chip, tab or list text whose text is wider
+    than its box at 1280x800 (shown cut off with an ellipsis), described."""
+    ensure_viewport(page)
+    found: list[str] = page.evaluate(_TRUNCATED_JS)
+    return found
