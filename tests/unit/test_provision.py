@@ -58,6 +58,8 @@ def test_provision_writes_settings_admin_and_marker(
     assert is_provisioned(settings)
     assert settings.site_name == "Clinique du Lac" and settings.timezone == "Africa/Abidjan"
     assert settings.language == "fr" and settings.dicom_ae_title == "LAC_CT"
+    # Reports follow the screen language when the answers do not name a report language.
+    assert settings.report_language == "fr"
     assert settings.dicom_port == 11113
     assert settings.ai_online_endpoint == "https://ai.example.org/v1"
     assert settings.mode is Mode.OFFLINE  # no remote: offline
@@ -289,3 +291,23 @@ def test_audit_actor_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert row[0].startswith("cli:")
     assert "secret_key" not in row[1] and "LAC_CT" not in row[1]
     assert Actor.system("x").role == "system"
+
+
+def test_report_language_is_a_provisioning_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    path = answers(tmp_path, report_language="EN")
+    assert run(data, "--answers", str(path), monkeypatch=monkeypatch) == 0
+    settings = load_settings(data_dir=data)
+    assert settings.language == "fr" and settings.report_language == "en"
+
+
+def test_an_unknown_report_language_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    path = answers(tmp_path, report_language="de")
+    assert run(data, "--answers", str(path), monkeypatch=monkeypatch) == 2
+    assert capsys.readouterr().err.startswith("radiant: report_language: ")
+    assert not data.exists()

@@ -131,3 +131,27 @@ def test_translate_fills_placeholders_and_falls_back_to_english() -> None:
     assert i18n.translate("fr", "viewer.slice", number=3, total=9) == "Coupe 3 / 9"
     assert i18n.translate("xx", "viewer.slice", number=3, total=9) == "Slice 3 / 9"
     assert i18n.translate("en", "no.such.key") == "no.such.key"
+
+
+def test_plural_texts_follow_cldr_in_each_language() -> None:
+    assert i18n.translate_plural("en", "count.images", 1) == "1 image"
+    assert i18n.translate_plural("en", "count.series", 1) == "1 series"
+    assert i18n.translate_plural("fr", "count.series", 1) == "1 série"
+    assert i18n.translate_plural("fr", "count.series", 0) == "0 série"
+    assert i18n.translate_plural("fr", "count.images", 133) == "133 images"
+    assert i18n.translate_plural("fr", "count.images", 12000) == "12\u202f000 images"
+    line = i18n.translate("en", "study.received", when="x",
+                          images=i18n.translate_plural("en", "count.images", 1),
+                          series=i18n.translate_plural("en", "count.series", 1))
+    assert line.endswith("1 image in 1 series")
+    for code in i18n.languages():
+        table = i18n.catalog(code)
+        stems = {k.rsplit(".", 1)[0] for k in table if k.endswith(".one")}
+        assert len(stems) >= 8 and all(f"{s}.other" in table for s in stems), code
+
+
+def test_numbers_follow_the_screen_language() -> None:
+    assert i18n.number("fr", 71.8, 1) == "71,8"
+    assert i18n.number("en", 71.8, 1) == "71.8"
+    assert i18n.number("fr", 1234567) == "1\u202f234\u202f567"
+    assert i18n.number("xx", 1.5, 1) == "1.5"  # no such locale: English
