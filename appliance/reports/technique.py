@@ -166,7 +166,7 @@ def exam_name(facts: TechniqueFacts, lang: str = language.DEFAULT) -> str:
     parts = [
         language.text(lang, f"body.{p}")
         if p in _BODY_PARTS
-        else language.text(lang, "body.other", part=p.lower())
+        else language.text(lang, "body.unlisted", part=p.lower())
         for p in facts.body_parts
         if p
     ]
