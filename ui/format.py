@@ -35,13 +35,21 @@ def age_years(birth: date | None, on: date | None) -> int | None:
 
 
 def received(iso: str) -> str:
-    """``2024-05-01T10:11:12.123Z`` as ``2024-05-01 10:11`` (UTC)."""
-    return iso[:16].replace("T", " ") if iso else ""
+    """``2024-05-01T10:11:12.123Z`` as ``May 1, 2024 10:11`` (``1 mai 2024 10:11`` in French;
+    UTC, 24-hour clock): the date in the screen language, the time as written."""
+    if not iso:
+        return ""
+    try:
+        day = date.fromisoformat(iso[:10])
+    except ValueError:
+        return iso[:16].replace("T", " ")
+    return f"{long_date(day)} {iso[11:16]}".strip()
 
 
 def study_day(value: str | None) -> str:
+    """A DICOM date (YYYYMMDD) in the screen language, e.g. ``1 mai 2024``."""
     found = dicom_date(value)
-    return found.isoformat() if found else ""
+    return long_date(found) if found else ""
 
 
 def is_today(iso: str) -> bool:

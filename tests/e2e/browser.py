@@ -274,12 +274,13 @@ def save_shot_sized(page: Page, folder: Path, name: str) -> Path:
 
 
 # Visible texts Quasar cuts with an ellipsis when they do not fit: field labels, the value a
-# select shows, button, chip, tab and list item texts.
+# select shows, button, chip, tab and list item texts (the screen's own words; a data cell of
+# the worklist table, e.g. a long MRN, may end in an ellipsis).
 _TRUNCATED_JS = r"""
 () => {
   const selector = ['.q-field__label', '.q-field__native > span', '.q-field__native',
     '.q-btn__content .block', '.q-btn__content', '.q-chip__content', '.q-tab__label',
-    '.q-item__label', '.ellipsis'].join(',');
+    '.q-item__label'].join(',');
   const cut = [];
   for (const el of document.querySelectorAll(selector)) {
     const r = el.getBoundingClientRect();

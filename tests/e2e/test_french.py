@@ -124,6 +124,10 @@ def test_french_day(
     study_id = cards.first.get_attribute("data-study")
     assert study_id
     check("fr-01-worklist")
+    page.get_by_test_id("worklist-view").get_by_text("Tableau").click()
+    expect(page.get_by_test_id("study-row")).to_have_count(1, timeout=30_000)
+    check("fr-01-worklist-table")
+    page.get_by_test_id("worklist-view").get_by_text("Cartes").click()
 
     # -- analysis --------------------------------------------------------------------------------
     server.ai.script(Scripted(body=chat_completion(FINDINGS_ANSWER)))
@@ -165,6 +169,27 @@ def test_french_day(
         "Page 1 sur",
     ):
         assert expected in text, expected
+
+    # -- the same screens in English: nothing cut off either; the report stays French ------------
+    page.get_by_test_id("lang-en").click()
+    wait_for_nicegui(page)
+    expect(page.get_by_test_id("status-mode")).to_contain_text("Mode:", timeout=30_000)
+    expect(page.get_by_test_id("section-technique")).to_contain_text("TDM de la tête")
+    expect(page.get_by_test_id("report-language-line")).to_contain_text("Report language: Fran")
+    check("en-03-report")
+    open_screen(page, f"/analysis/{study_id}")
+    expect(page.get_by_test_id("finding").first).to_be_visible(timeout=30_000)
+    check("en-02-analysis")
+    open_screen(page, "/")
+    expect(page.get_by_test_id("study-card").first).to_contain_text(
+        re.compile(r"\d+ images in \d+ series"))  # the draft stored its findings SR
+    check("en-01-worklist")
+    page.get_by_test_id("worklist-view").get_by_text("Table").click()
+    expect(page.get_by_test_id("study-row")).to_have_count(1, timeout=30_000)
+    check("en-01-worklist-table")
+    page.get_by_test_id("lang-fr").click()  # this browser's screen goes back to French
+    wait_for_nicegui(page)
+    expect(page.get_by_test_id("status-mode")).to_contain_text("Mode :", timeout=30_000)
     page.get_by_test_id("sign-out").click()
     expect(page.get_by_test_id("sign-in")).to_be_visible(timeout=30_000)
 

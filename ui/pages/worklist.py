@@ -194,10 +194,11 @@ def _row(item: StudyListItem, state: StudyState) -> None:
             "text-body1 text-weight-bold ellipsis").style("width: 13rem; flex: none")
         ui.label(patient.patient_id or "-").classes("ellipsis").style("width: 7rem; flex: none")
         ui.label(" ".join(item.modalities) or "-").style("width: 3.5rem; flex: none")
+        # Dates in the screen language ("12 sept. 2024 10:11"): wide enough in both.
         ui.label(format.study_day(item.study_date) or "-").classes("ellipsis").style(
-            "width: 7rem; flex: none")
-        ui.label(format.received(item.created_at)).classes("radiant-muted ellipsis").style(
             "width: 8rem; flex: none")
+        ui.label(format.received(item.created_at)).classes("radiant-muted ellipsis").style(
+            "width: 11rem; flex: none")
         with ui.row().classes("gap-1 no-wrap col overflow-hidden items-center"):
             _chips(item, state)
 

@@ -104,7 +104,8 @@ class ReportActions:
         current = self.report.content.language
         if not editable:
             ui.label(i18n.t("report.language_line", name=choices[current])).classes(
-                "text-body2 radiant-muted").mark("report-language-line")
+                "text-body2 radiant-muted").props("data-testid=report-language-line").mark(
+                "report-language-line")
             return
         ui.select(choices, value=current, label=i18n.t("report.language"),
                   on_change=lambda e: self.set_language(str(e.value))).props(
