@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 from babel.dates import format_date
 
+from ai.safety import DISCLAIMER
 from appliance.studies.models import PatientSummary
 from ui import i18n
 
@@ -54,6 +55,12 @@ def study_day(value: str | None) -> str:
 
 def is_today(iso: str) -> bool:
     return bool(iso) and iso[:10] == datetime.now(UTC).date().isoformat()
+
+
+def disclaimer(text: str) -> str:
+    """The decision-support disclaimer of an AI result in the screen language (the safety
+    layer's English sentence, :data:`ai.safety.DISCLAIMER`); any other text as it is."""
+    return i18n.t("analysis.disclaimer") if text == DISCLAIMER else text
 
 
 def number(value: float, digits: int = 0) -> str:

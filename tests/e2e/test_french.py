@@ -135,6 +135,8 @@ def test_french_day(
     field(page, "indication").fill("Céphalées depuis deux semaines.")
     page.get_by_test_id("run-analysis").click()
     expect(page.get_by_test_id("finding").first).to_be_visible(timeout=LONG_MS)
+    # The safety layer's disclaimer of the result, in the screen language.
+    expect(page.get_by_test_id("disclaimer")).to_have_text(language.text("fr", "disclaimer"))
     check("fr-02-analysis")
 
     # -- the draft in French ----------------------------------------------------------------------

@@ -150,6 +150,15 @@ def test_plural_texts_follow_cldr_in_each_language() -> None:
         assert len(stems) >= 8 and all(f"{s}.other" in table for s in stems), code
 
 
+def test_the_ai_disclaimer_is_the_safety_layers_in_english_and_translated() -> None:
+    from ai.safety import DISCLAIMER
+    from appliance.reports import language
+
+    assert i18n.translate("en", "analysis.disclaimer") == DISCLAIMER
+    assert i18n.translate("fr", "analysis.disclaimer") == language.text("fr", "disclaimer")
+    assert "UNVERIFIED" in i18n.translate("fr", "analysis.disclaimer")
+
+
 def test_numbers_follow_the_screen_language() -> None:
     assert i18n.number("fr", 71.8, 1) == "71,8"
     assert i18n.number("en", 71.8, 1) == "71.8"

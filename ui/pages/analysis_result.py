@@ -10,7 +10,7 @@ from nicegui import ui
 
 from appliance.analysis import completeness
 from appliance.analysis.models import AnalysisOut
-from ui import components, i18n, refusals
+from ui import components, format, i18n, refusals
 
 
 def engine_line(engine: dict[str, Any]) -> None:
@@ -54,7 +54,7 @@ def findings_panel(result: AnalysisOut) -> None:
             ).classes("text-caption text-weight-bold").props("data-testid=finding-confidence")
             components.safety_flags(finding.flags, "finding-flag")
     if result.disclaimer:
-        ui.label(result.disclaimer).classes("text-body2 radiant-muted").props(
+        ui.label(format.disclaimer(result.disclaimer)).classes("text-body2 radiant-muted").props(
             "data-testid=disclaimer").mark("disclaimer")
 
 

@@ -90,5 +90,5 @@ def findings(
             ).classes("text-caption text-weight-bold").props(
                 "data-testid=finding-confidence")
     if result.disclaimer:
-        ui.label(result.disclaimer).classes("text-caption radiant-muted").props(
+        ui.label(format.disclaimer(result.disclaimer)).classes("text-caption radiant-muted").props(
             "data-testid=disclaimer")
