@@ -13,6 +13,7 @@ import sqlite_utils
 
 from appliance.db.rows import iso
 from appliance.errors import Conflict, NotFound
+from appliance.reports import language
 from appliance.studies import service as studies
 
 
@@ -34,11 +35,12 @@ class Arrival:
 
     def words(self) -> str:
         """One sentence for people (the API's detail; the screen says the same)."""
+        images = language.plural("en", "technique.images", self.instances)  # 1 image, 2 images
         if self.complete:
-            return f"The study is complete ({self.instances} images)."
+            return f"The study is complete ({images})."
         when = (self.complete_at or "")[:19].replace("T", " ")
         return (
-            f"The study is still arriving: {self.instances} images so far. It counts as "
+            f"The study is still arriving: {images} so far. It counts as "
             f"complete once no new image has arrived for a while (at {when} UTC at the "
             "earliest). Analyse it then, or a radiologist may analyse what has arrived."
         )

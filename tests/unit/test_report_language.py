@@ -148,3 +148,11 @@ def test_a_draft_changes_language_and_keeps_edited_text() -> None:
     assert english.disclaimer == DISCLAIMER
     back = builder.relanguage(english, "fr")
     assert back.technique == content.technique and back.disclaimer == content.disclaimer
+
+
+def test_the_api_arrival_sentence_counts_images_in_english_plurals() -> None:
+    from appliance.analysis.completeness import Arrival
+
+    assert "arriving: 1 image so far." in Arrival("s", False, 1, None).words()
+    assert "arriving: 2 images so far." in Arrival("s", False, 2, None).words()
+    assert Arrival("s", True, 1, None).words() == "The study is complete (1 image)."
