@@ -119,7 +119,8 @@ def header_table(styles: Styles, data: PdfInput) -> Table:
         ]
         for a, b, c, d in cells
     ]
-    table = Table(rows, colWidths=[24 * mm, 62 * mm, 24 * mm, None])
+    # Label columns wide enough for the French labels (Prescripteur, Date de naissance).
+    table = Table(rows, colWidths=[29 * mm, 55 * mm, 27 * mm, None])
     table.setStyle(
         TableStyle(
             [
