@@ -36,13 +36,15 @@ from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
 from appliance import __version__
-from appliance.export import coding
+from appliance.export import coding, observer
+from appliance.export.observer import MANUFACTURER
+from appliance.export.observer import Device as Device
+from appliance.export.observer import person_name as person_name
 from appliance.reports import language
 from appliance.reports.models import ReportContent, ReportFinding
 from appliance.reports.service import StoredReport
 from appliance.reports.units import meaning
 
-MANUFACTURER = "RadiantAI"
 SERIES_NUMBER = 9901
 QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 COMMENT = codes.DCM.Comment
@@ -67,30 +69,11 @@ class Placement:
     regions_only: bool = False
 
 
-@dataclass(frozen=True)
-class Device:
-    """The appliance as device observer: a stable UID and its site."""
-
-    uid: str
-    site: str
-
-
 def sr_uids(report_id: str, version: int, digest: str) -> tuple[str, str]:
     """(series UID, SOP instance UID) of the SR of one report version (deterministic)."""
     series = generate_uid(entropy_srcs=["radiant-sr-series", report_id])
     instance = generate_uid(entropy_srcs=["radiant-sr", report_id, str(version), digest])
     return series, instance
-
-
-def person_name(name: str | None) -> str:
-    """A display name as a DICOM PN: ``family^given`` (last word as family), ``name^`` alone."""
-    text = " ".join((name or "").replace("^", " ").replace("\\", " ").replace("=", " ").split())
-    if not text:
-        return "Unknown"
-    parts = text.split(" ")
-    if len(parts) == 1:
-        return f"{parts[0][:64]}^"  # family name only (PS3.5 6.2.1.2: not the retired form)
-    return f"{parts[-1][:64]}^{' '.join(parts[:-1])[:64]}"
 
 
 def _dt(moment: str) -> datetime:
@@ -100,54 +83,6 @@ def _dt(moment: str) -> datetime:
 def _text(name: Code | hd.sr.CodedConcept, value: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(
         name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-    )
-
-
-def _observation_context(report: StoredReport, device: Device) -> hd.sr.ObservationContext:
-    provenance = report.content.provenance
-    model = (provenance.model_id if provenance else None) or "RadiantAI (no AI model)"
-    device_context = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=device.uid,
-            name=f"RadiantAI appliance {__version__}",
-            manufacturer_name=MANUFACTURER,
-            model_name=model[:64],
-            physical_location=device.site[:64] or None,
-        ),
-    )
-    person_context = None
-    if report.signed:
-        person_context = hd.sr.ObserverContext(
-            observer_type=codes.DCM.Person,
-            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                name=person_name(report.signer_name),
-                organization_name=device.site[:64] or None,
-            ),
-        )
-    return hd.sr.ObservationContext(
-        observer_person_context=person_context, observer_device_context=device_context
-    )
-
-
-def _algorithm(content: ReportContent) -> hd.sr.AlgorithmIdentification | None:
-    provenance = content.provenance
-    if provenance is None:
-        return None
-    parameters = [
-        f"{label}={value}"
-        for label, value in (
-            ("engine", provenance.engine),
-            ("prompt_id", provenance.prompt_id),
-            ("prompt_version", provenance.prompt_version),
-            ("analysis_id", provenance.analysis_id),
-        )
-        if value
-    ]
-    return hd.sr.AlgorithmIdentification(
-        name=(provenance.model_id or "unknown model")[:64],
-        version=(provenance.model_revision or provenance.prompt_version or "unknown")[:64],
-        parameters=parameters or None,
     )
 
 
@@ -183,7 +118,7 @@ def _group(
         else None
     )
     finding_type = coding.finding_type(finding.text) or coding.GENERIC_FINDING
-    algorithm = _algorithm(content) if finding.source == "ai" else None
+    algorithm = observer.algorithm_identification(content) if finding.source == "ai" else None
     measurements = _measurements(finding) or None
     image = finding.key_image
     group: (
@@ -330,7 +265,7 @@ def build(
             )
         ]
     measurement_report = hd.sr.MeasurementReport(
-        observation_context=_observation_context(report, device),
+        observation_context=observer.observation_context(report, device),
         procedure_reported=coding.procedure(modality),
         imaging_measurements=groups,
         language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.reports.models import FieldChange, ReportContent
+from appliance.reports.history_models import FieldChange
+from appliance.reports.models import ReportContent
 
 
 def _walk(path: str, old: Any, new: Any, out: list[FieldChange]) -> None:

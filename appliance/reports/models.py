@@ -389,28 +389,3 @@ class ReportSummary(BaseModel):
     signed_at: str | None
     created_at: str
     updated_at: str
-
-
-class FieldChange(BaseModel):
-    path: str = Field(description="Section or field, e.g. impression, findings[f1].text")
-    change: Literal["added", "removed", "changed"]
-
-
-class ReportVersionOut(BaseModel):
-    version: int
-    status: ReportStatus
-    kind: str
-    author_id: str | None
-    author_name: str | None
-    created_at: str
-    prev_hash: str
-    hash: str
-    content: ReportContent
-    changes: list[FieldChange] = Field(description="What differs from the previous version")
-
-
-class ReportVersions(BaseModel):
-    report_id: str
-    chain_ok: bool
-    chain_problem: str | None = None
-    versions: list[ReportVersionOut]

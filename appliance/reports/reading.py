@@ -10,13 +10,8 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.db.rows import fetch_all, fetch_found
 from appliance.reports import diff
-from appliance.reports.models import (
-    ReportContent,
-    ReportOut,
-    ReportSummary,
-    ReportVersionOut,
-    ReportVersions,
-)
+from appliance.reports.history_models import ReportVersionOut, ReportVersions
+from appliance.reports.models import ReportContent, ReportOut, ReportSummary
 from appliance.reports.store import (
     load,
     report_out,

@@ -14,13 +14,13 @@ from appliance.dependencies import get_context
 from appliance.export import findings_sr
 from appliance.reports import policy, service
 from appliance.reports.handover_models import HandOverOut
+from appliance.reports.history_models import ReportVersions
 from appliance.reports.models import (
     FinalizeRequest,
     ReportCreate,
     ReportOut,
     ReportSummary,
     ReportUpdate,
-    ReportVersions,
     ReviewRequest,
 )
 from appliance.reports.policy import ReportAction

@@ -65,11 +65,11 @@ def test_missing_demographics_in_french(monkeypatch: pytest.MonkeyPatch) -> None
 def test_technique_leaves_out_what_is_unknown() -> None:
     view = ViewState(study(), None, series_id="se1")
     assert overlay.technique(view, Slice(instance(), 0)).splitlines() == [
-        "2024-06-01", "CT Axial", "512 x 512 px · slice 5 mm"]
+        "Jun 1, 2024", "CT Axial", "512 x 512 px · slice 5 mm"]
     wide = instance(rows=160, columns=1024)  # width x height, as a screen resolution reads
     assert overlay.technique(view, Slice(wide, 0)).splitlines()[2].startswith("1024 x 160 px")
     bare = instance(rows=None, slice_thickness=None)
-    assert overlay.technique(view, Slice(bare, 0)).splitlines() == ["2024-06-01", "CT Axial"]
+    assert overlay.technique(view, Slice(bare, 0)).splitlines() == ["Jun 1, 2024", "CT Axial"]
 
 
 def shown(source: str | None, preset: str | None,

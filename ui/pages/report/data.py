@@ -11,13 +11,8 @@ from appliance.analysis import service as analysis_service
 from appliance.export import findings_sr
 from appliance.export import service as export
 from appliance.reports import service as reports
-from appliance.reports.models import (
-    FinalizeRequest,
-    ReportCreate,
-    ReportOut,
-    ReportUpdate,
-    ReportVersions,
-)
+from appliance.reports.history_models import ReportVersions
+from appliance.reports.models import FinalizeRequest, ReportCreate, ReportOut, ReportUpdate
 from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
 from ui import runtime, session

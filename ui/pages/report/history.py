@@ -7,7 +7,8 @@ import difflib
 
 from nicegui import ui
 
-from appliance.reports.models import RejectedFinding, ReportContent, ReportVersions
+from appliance.reports.history_models import ReportVersions
+from appliance.reports.models import RejectedFinding, ReportContent
 from ui import format, i18n
 from ui.pages.report.roles import SECTIONS
 
