@@ -20,6 +20,7 @@ from appliance.context import AppContext
 from appliance.dicom.media import MediaWatcher
 from appliance.dicom.receiver import Receiver
 from appliance.dicom.recovery import recover
+from appliance.dicomweb import http as dicomweb_http
 from appliance.integrations.pacs import PacsRetrier
 from appliance.jobs.runner import JobRunner
 from appliance.services import Services
@@ -55,6 +56,7 @@ def build_services(ctx: AppContext, *, tls_active: bool = False) -> Services:
     stability = StabilityMonitor(ctx.pool, settings.stable_age_s)
     stability.listeners.append(analysis.auto_analysis_listener(ctx, jobs.enqueue))
     stability.listeners.append(volumes.auto_build_listener(ctx, jobs.enqueue))
+    stability.listeners.append(dicomweb_http.warm_metadata_listener(ctx))  # last: reads files
     receiver = Receiver(ctx)
     fetch.attach(ctx.store, settings, ctx.pool)  # storage fetches evicted files back through it
     sync_manager = SyncManager(ctx)

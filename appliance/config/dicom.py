@@ -90,6 +90,9 @@ class DicomSettings(BaseSettings):
     # DICOMweb (appliance/dicomweb): a user's reads of one series within this window are one
     # audited view, however many frames a viewer fetches
     dicomweb_audit_window_s: Annotated[float, Field(ge=1, le=86_400)] = 600.0
+    # WADO-RS metadata of studies/series kept encoded per series version (least recently used
+    # series dropped beyond this many MB; 0 keeps none)
+    dicomweb_metadata_cache_mb: Annotated[int, Field(ge=0, le=1 << 16)] = 64
 
     @field_validator("dicom_ae_title")
     @classmethod

@@ -4,11 +4,11 @@ located-and-audited lookup of the instances a request names."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from appliance.audit.models import Actor
 from appliance.auth.access import AllowWithSession
@@ -16,7 +16,12 @@ from appliance.auth.models import Role
 from appliance.context import AppContext
 from appliance.dependencies import get_context
 from appliance.dicomweb import multipart, service
+from appliance.dicomweb.metadata import MetadataCache
 from appliance.dicomweb.models import DICOM_JSON, Located, Part
+from appliance.logs import get_logger
+from appliance.studies.stability import Stable
+
+log = get_logger("radiant.dicomweb")
 
 Ctx = Annotated[AppContext, Depends(get_context)]
 Reader = Annotated[
@@ -38,6 +43,7 @@ IMAGE_DOC: Doc = {200: {"content": {"image/jpeg": {}, "image/png": {}}, "descrip
 
 
 _VIEWS: dict[int, service.SeriesViews] = {}
+_METADATA: dict[int, MetadataCache] = {}
 
 
 def _views(ctx: AppContext) -> service.SeriesViews:
@@ -45,6 +51,15 @@ def _views(ctx: AppContext) -> service.SeriesViews:
     if views is None:
         views = _VIEWS[id(ctx)] = service.SeriesViews(ctx.settings.dicomweb_audit_window_s)
     return views
+
+
+def metadata_cache(ctx: AppContext) -> MetadataCache:
+    """The running app's series metadata cache (RADIANT_DICOMWEB_METADATA_CACHE_MB)."""
+    cache = _METADATA.get(id(ctx))
+    if cache is None:
+        size = ctx.settings.dicomweb_metadata_cache_mb * 1_000_000
+        cache = _METADATA[id(ctx)] = MetadataCache(size)
+    return cache
 
 
 def base_url(request: Request) -> str:
@@ -82,3 +97,30 @@ def located(
     found = service.locate(db, ctx.store, study, series, sop)
     service.audit_view(db, actor, _views(ctx), found, what)
     return found
+
+
+def metadata_response(
+    request: Request, ctx: AppContext, actor: Actor, study: str, series: str | None = None
+) -> Response:
+    """WADO-RS metadata of a study or series (cached per series version), its view audited."""
+    db = ctx.pool.get()
+    body, series_uids = service.metadata_document(
+        db, ctx.store, metadata_cache(ctx), study, series, base_url(request)
+    )
+    service.audit_view(db, actor, _views(ctx), series_uids, "metadata")
+    return Response(body, media_type=DICOM_JSON, headers={"Cache-Control": "no-store"})
+
+
+def warm_metadata_listener(ctx: AppContext) -> Callable[[Stable], None]:
+    """A stability listener: a series that became stable has its metadata built into the
+    cache, so the first viewer to open it does not wait for its headers to be read."""
+
+    def listener(event: Stable) -> None:
+        if event.kind != "series":
+            return
+        try:
+            service.warm_metadata(ctx.pool.get(), ctx.store, metadata_cache(ctx), event.id)
+        except Exception:  # a warm-up is an optimisation: the request builds it otherwise
+            log.warning("metadata_warm_failed", series_id=event.id, exc_info=True)
+
+    return listener

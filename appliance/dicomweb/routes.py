@@ -32,6 +32,7 @@ from appliance.dicomweb.http import (
     base_url,
     json_response,
     located,
+    metadata_response,
     multipart_response,
 )
 from appliance.dicomweb.models import DICOM, DICOM_JSON, Located
@@ -134,17 +135,17 @@ def _metadata(request: Request, found: list[Located]) -> JSONResponse:
 
 
 @router.get("/studies/{study}/metadata", responses=JSON_DOC)
-def study_metadata(request: Request, study: Study, actor: Reader, ctx: Ctx) -> JSONResponse:
+def study_metadata(request: Request, study: Study, actor: Reader, ctx: Ctx) -> Response:
     """WADO-RS metadata of every instance of the study (BulkDataURIs for pixel data)."""
-    return _metadata(request, located(ctx, actor, "metadata", study))
+    return metadata_response(request, ctx, actor, study)
 
 
 @router.get("/studies/{study}/series/{series}/metadata", responses=JSON_DOC)
 def series_metadata(
     request: Request, study: Study, series: Series, actor: Reader, ctx: Ctx
-) -> JSONResponse:
+) -> Response:
     """WADO-RS metadata of every instance of the series."""
-    return _metadata(request, located(ctx, actor, "metadata", study, series))
+    return metadata_response(request, ctx, actor, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata", responses=JSON_DOC)

@@ -23,6 +23,7 @@ from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.dicom import query as q
 from appliance.dicomweb import dicomjson, frames, multipart, qido
+from appliance.dicomweb import metadata as md
 from appliance.dicomweb.models import (
     DICOM,
     EXPLICIT_LE,
@@ -117,35 +118,58 @@ def locate(
     if not found:
         what = "instance" if sop else "series" if series else "study"
         raise NotFound(f"no such {what} on this appliance")
-    located = []
-    for item in found:
-        path = instance_path(db, store, item.storage_key)  # an evicted file is fetched back
-        if not path.is_file():
-            raise Conflict(
-                "a file of this resource is not kept on this appliance; run `radiant fsck`"
-            )
-        located.append(
-            Located(
-                item.study_uid,
-                item.series_uid,
-                item.sop_instance_uid,
-                item.sop_class_uid,
-                item.transfer_syntax_uid or EXPLICIT_LE,
-                path,
-            )
-        )
-    return located
+    return [_file(db, store, item) for item in found]
+
+
+def _file(db: sqlite_utils.Database, store: ObjectStore, item: q.StoredInstance) -> Located:
+    path = instance_path(db, store, item.storage_key)  # an evicted file is fetched back
+    if not path.is_file():
+        raise Conflict("a file of this resource is not kept on this appliance; run `radiant fsck`")
+    return Located(
+        item.study_uid,
+        item.series_uid,
+        item.sop_instance_uid,
+        item.sop_class_uid,
+        item.transfer_syntax_uid or EXPLICIT_LE,
+        path,
+    )
+
+
+def metadata_document(
+    db: sqlite_utils.Database,
+    store: ObjectStore,
+    cache: md.MetadataCache,
+    study: str,
+    series: str | None,
+    base: str,
+) -> tuple[bytes, list[str]]:
+    """WADO-RS metadata of a study or series as encoded DICOM JSON, each series from the
+    cache when its version is there, else read from its files and cached; and the series
+    UIDs it covers (for the view audit)."""
+    bodies = []
+    groups = md.indexed(db, study, series)
+    for rows in groups:
+        version = rows.version
+        body = cache.get(rows.series_uid, version)
+        if body is None:
+            located = [_file(db, store, item) for item in rows.instances]
+            body = md.encode_series(located, _header)
+            cache.put(rows.series_uid, version, body)
+        bodies.append(body)
+    return md.document(bodies, base), [rows.series_uid for rows in groups]
 
 
 def audit_view(
-    db: sqlite_utils.Database, actor: Actor, views: SeriesViews, located: list[Located], what: str
+    db: sqlite_utils.Database,
+    actor: Actor,
+    views: SeriesViews,
+    located: Iterable[Located | str],
+    what: str,
 ) -> None:
-    """One ``dicomweb.series.view`` row per series not viewed by this user within the window."""
-    fresh = [
-        uid
-        for uid in dict.fromkeys(loc.series_uid for loc in located)
-        if views.first(actor.user_id or actor.name, uid)
-    ]
+    """One ``dicomweb.series.view`` row per series (located instances, or series UIDs) not
+    viewed by this user within the window."""
+    uids = (loc if isinstance(loc, str) else loc.series_uid for loc in located)
+    fresh = [uid for uid in dict.fromkeys(uids) if views.first(actor.user_id or actor.name, uid)]
     ids = studies.series_by_uid(db, fresh)
     for uid in fresh:
         series_id, study_id = ids.get(uid, (None, None))
@@ -320,3 +344,27 @@ def read_dataset(loc: Located, *, pixels: bool = True) -> pydicom.Dataset:
         return frames.read(loc.path, pixels=pixels)
     except frames.FrameError as exc:
         raise _http(exc) from None
+
+
+def warm_metadata(
+    db: sqlite_utils.Database, store: ObjectStore, cache: md.MetadataCache, series_id: str
+) -> bool:
+    """Build a series' metadata into the cache (when it became stable), so that the first
+    viewer to open it does not wait for its headers to be read. True when it was built."""
+    uids = studies.series_uids(db, series_id)
+    if uids is None or cache.max_bytes == 0:
+        return False
+    study_uid, series_uid = uids
+    try:
+        (rows,) = md.indexed(db, study_uid, series_uid)
+    except NotFound:
+        return False
+    if cache.get(series_uid, rows.version) is not None:
+        return False
+    located = [_file(db, store, item) for item in rows.instances]
+    cache.put(series_uid, rows.version, md.encode_series(located, _header))
+    return True
+
+
+def _header(loc: Located) -> Dataset:
+    return read_dataset(loc, pixels=False)

@@ -129,6 +129,16 @@ def series_ref(db: sqlite_utils.Database, series_id: str) -> SeriesRef | None:
     return SeriesRef(str(row[0]), str(row[1]), row[2]) if row else None
 
 
+def series_uids(db: sqlite_utils.Database, series_id: str) -> tuple[str, str] | None:
+    """(Study Instance UID, Series Instance UID) of a series; None when there is none."""
+    row = db.execute(
+        "SELECT st.study_uid, se.series_uid FROM series se JOIN studies st ON st.id = se.study_id"
+        " WHERE se.id = ?",
+        (series_id,),
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
 def require_series(db: sqlite_utils.Database, series_id: str) -> None:
     """Nothing when the series exists; :class:`NotFound` (``"series <id> not found"``)."""
     if db.execute("SELECT id FROM series WHERE id = ?", (series_id,)).fetchone() is None:

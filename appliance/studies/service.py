@@ -41,6 +41,7 @@ from appliance.studies.series_facts import (
     series_facts,
     series_modality,
     series_ref,
+    series_uids,
 )
 from appliance.studies.study_facts import (
     PatientIdentity,
@@ -89,6 +90,7 @@ __all__ = [
     "series_instances",
     "series_modality",
     "series_ref",
+    "series_uids",
     "study_arrival",
     "study_dates",
     "study_of_series",
