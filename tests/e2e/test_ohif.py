@@ -7,6 +7,7 @@ opened, draws the finding's box with its measurements over the source image."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import httpx
@@ -137,6 +138,79 @@ def test_lidc_opens_renders_scrolls_and_shows_mpr(
     if callable(shot):
         shot(page, "10-ohif-mpr")
     assert outside == []
+
+
+# The image points the length is drawn between (column, row) and, from the page, where they
+# are on the canvas: cornerstone's own image -> world -> canvas mapping of the viewport shown.
+_CANVAS_POINTS_JS = """([a, b]) => {
+  const cs = window.cornerstone;
+  const viewport = cs.getRenderingEngines()[0].getViewports()
+    .find((v) => v.element.closest('[data-viewport-uid]') !== null);
+  const imageId = viewport.getCurrentImageId();
+  const rect = viewport.canvas.getBoundingClientRect();
+  const onPage = (point) => {
+    const [x, y] = viewport.worldToCanvas(cs.utilities.imageToWorldCoords(imageId, point));
+    return [rect.left + x, rect.top + y];
+  };
+  return { imageId, from: onPage(a), to: onPage(b) };
+}"""
+_LENGTHS_JS = """() => window.cornerstoneTools.annotation.state.getAllAnnotations()
+  .filter((a) => a.metadata.toolName === 'Length')
+  .flatMap((a) => Object.values(a.data.cachedStats || {})
+    .map((stats) => [a.annotationUID, stats.length, stats.unit]))"""
+
+
+def _header_of(imageId: str) -> pydicom.Dataset:
+    """The LIDC file of the SOP Instance UID in a WADO-RS image id (.../instances/{sop}/...)."""
+    sop = imageId.split("/instances/")[1].split("/")[0]
+    for path in sorted(LIDC.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.SOPInstanceUID == sop:
+            return ds
+    raise AssertionError(f"no LIDC file has SOP Instance UID {sop}")
+
+
+def test_the_length_tool_measures_a_known_distance(
+    appliance_server: ApplianceServer, page: Page, lidc: str, shot: object
+) -> None:
+    page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+    _sign_in(page)
+    page.goto(f"/ohif/viewer?StudyInstanceUIDs={lidc}")
+    viewport = page.locator("[data-viewport-uid]").first
+    expect(viewport.locator("canvas").first).to_be_visible(timeout=LOAD_MS)
+    page.wait_for_timeout(4000)
+    assert _pixels(viewport).std() > 10, "the viewport is blank"
+    # the Length tool, chosen from the toolbar as a radiologist does
+    page.locator('[data-cy="MeasurementTools-split-button-primary"]').click()
+    # 200 columns across and 120 rows down from (150, 200): the known distance in mm is the
+    # pixel offsets times Pixel Spacing (0028,0030) (row spacing, then column spacing)
+    a, b = (150.0, 200.0), (350.0, 320.0)
+    placed = page.evaluate(_CANVAS_POINTS_JS, [list(a), list(b)])
+    header = _header_of(str(placed["imageId"]))
+    row_mm, column_mm = (float(v) for v in header.PixelSpacing)
+    expected = float(np.hypot((b[0] - a[0]) * column_mm, (b[1] - a[1]) * row_mm))
+    (x1, y1), (x2, y2) = placed["from"], placed["to"]
+    page.mouse.move(x1, y1)
+    page.mouse.down()
+    page.mouse.move(x2, y2, steps=12)
+    page.mouse.up()
+    # the value OHIF draws beside the line (once drawing has caught up with the pointer), and
+    # the one it keeps for the measurement panel
+    ((uid, _, _),) = page.evaluate(_LENGTHS_JS)
+    label = viewport.locator(f'svg.svg-layer g[data-annotation-uid="{uid}"] text').first
+    expect(label).to_have_text(re.compile(r"^[0-9.]+ mm$"), timeout=30_000)
+    shown, previous = str(label.text_content()), ""
+    for _ in range(60):
+        if shown == previous:
+            break
+        page.wait_for_timeout(500)
+        shown, previous = str(label.text_content()), shown
+    ((_, kept, unit),) = page.evaluate(_LENGTHS_JS)
+    assert unit == "mm"
+    assert abs(float(shown.split()[0]) - expected) <= 1.0, (shown, expected)
+    assert abs(float(kept) - expected) <= 1.0, (kept, expected)
+    if callable(shot):
+        shot(page, "12-ohif-length")
 
 
 def _draft_from_an_analysis(server: ApplianceServer, study_uid: str) -> None:
