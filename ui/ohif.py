@@ -7,6 +7,7 @@ OHIF's build assumes it is served at ``/``: the webpack public path of the bundl
 ``index.html`` and the font URL of ``app.bundle.css`` are rewritten to ``/ohif/`` once, into
 ``<data_dir>/cache/ohif/<version>/`` (the package's own files are never changed). ``app-config.js``
 is ours (:func:`app_config`): the box's own ``/dicom-web``, nothing fetched from the internet.
+A study with a prior opens beside it (:func:`study_url`, OHIF's compare hanging protocol).
 Static files need no sign-in (they hold no patient data); OHIF's pages send a visitor without
 a screen session to the sign-in screen, and its DICOMweb reads carry that session's cookie.
 """
@@ -40,9 +41,19 @@ def default_dist() -> Path:
     return Path(__file__).resolve().parents[1] / ".cache" / "ohif" / VERSION / "dist"
 
 
-def study_url(study_uid: str) -> str:
-    """OHIF's basic viewer on one study."""
-    return f"{PREFIX}/viewer?StudyInstanceUIDs={quote(study_uid)}"
+#: OHIF's hanging protocol for two studies side by side: the first of ``StudyInstanceUIDs``
+#: on the left, the second (the prior) on the right (1x2, or 2x2 with two series each).
+COMPARE_PROTOCOL = "@ohif/hpCompare"
+
+
+def study_url(study_uid: str, prior_uid: str | None = None) -> str:
+    """OHIF's basic viewer on one study; with ``prior_uid``, the study beside its prior."""
+    if prior_uid is None or prior_uid == study_uid:
+        return f"{PREFIX}/viewer?StudyInstanceUIDs={quote(study_uid)}"
+    return (
+        f"{PREFIX}/viewer?StudyInstanceUIDs={quote(study_uid)},{quote(prior_uid)}"
+        f"&hangingprotocolId={quote(COMPARE_PROTOCOL)}"
+    )
 
 
 def app_config() -> str:

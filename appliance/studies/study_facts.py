@@ -102,3 +102,28 @@ def patient_identity(db: sqlite_utils.Database, study_id: str) -> PatientIdentit
         (study_id,),
     ).fetchone()
     return PatientIdentity(*row) if row else None
+
+
+def comparison_prior(db: sqlite_utils.Database, study_id: str) -> str | None:
+    """The Study Instance UID of the prior to show beside a study (a longitudinal reading):
+    the same patient's most recent study with an earlier Study Date (0008,0020), preferring
+    one that shares a modality with it; None when the patient has none or the study has no
+    date. A derived series (the findings SR) does not count as a modality shared."""
+    current = db.execute(
+        "SELECT patient_id, study_date FROM studies WHERE id = ?", (study_id,)
+    ).fetchone()
+    if current is None or not current[1]:
+        return None
+    earlier = db.execute(
+        "SELECT s.study_uid, EXISTS (SELECT 1 FROM series a JOIN series b"
+        " ON UPPER(a.modality) = UPPER(b.modality) AND UPPER(a.modality) != 'SR'"
+        " WHERE a.study_id = s.id AND b.study_id = ?) FROM studies s"
+        " WHERE s.patient_id = ? AND s.id != ? AND s.study_date IS NOT NULL"
+        " AND s.study_date != '' AND s.study_date < ?"
+        " ORDER BY s.study_date DESC, s.created_at DESC",
+        (study_id, current[0], study_id, current[1]),
+    ).fetchall()
+    if not earlier:
+        return None
+    shared = [row for row in earlier if row[1]]
+    return str((shared or earlier)[0][0])

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from nicegui import ui
 
 from appliance.reports.models import ReportOut
+from appliance.studies import service as studies
 from appliance.studies.models import StudyDetail
 from ui import components, format, i18n, ohif, runtime, session
 from ui.pages.report import data
@@ -27,8 +28,14 @@ def title_row(user: session.SessionUser, study: StudyDetail) -> None:
             "no-caps outline size=lg")
         if user.may(session.READERS):
             ui.button(i18n.t("action.diagnostic_viewer"), icon="open_in_new",
-                      on_click=lambda: ui.navigate.to(ohif.study_url(study.study_uid))).props(
+                      on_click=lambda: ui.navigate.to(_ohif_url(study))).props(
                 "no-caps outline size=lg data-testid=open-ohif")
+
+
+def _ohif_url(study: StudyDetail) -> str:
+    """The diagnostic viewer on the study, beside its prior when the patient has one."""
+    prior = studies.comparison_prior(runtime.get().db(), study.id)
+    return ohif.study_url(study.study_uid, prior)
 
 
 def no_report(
