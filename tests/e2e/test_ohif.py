@@ -209,6 +209,14 @@ def test_the_length_tool_measures_a_known_distance(
     assert unit == "mm"
     assert abs(float(shown.split()[0]) - expected) <= 1.0, (shown, expected)
     assert abs(float(kept) - expected) <= 1.0, (kept, expected)
+    # tracked, the measurement is listed in OHIF's measurement panel with the same value
+    page.locator('[data-cy="prompt-begin-tracking-yes-btn"]').click(timeout=30_000)
+    page.locator('[data-cy="side-panel-header-right"]').first.click()  # open the panel
+    page.locator('[data-cy="trackedMeasurements-btn"]').first.click()
+    values = page.get_by_text(re.compile(r"^[0-9.]+ mm$"))  # the drawn label and the row
+    expect(values).to_have_count(2, timeout=30_000)
+    for value in values.all_text_contents():
+        assert abs(float(value.split()[0]) - expected) <= 1.0, (value, expected)
     if callable(shot):
         shot(page, "12-ohif-length")
 
