@@ -113,12 +113,15 @@ def _scoord_references(items: Any) -> list[str]:
     return found
 
 
-def _texts(items: Any) -> list[str]:
+def _texts(items: Any, concept: str | None = None) -> list[str]:
+    """The TEXT items' values (only those whose concept name has code ``concept``)."""
     found: list[str] = []
     for item in items or []:
-        if item.ValueType == "TEXT":
+        if item.ValueType == "TEXT" and (
+            concept is None or item.ConceptNameCodeSequence[0].CodeValue == concept
+        ):
             found.append(str(item.TextValue))
-        found += _texts(item.get("ContentSequence"))
+        found += _texts(item.get("ContentSequence"), concept)
     return found
 
 
@@ -155,6 +158,10 @@ def test_draft_and_signed_findings_sr_are_instances_of_the_study(
     assert len(scoords) == _groups(draft.ContentSequence) == sum(1 for f in FINDINGS if f["box"])
     texts = " ".join(_texts(draft.ContentSequence))
     assert all(str(f["description"]) in texts for f in FINDINGS)
+    # each finding without a box is a TEXT item "Finding" (DCM 121071) of the narrative
+    unboxed = [str(f["description"]) for f in FINDINGS if not f["box"]]
+    finding_texts = _texts(draft.ContentSequence, concept="121071")
+    assert unboxed and all(any(d in t for t in finding_texts) for d in unboxed)
     (equipment,) = [e for e in draft.ContributingEquipmentSequence if e.Manufacturer == "RadiantAI"]
     assert equipment.ManufacturerModelName == "google/medgemma-1.5-4b-it"
     assert "test-rev-1" in equipment.SoftwareVersions
