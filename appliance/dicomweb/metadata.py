@@ -3,13 +3,14 @@
 A viewer asks for a series' metadata before its first frame, and asks again each time the
 study is opened. Building it means reading every file's header and encoding it as DICOM JSON
 (PS3.18 F.2), about 3 ms an instance here; so the encoded DICOM JSON of each series is kept,
-as UTF-8 bytes, in a :class:`MetadataCache` bounded in bytes (least recently used dropped
-first).
+as UTF-8 bytes per instance, in a :class:`MetadataCache` bounded in bytes (least recently used
+series dropped first).
 
 An entry is valid for one *version* of its series: the (SOP Instance UID, storage key, transfer
 syntax) of every instance the index holds, in order. The index is read on every request (one
 query), so an instance that arrives, is deleted, or is replaced (a replacement gets a new
-storage key) changes the version and the next request rebuilds the series. Evicting a file to
+storage key) changes the version and the next request answers the new version, reading only
+the instances the cached one did not hold. Evicting a file to
 the bucket leaves its bytes, so its key and the metadata, unchanged: a cached series of an
 evicted study answers without fetching its files back (its frames are fetched on demand).
 
@@ -45,38 +46,44 @@ def _encode(item: object) -> bytes:
 
 
 class MetadataCache:
-    """Encoded metadata of series, each for one version, at most ``max_bytes`` in all.
-
-    Thread-safe; a series larger than the whole budget is never kept."""
+    """Encoded metadata of series, each for one version (one encoded instance per entry of
+    the version), at most ``max_bytes`` in all. Thread-safe; a series larger than the whole
+    budget is never kept."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[Version, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Version, tuple[bytes, ...]]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, series_uid: str, version: Version) -> bytes | None:
-        """The series' encoded instances if cached for exactly ``version``; an entry of
-        another version is dropped."""
+        """The series' encoded instances, comma-separated, if cached for exactly
+        ``version``."""
         with self._lock:
             entry = self._entries.get(series_uid)
-            if entry is None:
-                return None
-            if entry[0] != version:
-                self._drop(series_uid)
+            if entry is None or entry[0] != version:
                 return None
             self._entries.move_to_end(series_uid)
-            return entry[1]
+            return b",".join(entry[1])
 
-    def put(self, series_uid: str, version: Version, body: bytes) -> None:
+    def known(self, series_uid: str) -> dict[tuple[str, str, str], bytes]:
+        """The encoded instances of the series' cached version, whatever it is: those still
+        in the new version need not be read again."""
+        with self._lock:
+            entry = self._entries.get(series_uid)
+            return dict(zip(entry[0], entry[1], strict=True)) if entry else {}
+
+    def put(self, series_uid: str, version: Version, parts: Sequence[bytes]) -> None:
+        """Keep ``parts`` (one encoded instance per entry of ``version``) for the series."""
+        size = sum(len(p) for p in parts)
         with self._lock:
             self._drop(series_uid)
-            if len(body) > self.max_bytes:
+            if size > self.max_bytes:
                 return
-            while self._entries and self._bytes + len(body) > self.max_bytes:
+            while self._entries and self._bytes + size > self.max_bytes:
                 self._drop(next(iter(self._entries)))
-            self._entries[series_uid] = (version, body)
-            self._bytes += len(body)
+            self._entries[series_uid] = (version, tuple(parts))
+            self._bytes += size
 
     def discard(self, series_uids: Iterable[str]) -> None:
         """Forget these series (a deleted study's, so no patient data lingers in memory)."""
@@ -95,7 +102,7 @@ class MetadataCache:
     def _drop(self, series_uid: str) -> None:
         entry = self._entries.pop(series_uid, None)
         if entry is not None:
-            self._bytes -= len(entry[1])
+            self._bytes -= sum(len(p) for p in entry[1])
 
 
 @dataclass(frozen=True)
@@ -133,15 +140,11 @@ def indexed(db: sqlite_utils.Database, study: str, series: str | None = None) ->
     return list(grouped.values())
 
 
-def encode_series(located: Sequence[Located], read: Callable[[Located], Dataset]) -> bytes:
-    """The series' instances as comma-separated DICOM JSON objects, Bulk Data URIs relative
-    to the DICOMweb root; ``read`` gives an instance's header (without its pixels)."""
-    parts = []
-    for loc in located:
-        url = dicomjson.instance_url("", loc.study_uid, loc.series_uid, loc.sop_instance_uid)
-        meta = dicomjson.metadata(read(loc), url.lstrip("/"), loc.transfer_syntax_uid)
-        parts.append(_encode(meta))
-    return b",".join(parts)
+def encode_instance(loc: Located, read: Callable[[Located], Dataset]) -> bytes:
+    """One instance as a DICOM JSON object, Bulk Data URIs relative to the DICOMweb root;
+    ``read`` gives its header (without its pixels)."""
+    url = dicomjson.instance_url("", loc.study_uid, loc.series_uid, loc.sop_instance_uid)
+    return _encode(dicomjson.metadata(read(loc), url.lstrip("/"), loc.transfer_syntax_uid))
 
 
 def document(bodies: Sequence[bytes], base: str) -> bytes:

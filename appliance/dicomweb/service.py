@@ -149,14 +149,25 @@ def metadata_document(
     bodies = []
     groups = md.indexed(db, study, series)
     for rows in groups:
-        version = rows.version
-        body = cache.get(rows.series_uid, version)
+        body = cache.get(rows.series_uid, rows.version)
         if body is None:
-            located = [_file(db, store, item) for item in rows.instances]
-            body = md.encode_series(located, _header)
-            cache.put(rows.series_uid, version, body)
+            parts = _encode_series(db, store, cache, rows)
+            cache.put(rows.series_uid, rows.version, parts)
+            body = b",".join(parts)
         bodies.append(body)
     return md.document(bodies, base), [rows.series_uid for rows in groups]
+
+
+def _encode_series(
+    db: sqlite_utils.Database, store: ObjectStore, cache: md.MetadataCache, rows: md.SeriesRows
+) -> list[bytes]:
+    """The series' instances encoded, those of the cached version reused, the others read
+    from their files."""
+    known = cache.known(rows.series_uid)
+    return [
+        known.get(entry) or md.encode_instance(_file(db, store, item), _header)
+        for entry, item in zip(rows.version, rows.instances, strict=True)
+    ]
 
 
 def audit_view(
@@ -361,8 +372,7 @@ def warm_metadata(
         return False
     if cache.get(series_uid, rows.version) is not None:
         return False
-    located = [_file(db, store, item) for item in rows.instances]
-    cache.put(series_uid, rows.version, md.encode_series(located, _header))
+    cache.put(series_uid, rows.version, _encode_series(db, store, cache, rows))
     return True
 
 

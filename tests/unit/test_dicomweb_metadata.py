@@ -97,6 +97,26 @@ def test_a_new_instance_appears_in_the_next_answer(ctx: AppContext) -> None:
     assert len(_document(ctx, cache, study)) == 3
 
 
+def test_a_new_instance_is_the_only_file_read(ctx: AppContext) -> None:
+    """The series' cached instances are reused: the first one's file may even be evicted
+    (no bucket here, so it could not be fetched back) when the second arrives."""
+    instance_id = _ingest(ctx, FILES[0].read_bytes())
+    study, series, first_sop = _uids(FILES[0].read_bytes())
+    cache = MetadataCache(10_000_000)
+    _document(ctx, cache, study, series)
+    db = ctx.pool.get()
+    key, sha256, size, study_id = db.execute(
+        "SELECT i.storage_key, i.sha256, i.size, se.study_id FROM instances i"
+        " JOIN series se ON se.id = i.series_id WHERE i.id = ?",
+        (instance_id,),
+    ).fetchone()
+    assert evict(db, ctx.store, study_id, [Evictable(instance_id, key, sha256, size)])
+    _ingest(ctx, FILES[1].read_bytes())
+    assert sorted(_sops(_document(ctx, cache, study, series))) == sorted(
+        [first_sop, _uids(FILES[1].read_bytes())[2]]
+    )
+
+
 def test_a_replaced_instance_is_answered_as_replaced(tmp_path: Path) -> None:
     context = prepare(Settings(data_dir=tmp_path / "data", dicom_overwrite=True))
     try:
@@ -171,21 +191,43 @@ def test_warming_builds_a_stable_series_once(ctx: AppContext) -> None:
 def test_the_cache_keeps_to_its_byte_budget() -> None:
     cache = MetadataCache(100)
     one: tuple[tuple[str, str, str], ...] = (("1.1", "k1", "1.2.840.10008.1.2.1"),)
-    cache.put("a", one, b"x" * 40)
-    cache.put("b", one, b"y" * 40)
+    cache.put("a", one, [b"x" * 40])
+    cache.put("b", one, [b"y" * 40])
     assert cache.get("a", one) == b"x" * 40  # a is now the most recently used
-    cache.put("c", one, b"z" * 40)  # over 100: b goes
+    cache.put("c", one, [b"z" * 40])  # over 100: b goes
     assert "b" not in cache and "a" in cache and "c" in cache and cache.size == 80
-    cache.put("d", one, b"w" * 101)  # larger than the whole budget: never kept
+    cache.put("d", one, [b"w" * 60, b"v" * 41])  # larger than the whole budget: never kept
     assert "d" not in cache and cache.size == 80
     other = (("1.1", "k2", "1.2.840.10008.1.2.1"),)
-    assert cache.get("a", other) is None and "a" not in cache  # another version: dropped
-    cache.discard(["c"])
-    assert cache.size == 0
+    assert cache.get("a", other) is None  # another version: not an answer
+    assert cache.known("a") == {one[0]: b"x" * 40}  # but its instances can be reused
+    cache.discard(["a", "c"])
+    assert cache.size == 0 and cache.known("a") == {}
     nothing = MetadataCache(0)
-    nothing.put("a", one, b"x")
+    nothing.put("a", one, [b"x"])
     assert nothing.size == 0
 
 
 def test_the_cache_budget_has_a_default() -> None:
     assert Settings().dicomweb_metadata_cache_mb == 64
+
+
+def test_the_serving_process_warms_a_series_that_becomes_stable(ctx: AppContext) -> None:
+    from appliance.bootstrap import build_services
+    from appliance.dicomweb.http import metadata_cache
+    from appliance.studies.stability import Stable
+
+    _ingest(ctx, FILES[0].read_bytes())
+    series = _uids(FILES[0].read_bytes())[1]
+    db = ctx.pool.get()
+    series_id = db.execute("SELECT id FROM series WHERE series_uid = ?", (series,)).fetchone()[0]
+    services = build_services(ctx)
+    (warm,) = [
+        listener
+        for listener in services.stability.listeners
+        if "warm_metadata_listener" in getattr(listener, "__qualname__", "")
+    ]
+    warm(Stable("study", "whatever"))  # only series are built
+    assert series not in metadata_cache(ctx)
+    warm(Stable("series", series_id))
+    assert series in metadata_cache(ctx)
