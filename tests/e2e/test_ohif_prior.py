@@ -16,6 +16,7 @@ from tests.dicom_files import instance_files
 from tests.e2e.server import ApplianceServer
 from tests.e2e.test_ohif import LOAD_MS, PASSWORD, _pixels, _sign_in, _stow
 from ui.ohif import COMPARE_PROTOCOL, default_dist
+from ui.ohif import study_url as ohif_study_url
 
 pytestmark = pytest.mark.e2e
 CURRENT = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1"  # CR, 2001-01-01
@@ -67,6 +68,11 @@ def test_the_prior_opens_beside_the_current_study(
 ) -> None:
     page.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
     _sign_in(page)
+    # the worklist's button on the current study's card, then the report screen's
+    card = page.locator(f'[data-testid=study-card][data-study="{stored}"]')
+    card.get_by_test_id("open-ohif").click()
+    page.wait_for_url("**/ohif/viewer?**", timeout=30_000)
+    assert unquote(page.url).endswith(unquote(ohif_study_url(CURRENT, PRIOR)))
     page.goto(f"/report/{stored}")
     page.get_by_test_id("open-ohif").first.click()
     page.wait_for_url("**/ohif/viewer?**", timeout=30_000)
