@@ -27,6 +27,8 @@ SORTS = ("urgency", "arrival", "study_date", "status")
 VIEWS = ("cards", "table")
 SHOWN = 100
 MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
+#: Width of the search, filter and sort panel beside the list.
+PANEL_REM = 15
 
 
 @dataclass
@@ -212,37 +214,42 @@ def _row(item: StudyListItem, state: StudyState) -> None:
 def build(user: session.SessionUser) -> None:
     filters = Filters()
     seen = {"fingerprint": ""}
-    with components.frame(user, "nav.worklist"):
-        with ui.row().classes("w-full items-center gap-3"):
-            ui.label(i18n.t("worklist.title")).classes("text-h4")
-            ui.space()
+    with components.frame(user, "nav.worklist"), ui.row().classes(
+        "w-full no-wrap items-start gap-4"
+    ):
+        # Search, filters and sort in a side panel: the list starts at the top of the page, so
+        # the table shows 12+ rows of 48 px at 1280x800 (a toolbar above took 200 px).
+        with ui.column().classes("gap-3 no-wrap").style(f"width: {PANEL_REM}rem; flex: none"):
+            ui.label(i18n.t("worklist.title")).classes("text-h5")
             search = ui.input(i18n.t("worklist.search")).props(
                 "outlined clearable debounce=400 data-testid=search"
-            ).classes("w-72").mark("search")
-        with ui.row().classes("w-full items-center gap-3"):
-            today = ui.switch(i18n.t("worklist.today")).props(
-                "data-testid=filter-today").mark("filter-today")
-            arrived_today = ui.switch(i18n.t("worklist.arrived_today")).props(
-                "data-testid=filter-arrived-today").mark("filter-arrived-today")
+            ).classes("w-full").mark("search")
             status = ui.select(
                 {key: i18n.t(f"worklist.status.{key}") for key in STATUS_FILTERS},
                 value="all", label=i18n.t("worklist.status"),
-            ).props("outlined data-testid=filter-status").classes("w-56").mark("filter-status")
+            ).props("outlined data-testid=filter-status").classes("w-full").mark("filter-status")
+            sort = ui.select(
+                {key: i18n.t(f"worklist.sort.{key}") for key in SORTS},
+                value="urgency", label=i18n.t("worklist.sort"),
+            ).props("outlined data-testid=worklist-sort").classes("w-full").mark("worklist-sort")
             modality = ui.select(
                 {key: (i18n.t("worklist.modality.all") if key == "all" else key)
                  for key in MODALITIES},
                 value="all", label=i18n.t("worklist.modality"),
-            ).props("outlined data-testid=filter-modality").classes("w-48")
-            sort = ui.select(
-                {key: i18n.t(f"worklist.sort.{key}") for key in SORTS},
-                value="urgency", label=i18n.t("worklist.sort"),
-            ).props("outlined data-testid=worklist-sort").classes("w-56").mark("worklist-sort")
+            ).props("outlined data-testid=filter-modality").classes("w-full")
+            today = ui.switch(i18n.t("worklist.today")).props(
+                "data-testid=filter-today").mark("filter-today")
+            arrived_today = ui.switch(i18n.t("worklist.arrived_today")).props(
+                "data-testid=filter-arrived-today").mark("filter-arrived-today")
             view = ui.toggle(
                 {key: i18n.t(f"worklist.view.{key}") for key in VIEWS}, value="cards"
-            ).props("no-caps data-testid=worklist-view").mark("worklist-view")
+            ).props("no-caps spread data-testid=worklist-view").classes("w-full").mark(
+                "worklist-view")
             count = ui.label().classes("text-body1 radiant-muted").props(
                 "data-testid=worklist-count").mark("worklist-count")
-        listing = ui.column().classes("w-full gap-3").mark("worklist-listing")
+        # min-width 0: a row's cells may shrink and ellipsize instead of widening the page.
+        listing = ui.column().classes("col gap-3").style("min-width: 0").mark(
+            "worklist-listing")
 
     async def refresh() -> None:
         filters.today = bool(today.value)
@@ -263,7 +270,7 @@ def build(user: session.SessionUser) -> None:
         seen["fingerprint"] = fingerprint
         items = page.items
         listing.clear()
-        listing.classes(replace="w-full " + ("gap-0" if filters.view == "table" else "gap-3"))
+        listing.classes(replace="col " + ("gap-0" if filters.view == "table" else "gap-3"))
         with listing:
             if not items:
                 ui.label(i18n.t("worklist.empty")).classes("text-h6 radiant-muted").mark(
