@@ -155,6 +155,9 @@ def chip(text: str, colour: str, icon: str | None = None, explain: str | None = 
     made = ui.chip(text, color=colour, icon=icon, text_color="white").props("dense square")
     if explain:
         made.props("clickable data-testid=status-chip")
+        # The tap opens the explanation only: it must not also reach a clickable parent (a
+        # worklist row opens the study).
+        made.on("click", js_handler="(event) => event.stopPropagation()")
         with made, ui.menu().props("data-testid=chip-explain"):
             ui.label(explain).classes("q-pa-md text-body1").style("max-width: 22rem")
 
