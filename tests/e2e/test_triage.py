@@ -433,5 +433,15 @@ def test_day_of_thirty_studies_in_the_table(
     expect(page.get_by_text("The draft was handed over to a radiologist").first).to_be_visible()
     assert page.url.rstrip("/").endswith(server.url.split("//")[1]) or page.url.endswith("/")
     page.keyboard.press("Escape")
+    # "complete" says how long the box waits for more images (RADIANT_STABLE_AGE_S, 1 s here).
+    row.get_by_test_id("status-chip").filter(has_text="complete").click()
+    expect(page.get_by_text("No new image has arrived for 1 s").first).to_be_visible()
+    page.keyboard.press("Escape")
+    # Every cell reads in full: name, MRN, modalities, study date, arrival (with its time).
+    cut = page.evaluate(
+        """() => Array.from(document.querySelectorAll('[data-testid=study-row] > .ellipsis, '
+             + '[data-testid=study-row] > .q-label, [data-testid=study-row] > div:not(.row)'))
+             .filter(e => e.scrollWidth > e.clientWidth + 0.5).map(e => e.innerText)""")
+    assert cut == [], f"cut off in the table: {cut}"
     no_horizontal_scroll(page)
     assert console_errors == []
