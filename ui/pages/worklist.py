@@ -107,7 +107,9 @@ def _chips(item: StudyListItem, state: StudyState) -> None:
     components.chip(
         i18n.t(f"study.status.{item.status}"),
         components.STUDY_COLOURS.get(item.status, "grey-8"),
-        explain=i18n.t(f"chip.explain.status.{item.status}"),
+        # "complete" names the box's own stability delay (RADIANT_STABLE_AGE_S).
+        explain=i18n.t(f"chip.explain.status.{item.status}",
+                       seconds=f"{runtime.get().settings.stable_age_s:g}"),
     )
     if state.volume_ready:
         components.chip(
