@@ -201,7 +201,7 @@ def _row(item: StudyListItem, state: StudyState) -> None:
         f"data-testid=study-row data-study={item.id}"
     ).mark("study-row").on("click", lambda: ui.navigate.to(f"/viewer/{item.id}")):
         ui.label(format.patient_name(patient)).classes(
-            "text-body1 text-weight-bold ellipsis").style("width: 13rem; flex: none")
+            "text-body1 text-weight-bold ellipsis").style("width: 12rem; flex: none")
         ui.label(patient.patient_id or "-").classes("ellipsis").style("width: 7rem; flex: none")
         ui.label(" ".join(item.modalities) or "-").style("width: 3.5rem; flex: none")
         # Dates in the screen language ("12 sept. 2024 10:11"): wide enough in both.
