@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -426,6 +427,20 @@ def test_day_of_thirty_studies_in_the_table(
     assert old_arrival not in shown and shown >= mine - {old_arrival}
     page.get_by_test_id("filter-arrived-today").click()
     shown_ids(page, len(everyone))
+
+    # One report workflow chip per row, named as its filter: "AI draft ready" only on the
+    # study with an unsigned AI draft, not on an analysis without a draft nor on a signed one.
+    for name, chip, not_shown in (
+        ("Urgent", "AI analysed", ("AI draft ready", "draft")),
+        ("Draft", "AI draft ready", ("handed over", "final")),
+        ("Handed", "handed over", ("AI draft ready", "final")),
+        ("Signed", "final", ("AI draft ready", "handed over")),
+    ):
+        cells = page.locator(f"[data-testid=study-row][data-study='{by_name[name]}']")
+        expect(cells.get_by_test_id("status-chip").filter(has_text=chip)).to_have_count(1)
+        for other in not_shown:
+            expect(cells.get_by_test_id("status-chip").filter(
+                has_text=re.compile(f"^\\W*{other}$"))).to_have_count(0)
 
     # A status chip in a row explains itself when tapped (and does not open the study).
     row = page.locator(f"[data-testid=study-row][data-study='{by_name['Handed']}']")
