@@ -183,7 +183,7 @@ def test_critical_finding_alerts_every_screen(
         tech.analyse(routine_id)
         assert len(server.ai.requests) > asked
         routine_card = page.locator(f"[data-testid=study-card][data-study='{routine_id}']")
-        expect(routine_card).to_contain_text("AI draft ready", timeout=POLL_MS)
+        expect(routine_card).to_contain_text("AI analysed", timeout=POLL_MS)
         expect(routine_card).not_to_contain_text("critical")
         expect(routine_card).not_to_contain_text("urgent")
         page.wait_for_timeout(7_000)  # more than one banner poll

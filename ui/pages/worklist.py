@@ -102,6 +102,37 @@ def _ohif_url(item: StudyListItem) -> str:
     return ohif.study_url(item.study_uid, prior)
 
 
+def _workflow_chip(state: StudyState) -> None:
+    """One chip for where the study is in reporting, named as the worklist filter that finds
+    it: signed, handed over, AI draft ready, a (hand-written) draft, or only AI analysed."""
+    if state.report_status in ("final", "amended"):
+        key = state.report_status
+        components.chip(
+            i18n.t(f"report.status.{key}"), components.REPORT_COLOURS[key],
+            explain=i18n.t(f"chip.explain.report.{key}"),
+        )
+    elif state.handed_over:
+        components.chip(
+            i18n.t("chip.handed_over"), "cyan-9", "forward_to_inbox",
+            explain=i18n.t("chip.explain.handed_over"),
+        )
+    elif state.ai_draft:
+        components.chip(
+            i18n.t("chip.analyzed"), "purple-8", explain=i18n.t("chip.explain.analyzed")
+        )
+    elif state.report_status:
+        components.chip(
+            i18n.t(f"report.status.{state.report_status}"),
+            components.REPORT_COLOURS.get(state.report_status, "grey-8"),
+            explain=i18n.t(f"chip.explain.report.{state.report_status}"),
+        )
+    elif state.analysis_status in ("completed", "needs_review"):
+        components.chip(
+            i18n.t("chip.ai_analysed"), "deep-purple-4",
+            explain=i18n.t("chip.explain.ai_analysed"),
+        )
+
+
 def _chips(item: StudyListItem, state: StudyState) -> None:
     _urgency_chip(state)
     components.chip(
@@ -125,25 +156,7 @@ def _chips(item: StudyListItem, state: StudyState) -> None:
         components.chip(
             i18n.t("chip.analysis_failed"), "red-9", explain=i18n.t("chip.explain.analysis_failed")
         )
-    elif (
-        state.analysis_status in ("completed", "needs_review")
-        and not state.handed_over
-        and state.report_status not in ("final", "amended")
-    ):  # once handed over or signed, those chips say where the draft is
-        components.chip(
-            i18n.t("chip.analyzed"), "purple-8", explain=i18n.t("chip.explain.analyzed")
-        )
-    if state.report_status:
-        components.chip(
-            i18n.t(f"report.status.{state.report_status}"),
-            components.REPORT_COLOURS.get(state.report_status, "grey-8"),
-            explain=i18n.t(f"chip.explain.report.{state.report_status}"),
-        )
-    if state.handed_over:
-        components.chip(
-            i18n.t("chip.handed_over"), "cyan-9", "forward_to_inbox",
-            explain=i18n.t("chip.explain.handed_over"),
-        )
+    _workflow_chip(state)
     if state.synced:
         components.chip(
             i18n.t("chip.synced"), "blue-grey-7", "cloud_done",
