@@ -176,7 +176,7 @@ def copy_with_new_uids(
     """``paths`` as one new study of a new patient (``<patient>^Test``, MRN ``MRN-<patient>``)
     dated ``study_date`` (DICOM DA; None: no date), one series, new UIDs."""
     study_uid, series_uid = generate_uid(), generate_uid()
-    out = []
+    out: list[pydicom.Dataset] = []
     for number, path in enumerate(paths, start=1):
         ds = pydicom.dcmread(path)
         ds.StudyInstanceUID = study_uid
@@ -187,10 +187,7 @@ def copy_with_new_uids(
         ds.PatientID = f"MRN-{patient}"
         ds.StudyDescription = description
         ds.InstanceNumber = number
-        if study_date is None:
-            ds.StudyDate = None
-        else:
-            ds.StudyDate = study_date
+        ds.StudyDate = study_date
         out.append(ds)
     return out
 
@@ -208,3 +205,16 @@ def c_store(server: ApplianceServer, datasets: Sequence[pydicom.Dataset]) -> Non
             assert status and status.Status == 0, ds.SOPInstanceUID
     finally:
         assoc.release()
+
+
+def sign_draft(doctor: Api, report_id: str) -> None:
+    """Sign as a radiologist, accepting each item the safety layer flagged first."""
+    answer = doctor.client.patch(
+        f"/api/reports/{report_id}/finalize", json={"ai_findings_reviewed": True})
+    if answer.status_code == 409:
+        for item in answer.json().get("undecided", []):
+            doctor.send("POST", f"/api/reports/{report_id}/review",
+                        {"item": item, "decision": "accepted"}, 200)
+        answer = doctor.client.patch(
+            f"/api/reports/{report_id}/finalize", json={"ai_findings_reviewed": True})
+    assert answer.status_code == 200, answer.text

@@ -26,19 +26,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.ai_server import CT_HEAD, Scripted, chat_completion
 from tests.dicom_files import instance_files
 from tests.e2e.browser import VIEWPORT
-from tests.e2e.clinic import Api, WebhookReceiver, c_store, copy_with_new_uids
+from tests.e2e.clinic import Api, WebhookReceiver, c_store, copy_with_new_uids, sign_draft
 from tests.e2e.server import ApplianceServer, start_appliance, stop_appliance
 from tests.e2e.test_day import PASSWORD, field, open_screen, sign_in
+from tests.e2e.worklist_screen import (
+    POLL_MS,
+    banner,
+    choose,
+    rows,
+    second_screen,
+    shown_ids,
+    tones,
+)
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e webhook shared secret, 32+ bytes long"
 LONG_MS = 240_000
-POLL_MS = 30_000  # the banner and the worklist poll every few seconds
 Shot = Callable[[Page, str], Path]
 
 
@@ -112,22 +120,6 @@ def api(appliance_server: ApplianceServer) -> Iterator[dict[str, Api]]:
     finally:
         for user in users.values():
             user.close()
-
-
-def second_screen(browser: Browser, server: ApplianceServer, username: str) -> Page:
-    context = browser.new_context(viewport=VIEWPORT, base_url=server.url, locale="en-US")
-    context.set_default_timeout(30_000)
-    other = context.new_page()
-    sign_in(other, username)
-    return other
-
-
-def banner(page: Page) -> Locator:
-    return page.get_by_test_id("critical-alert")
-
-
-def tones(page: Page) -> int:
-    return int(page.evaluate("window.radiantAlertTones || 0"))
 
 
 def verify_signature(header: str, body: bytes) -> bool:
@@ -272,51 +264,6 @@ def test_critical_finding_alerts_every_screen(
     delivered = boss.get("/api/audit", action="triage.notify_deliver")["items"]
     assert [row["detail"]["attempts"] for row in delivered] == [2]
     boss.send("POST", "/api/system/mode", {"mode": "offline"}, 200)
-
-
-def rows(page: Page) -> Locator:
-    return page.get_by_test_id("study-row")
-
-
-ROW_IDS_JS = (
-    "() => Array.from(document.querySelectorAll('[data-testid=study-row]'))"
-    ".map(e => e.dataset.study)"
-)
-
-
-def shown_ids(page: Page, expected: list[str] | set[str]) -> list[str]:
-    """The rows' study ids in order, once they are ``expected`` (a list: in that order; a set:
-    in any order) and the count says so; fails with what is shown after a while."""
-    deadline = time.monotonic() + POLL_MS / 1000
-    while True:
-        shown: list[str] = page.evaluate(ROW_IDS_JS)
-        same = shown == expected if isinstance(expected, list) else set(shown) == expected
-        if same or time.monotonic() > deadline:
-            break
-        page.wait_for_timeout(250)
-    assert (shown if isinstance(expected, list) else set(shown)) == expected
-    total = len(expected)
-    expect(page.get_by_test_id("worklist-count")).to_have_text(f"{total} shown of {total}")
-    return shown
-
-
-def choose(page: Page, test_id: str, option: str) -> None:
-    """Pick ``option`` in the Quasar select ``test_id``."""
-    page.get_by_test_id(test_id).click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def sign_draft(doctor: Api, report_id: str) -> None:
-    """Sign as a radiologist, accepting each item the safety layer flagged first."""
-    answer = doctor.client.patch(
-        f"/api/reports/{report_id}/finalize", json={"ai_findings_reviewed": True})
-    if answer.status_code == 409:
-        for item in answer.json().get("undecided", []):
-            doctor.send("POST", f"/api/reports/{report_id}/review",
-                        {"item": item, "decision": "accepted"}, 200)
-        answer = doctor.client.patch(
-            f"/api/reports/{report_id}/finalize", json={"ai_findings_reviewed": True})
-    assert answer.status_code == 200, answer.text
 
 
 def test_day_of_thirty_studies_in_the_table(
