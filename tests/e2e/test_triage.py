@@ -46,6 +46,13 @@ from tests.e2e.worklist_screen import (
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e webhook shared secret, 32+ bytes long"
+#: Texts cut off: the table's cells (not the chips, which may run out of room) and the side
+#: panel's field labels, values and switch labels.
+TRUNCATED_JS = """() => Array.from(document.querySelectorAll(
+    '[data-testid=study-row] > div:not(.row), .q-field__label, .q-field__native > span,'
+    + ' .q-field__native, .q-toggle__label, [data-testid=worklist-count]'))
+  .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 0.5)
+  .map(e => e.innerText || e.value || e.getAttribute('placeholder'))"""
 LONG_MS = 240_000
 Shot = Callable[[Page, str], Path]
 
@@ -374,6 +381,7 @@ def test_day_of_thirty_studies_in_the_table(
         agreed = {i["id"] for i in tech.studies(**params)}
         shown = set(shown_ids(page, agreed))
         assert shown & mine == want, option
+        assert page.evaluate(TRUNCATED_JS) == [], option  # the chosen option reads in full
     choose(page, "filter-status", "All statuses")
     page.get_by_test_id("filter-today").click()
     shown = set(shown_ids(page, {i for i in listed if listed[i]["study_date"] == today}))
@@ -409,10 +417,20 @@ def test_day_of_thirty_studies_in_the_table(
     expect(page.get_by_text("No new image has arrived for 1 s").first).to_be_visible()
     page.keyboard.press("Escape")
     # Every cell reads in full: name, MRN, modalities, study date, arrival (with its time).
-    cut = page.evaluate(
-        """() => Array.from(document.querySelectorAll('[data-testid=study-row] > .ellipsis, '
-             + '[data-testid=study-row] > .q-label, [data-testid=study-row] > div:not(.row)'))
-             .filter(e => e.scrollWidth > e.clientWidth + 0.5).map(e => e.innerText)""")
+    cut = page.evaluate(TRUNCATED_JS)
     assert cut == [], f"cut off in the table: {cut}"
     no_horizontal_scroll(page)
+
+    # In French too, the panel's labels and values and the table's cells read in full.
+    page.get_by_test_id("lang-fr").click()
+    expect(page.get_by_test_id("worklist-count")).to_contain_text("affichés", timeout=POLL_MS)
+    page.get_by_test_id("worklist-view").get_by_text("Tableau").click()
+    expect(rows(page).first).to_be_visible(timeout=POLL_MS)
+    for option in ("Sans compte rendu signé", "Urgent ou critique (IA)", "Brouillon IA prêt"):
+        choose(page, "filter-status", option)
+        expect(page.get_by_test_id("filter-status")).to_contain_text(option)
+        cut = page.evaluate(TRUNCATED_JS)
+        assert cut == [], f"cut off in French: {cut}"
+    no_horizontal_scroll(page)
+    assert assert_touch_targets(page) >= 12
     assert console_errors == []
