@@ -29,6 +29,12 @@ SHOWN = 100
 MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
 #: Width of the search, filter and sort panel beside the list.
 PANEL_REM = 15
+#: A chosen option too long for the panel wraps onto a second line instead of being cut off
+#: (long filter names, French).
+PANEL_CSS = """
+.radiant-panel .q-field__native, .radiant-panel .q-field__native > span {
+  white-space: normal; overflow: visible; text-overflow: clip; line-height: 1.25; }
+"""
 
 
 @dataclass
@@ -234,7 +240,10 @@ def build(user: session.SessionUser) -> None:
     ):
         # Search, filters and sort in a side panel: the list starts at the top of the page, so
         # the table shows 12+ rows of 48 px at 1280x800 (a toolbar above took 200 px).
-        with ui.column().classes("gap-3 no-wrap").style(f"width: {PANEL_REM}rem; flex: none"):
+        ui.add_css(PANEL_CSS)
+        with ui.column().classes("radiant-panel gap-3 no-wrap").style(
+            f"width: {PANEL_REM}rem; flex: none"
+        ):
             ui.label(i18n.t("worklist.title")).classes("text-h5")
             search = ui.input(i18n.t("worklist.search")).props(
                 "outlined clearable debounce=400 data-testid=search"
