@@ -255,6 +255,16 @@ def test_critical_finding_alerts_every_screen(
     assert len(acks) == 1, acks
     assert acks[0]["actor"] == "tech" and acks[0]["detail"]["name"] == "Amina Diallo"
     assert acks[0]["detail"]["study_id"] == ct_id
+    # The administrator reads it on the audit screen, filtered by the action's prefix.
+    page.get_by_test_id("sign-out").click()
+    sign_in(page, "boss")
+    open_screen(page, "/system")
+    page.get_by_label("Action (e.g. report. or auth.login)").fill("triage.")
+    ack_row = page.locator("tr", has_text="triage.alert_ack")
+    expect(ack_row).to_have_count(1, timeout=POLL_MS)
+    expect(ack_row).to_contain_text("tech")
+    expect(ack_row).to_contain_text(f"alert {acks[0]['object_id']}")
+    expect(page.locator("tr", has_text="triage.alert_raise")).to_have_count(1)
 
     # The hospital: nothing while the box is offline; online, the 503 is retried until the
     # signed Communication is accepted.
