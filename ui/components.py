@@ -55,7 +55,7 @@ html, body { overflow-x: hidden; }
 .radiant-muted { color: #b8c0cc; }
 .radiant-row { height: 48px; min-height: 48px; max-height: 48px; overflow: hidden;
   border-bottom: 1px solid #2e3846; cursor: pointer; }
-.radiant-row .q-chip { margin: 0; }
+.radiant-row .q-chip { margin: 0; flex: none; }
 .radiant-error { color: #ff8a80; font-weight: 600; }
 .radiant-ok { color: #a5d6a7; font-weight: 600; }
 .radiant-viewport { position: relative; background: #000; overflow: hidden;

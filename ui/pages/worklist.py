@@ -139,16 +139,20 @@ def _workflow_chip(state: StudyState) -> None:
         )
 
 
-def _chips(item: StudyListItem, state: StudyState) -> None:
+def _chips(item: StudyListItem, state: StudyState, *, dense: bool = False) -> None:
+    """The study's chips. ``dense`` (a 48 px table row, room for about two chips): urgency,
+    "receiving" while images arrive, a running or failed analysis and the report workflow;
+    "complete", "volume ready" and "synced" only on the cards."""
     _urgency_chip(state)
-    components.chip(
-        i18n.t(f"study.status.{item.status}"),
-        components.STUDY_COLOURS.get(item.status, "grey-8"),
-        # "complete" names the box's own stability delay (RADIANT_STABLE_AGE_S).
-        explain=i18n.t(f"chip.explain.status.{item.status}",
-                       seconds=f"{runtime.get().settings.stable_age_s:g}"),
-    )
-    if state.volume_ready:
+    if not dense or item.status != "stable":
+        components.chip(
+            i18n.t(f"study.status.{item.status}"),
+            components.STUDY_COLOURS.get(item.status, "grey-8"),
+            # "complete" names the box's own stability delay (RADIANT_STABLE_AGE_S).
+            explain=i18n.t(f"chip.explain.status.{item.status}",
+                           seconds=f"{runtime.get().settings.stable_age_s:g}"),
+        )
+    if state.volume_ready and not dense:
         components.chip(
             i18n.t("chip.volume_ready"), "indigo-7", explain=i18n.t("chip.explain.volume_ready")
         )
@@ -163,7 +167,7 @@ def _chips(item: StudyListItem, state: StudyState) -> None:
             i18n.t("chip.analysis_failed"), "red-9", explain=i18n.t("chip.explain.analysis_failed")
         )
     _workflow_chip(state)
-    if state.synced:
+    if state.synced and not dense:
         components.chip(
             i18n.t("chip.synced"), "blue-grey-7", "cloud_done",
             explain=i18n.t("chip.explain.synced"),
@@ -220,7 +224,7 @@ def _row(item: StudyListItem, state: StudyState) -> None:
         f"data-testid=study-row data-study={item.id}"
     ).mark("study-row").on("click", lambda: ui.navigate.to(f"/viewer/{item.id}")):
         ui.label(format.patient_name(patient)).classes(
-            "text-body1 text-weight-bold ellipsis").style("width: 12rem; flex: none")
+            "text-body1 text-weight-bold ellipsis").style("width: 11rem; flex: none")
         ui.label(patient.patient_id or "-").classes("ellipsis").style("width: 7rem; flex: none")
         ui.label(" ".join(item.modalities) or "-").style("width: 3.5rem; flex: none")
         # Dates in the screen language ("12 sept. 2024 10:11"): wide enough in both.
@@ -229,7 +233,7 @@ def _row(item: StudyListItem, state: StudyState) -> None:
         ui.label(format.received(item.created_at)).classes("radiant-muted ellipsis").style(
             "width: 11rem; flex: none")
         with ui.row().classes("gap-1 no-wrap col overflow-hidden items-center"):
-            _chips(item, state)
+            _chips(item, state, dense=True)
 
 
 def build(user: session.SessionUser) -> None:
