@@ -1,6 +1,7 @@
 """Worklist (home): unreported critical and urgent studies first (AI triage), then newest
-arrival first, as large cards or a dense table (48 px rows) with status chips that explain
-themselves when tapped, filters, sort and search; refreshes itself when a study changes."""
+arrival first, as large cards or a dense table (48 px rows, 12+ in view at 1280x800) with status
+chips that explain themselves when tapped; search, filters and sort in a panel beside the list;
+refreshes itself when a study changes."""
 
 from __future__ import annotations
 
