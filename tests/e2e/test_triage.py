@@ -217,7 +217,7 @@ def test_critical_finding_alerts_every_screen(
             "critical (AI)")
         expect(banner(page)).to_be_visible(timeout=POLL_MS)
         page.evaluate("document.fonts.ready.then(() => true)")
-        shot(page, "12-critical-alert")
+        shot(page, "14-critical-alert")
         no_horizontal_scroll(page)
         assert assert_touch_targets(page) >= 1
         # The chip explains itself when tapped.
@@ -364,7 +364,7 @@ def test_day_of_thirty_studies_in_the_table(
     in_view = [b for b in boxes if b and b["y"] >= 0 and b["y"] + b["height"] <= bottom + 0.5]
     assert len(in_view) >= 12, f"{len(in_view)} rows in view above y={bottom}"
     page.evaluate("document.fonts.ready.then(() => true)")
-    shot(page, "13-worklist-table")
+    shot(page, "15-worklist-table")
     no_horizontal_scroll(page)
     assert assert_touch_targets(page) >= 12
 
