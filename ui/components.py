@@ -55,7 +55,7 @@ html, body { overflow-x: hidden; }
 .radiant-muted { color: #b8c0cc; }
 .radiant-row { height: 48px; min-height: 48px; max-height: 48px; overflow: hidden;
   border-bottom: 1px solid #2e3846; cursor: pointer; }
-.radiant-row .q-chip { margin: 0; }
+.radiant-row .q-chip { margin: 0; flex: none; }
 .radiant-error { color: #ff8a80; font-weight: 600; }
 .radiant-ok { color: #a5d6a7; font-weight: 600; }
 .radiant-viewport { position: relative; background: #000; overflow: hidden;
@@ -155,6 +155,9 @@ def chip(text: str, colour: str, icon: str | None = None, explain: str | None = 
     made = ui.chip(text, color=colour, icon=icon, text_color="white").props("dense square")
     if explain:
         made.props("clickable data-testid=status-chip")
+        # The tap opens the explanation only: it must not also reach a clickable parent (a
+        # worklist row opens the study).
+        made.on("click", js_handler="(event) => event.stopPropagation()")
         with made, ui.menu().props("data-testid=chip-explain"):
             ui.label(explain).classes("q-pa-md text-body1").style("max-width: 22rem")
 

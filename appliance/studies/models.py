@@ -179,6 +179,10 @@ class StudyState(BaseModel):
     handed_over: bool = Field(
         default=False, description="An unsigned draft was handed over to a radiologist"
     )
+    ai_draft: bool = Field(
+        default=False,
+        description="An unsigned draft from a finished analysis, not handed over (draft_ready)",
+    )
     urgency: str = Field(default="routine", description="AI triage: routine, urgent, critical")
     urgency_confirmed: bool = Field(default=False, description="Confirmed by a radiologist")
     synced: bool = False

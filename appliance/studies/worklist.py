@@ -172,13 +172,18 @@ def worklist_states(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str
         study_ids,
     ):
         states[row["study_id"]].report_status = row["status"]
-    for row in select_rows(
-        db,
-        f"SELECT s.id AS study_id FROM studies s WHERE s.id IN ({marks})"  # noqa: S608
-        f" AND {STATUS_SQL['handed_over']}",
-        study_ids,
-    ):
-        states[row["study_id"]].handed_over = True
+    for flag in ("handed_over", "draft_ready"):  # the filters' own conditions
+        for row in select_rows(
+            db,
+            f"SELECT s.id AS study_id FROM studies s WHERE s.id IN ({marks})"  # noqa: S608
+            f" AND {STATUS_SQL[flag]}",
+            study_ids,
+        ):
+            state = states[row["study_id"]]
+            if flag == "handed_over":
+                state.handed_over = True
+            else:
+                state.ai_draft = True
     for row in select_rows(
         db,
         "SELECT s.study_id, COUNT(*) AS total, SUM(CASE WHEN q.status = 'done' THEN 1 ELSE 0"  # noqa: S608

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from appliance.audit.models import Actor
 from appliance.db.rows import iso
 from appliance.reports import service as reports
+from appliance.studies import service as study_service
 from appliance.studies.worklist_filters import site_day
 from tests.reporting import ingest_ct, insert_analysis, insert_completed_analysis
 from tests.reporting import radiograph_copy as _radiograph
@@ -90,6 +91,10 @@ def test_each_worklist_filter_returns_exactly_its_studies(
         everyone - {old, signed}
     )
     assert _ids(client, tech, urgent="true")[0] == set()
+    # The worklist's chips say the same: "AI draft ready" on the study the filter finds only.
+    states = study_service.worklist_states(db, sorted(everyone))
+    assert {sid for sid, state in states.items() if state.ai_draft} == {ct.study_id}
+    assert {sid for sid, state in states.items() if state.handed_over} == {handed}
 
     # Paged one by one, the total stays the number of matches and the pages cover them.
     seen: set[str] = set()

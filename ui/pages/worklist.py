@@ -1,6 +1,7 @@
 """Worklist (home): unreported critical and urgent studies first (AI triage), then newest
-arrival first, as large cards or a dense table (48 px rows) with status chips that explain
-themselves when tapped, filters, sort and search; refreshes itself when a study changes."""
+arrival first, as large cards or a dense table (48 px rows, 12+ in view at 1280x800) with status
+chips that explain themselves when tapped; search, filters and sort in a panel beside the list;
+refreshes itself when a study changes."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ SORTS = ("urgency", "arrival", "study_date", "status")
 VIEWS = ("cards", "table")
 SHOWN = 100
 MODALITIES = ("all", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG")
+#: Width of the search, filter and sort panel beside the list.
+PANEL_REM = 15
+#: A chosen option too long for the panel wraps onto a second line instead of being cut off
+#: (long filter names, French).
+PANEL_CSS = """
+.radiant-panel .q-field__native, .radiant-panel .q-field__native > span {
+  white-space: normal; overflow: visible; text-overflow: clip; line-height: 1.25; }
+"""
 
 
 @dataclass
@@ -100,14 +109,51 @@ def _ohif_url(item: StudyListItem) -> str:
     return ohif.study_url(item.study_uid, prior)
 
 
-def _chips(item: StudyListItem, state: StudyState) -> None:
+def _workflow_chip(state: StudyState) -> None:
+    """One chip for where the study is in reporting, named as the worklist filter that finds
+    it: signed, handed over, AI draft ready, a (hand-written) draft, or only AI analysed."""
+    if state.report_status in ("final", "amended"):
+        key = state.report_status
+        components.chip(
+            i18n.t(f"report.status.{key}"), components.REPORT_COLOURS[key],
+            explain=i18n.t(f"chip.explain.report.{key}"),
+        )
+    elif state.handed_over:
+        components.chip(
+            i18n.t("chip.handed_over"), "cyan-9", "forward_to_inbox",
+            explain=i18n.t("chip.explain.handed_over"),
+        )
+    elif state.ai_draft:
+        components.chip(
+            i18n.t("chip.analyzed"), "purple-8", explain=i18n.t("chip.explain.analyzed")
+        )
+    elif state.report_status:
+        components.chip(
+            i18n.t(f"report.status.{state.report_status}"),
+            components.REPORT_COLOURS.get(state.report_status, "grey-8"),
+            explain=i18n.t(f"chip.explain.report.{state.report_status}"),
+        )
+    elif state.analysis_status in ("completed", "needs_review"):
+        components.chip(
+            i18n.t("chip.ai_analysed"), "deep-purple-4",
+            explain=i18n.t("chip.explain.ai_analysed"),
+        )
+
+
+def _chips(item: StudyListItem, state: StudyState, *, dense: bool = False) -> None:
+    """The study's chips. ``dense`` (a 48 px table row, room for about two chips): urgency,
+    "receiving" while images arrive, a running or failed analysis and the report workflow;
+    "complete", "volume ready" and "synced" only on the cards."""
     _urgency_chip(state)
-    components.chip(
-        i18n.t(f"study.status.{item.status}"),
-        components.STUDY_COLOURS.get(item.status, "grey-8"),
-        explain=i18n.t(f"chip.explain.status.{item.status}"),
-    )
-    if state.volume_ready:
+    if not dense or item.status != "stable":
+        components.chip(
+            i18n.t(f"study.status.{item.status}"),
+            components.STUDY_COLOURS.get(item.status, "grey-8"),
+            # "complete" names the box's own stability delay (RADIANT_STABLE_AGE_S).
+            explain=i18n.t(f"chip.explain.status.{item.status}",
+                           seconds=f"{runtime.get().settings.stable_age_s:g}"),
+        )
+    if state.volume_ready and not dense:
         components.chip(
             i18n.t("chip.volume_ready"), "indigo-7", explain=i18n.t("chip.explain.volume_ready")
         )
@@ -121,26 +167,8 @@ def _chips(item: StudyListItem, state: StudyState) -> None:
         components.chip(
             i18n.t("chip.analysis_failed"), "red-9", explain=i18n.t("chip.explain.analysis_failed")
         )
-    elif (
-        state.analysis_status in ("completed", "needs_review")
-        and not state.handed_over
-        and state.report_status not in ("final", "amended")
-    ):  # once handed over or signed, those chips say where the draft is
-        components.chip(
-            i18n.t("chip.analyzed"), "purple-8", explain=i18n.t("chip.explain.analyzed")
-        )
-    if state.report_status:
-        components.chip(
-            i18n.t(f"report.status.{state.report_status}"),
-            components.REPORT_COLOURS.get(state.report_status, "grey-8"),
-            explain=i18n.t(f"chip.explain.report.{state.report_status}"),
-        )
-    if state.handed_over:
-        components.chip(
-            i18n.t("chip.handed_over"), "cyan-9", "forward_to_inbox",
-            explain=i18n.t("chip.explain.handed_over"),
-        )
-    if state.synced:
+    _workflow_chip(state)
+    if state.synced and not dense:
         components.chip(
             i18n.t("chip.synced"), "blue-grey-7", "cloud_done",
             explain=i18n.t("chip.explain.synced"),
@@ -197,7 +225,7 @@ def _row(item: StudyListItem, state: StudyState) -> None:
         f"data-testid=study-row data-study={item.id}"
     ).mark("study-row").on("click", lambda: ui.navigate.to(f"/viewer/{item.id}")):
         ui.label(format.patient_name(patient)).classes(
-            "text-body1 text-weight-bold ellipsis").style("width: 13rem; flex: none")
+            "text-body1 text-weight-bold ellipsis").style("width: 11rem; flex: none")
         ui.label(patient.patient_id or "-").classes("ellipsis").style("width: 7rem; flex: none")
         ui.label(" ".join(item.modalities) or "-").style("width: 3.5rem; flex: none")
         # Dates in the screen language ("12 sept. 2024 10:11"): wide enough in both.
@@ -206,43 +234,51 @@ def _row(item: StudyListItem, state: StudyState) -> None:
         ui.label(format.received(item.created_at)).classes("radiant-muted ellipsis").style(
             "width: 11rem; flex: none")
         with ui.row().classes("gap-1 no-wrap col overflow-hidden items-center"):
-            _chips(item, state)
+            _chips(item, state, dense=True)
 
 
 def build(user: session.SessionUser) -> None:
     filters = Filters()
     seen = {"fingerprint": ""}
-    with components.frame(user, "nav.worklist"):
-        with ui.row().classes("w-full items-center gap-3"):
-            ui.label(i18n.t("worklist.title")).classes("text-h4")
-            ui.space()
+    with components.frame(user, "nav.worklist"), ui.row().classes(
+        "w-full no-wrap items-start gap-4"
+    ):
+        # Search, filters and sort in a side panel: the list starts at the top of the page, so
+        # the table shows 12+ rows of 48 px at 1280x800 (a toolbar above took 200 px).
+        ui.add_css(PANEL_CSS)
+        with ui.column().classes("radiant-panel gap-3 no-wrap").style(
+            f"width: {PANEL_REM}rem; flex: none"
+        ):
+            ui.label(i18n.t("worklist.title")).classes("text-h5")
             search = ui.input(i18n.t("worklist.search")).props(
                 "outlined clearable debounce=400 data-testid=search"
-            ).classes("w-72").mark("search")
-        with ui.row().classes("w-full items-center gap-3"):
-            today = ui.switch(i18n.t("worklist.today")).props(
-                "data-testid=filter-today").mark("filter-today")
-            arrived_today = ui.switch(i18n.t("worklist.arrived_today")).props(
-                "data-testid=filter-arrived-today").mark("filter-arrived-today")
+            ).classes("w-full").mark("search")
             status = ui.select(
                 {key: i18n.t(f"worklist.status.{key}") for key in STATUS_FILTERS},
                 value="all", label=i18n.t("worklist.status"),
-            ).props("outlined data-testid=filter-status").classes("w-56").mark("filter-status")
+            ).props("outlined data-testid=filter-status").classes("w-full").mark("filter-status")
+            sort = ui.select(
+                {key: i18n.t(f"worklist.sort.{key}") for key in SORTS},
+                value="urgency", label=i18n.t("worklist.sort"),
+            ).props("outlined data-testid=worklist-sort").classes("w-full").mark("worklist-sort")
             modality = ui.select(
                 {key: (i18n.t("worklist.modality.all") if key == "all" else key)
                  for key in MODALITIES},
                 value="all", label=i18n.t("worklist.modality"),
-            ).props("outlined data-testid=filter-modality").classes("w-48")
-            sort = ui.select(
-                {key: i18n.t(f"worklist.sort.{key}") for key in SORTS},
-                value="urgency", label=i18n.t("worklist.sort"),
-            ).props("outlined data-testid=worklist-sort").classes("w-56").mark("worklist-sort")
+            ).props("outlined data-testid=filter-modality").classes("w-full")
+            today = ui.switch(i18n.t("worklist.today")).props(
+                "data-testid=filter-today").mark("filter-today")
+            arrived_today = ui.switch(i18n.t("worklist.arrived_today")).props(
+                "data-testid=filter-arrived-today").mark("filter-arrived-today")
             view = ui.toggle(
                 {key: i18n.t(f"worklist.view.{key}") for key in VIEWS}, value="cards"
-            ).props("no-caps data-testid=worklist-view").mark("worklist-view")
+            ).props("no-caps spread data-testid=worklist-view").classes("w-full").mark(
+                "worklist-view")
             count = ui.label().classes("text-body1 radiant-muted").props(
                 "data-testid=worklist-count").mark("worklist-count")
-        listing = ui.column().classes("w-full gap-3").mark("worklist-listing")
+        # min-width 0: a row's cells may shrink and ellipsize instead of widening the page.
+        listing = ui.column().classes("col gap-3").style("min-width: 0").mark(
+            "worklist-listing")
 
     async def refresh() -> None:
         filters.today = bool(today.value)
@@ -263,7 +299,7 @@ def build(user: session.SessionUser) -> None:
         seen["fingerprint"] = fingerprint
         items = page.items
         listing.clear()
-        listing.classes(replace="w-full " + ("gap-0" if filters.view == "table" else "gap-3"))
+        listing.classes(replace="col " + ("gap-0" if filters.view == "table" else "gap-3"))
         with listing:
             if not items:
                 ui.label(i18n.t("worklist.empty")).classes("text-h6 radiant-muted").mark(
