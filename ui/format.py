@@ -18,6 +18,18 @@ def patient_name(patient: PatientSummary) -> str:
     return name or "-"
 
 
+def patient_facts(patient: PatientSummary, study_date: str | None) -> str:
+    """MRN, age at the study and sex for a worklist line; each missing one in words."""
+    age = age_years(patient.birth_date, dicom_date(study_date))
+    sex = (patient.sex or "").strip().upper()
+    return " · ".join([
+        i18n.t("overlay.mrn", mrn=patient.patient_id) if (patient.patient_id or "").strip()
+        else i18n.t("overlay.mrn_unknown"),
+        i18n.t("overlay.age", age=age) if age is not None else i18n.t("overlay.age_unknown"),
+        i18n.t(f"sex.{sex}") if sex in ("F", "M", "O") else i18n.t("overlay.sex_unknown"),
+    ])
+
+
 def dicom_date(value: str | None) -> date | None:
     if not value or len(value) < 8:
         return None

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from appliance.studies.models import InstanceOut, PatientSummary, SeriesOut, StudyDetail
-from ui import i18n
+from ui import format, i18n
 from ui.pages.viewer import overlay
 from ui.pages.viewer.state import Slice, ViewState, display_aspect, dragged_window
 
@@ -114,3 +114,14 @@ def test_display_aspect_uses_the_pixel_spacing() -> None:
     assert display_aspect(Slice(instance(pixel_spacing=[1.0, 0.5]), 0)) == 0.5
     assert display_aspect(Slice(instance(pixel_spacing=[100.0, 0.1]), 0)) == 1.0  # implausible
     assert display_aspect(Slice(instance(pixel_spacing=None, rows=None), 0)) == 1.0  # no matrix
+
+
+def test_worklist_patient_line_says_unknown_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    known = study().patient
+    assert format.patient_facts(known, "20240601") == "MRN MRN7 · 74 y · female"
+    bare = known.model_copy(update={"patient_id": "", "sex": None, "birth_date": None})
+    assert format.patient_facts(bare, "20240601") == "MRN unknown · age unknown · sex unknown"
+    odd = known.model_copy(update={"sex": "X"})  # not a DICOM (0010,0040) value
+    assert format.patient_facts(odd, "20240601") == "MRN MRN7 · 74 y · sex unknown"
+    monkeypatch.setattr(i18n, "current", lambda: "fr")
+    assert format.patient_facts(bare, None) == "IPP inconnu · âge inconnu · sexe inconnu"

@@ -177,18 +177,15 @@ def _chips(item: StudyListItem, state: StudyState, *, dense: bool = False) -> No
 
 def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> None:
     patient = item.patient
-    age = format.age_years(patient.birth_date, format.dicom_date(item.study_date))
-    sex = i18n.t(f"sex.{patient.sex}") if patient.sex else "-"
     with ui.card().classes("radiant-card w-full q-pa-md").props(
         f"data-testid=study-card data-study={item.id}"
     ).mark("study-card"):
         with ui.row().classes("w-full items-start no-wrap gap-4"):
             with ui.column().classes("gap-1 col"):
-                ui.label(format.patient_name(patient)).classes("text-h6 text-weight-bold")
-                ui.label(
-                    i18n.t("study.patient_line", mrn=patient.patient_id,
-                           age="-" if age is None else age, sex=sex)
-                ).classes("text-body1")
+                name = format.patient_name(patient)
+                ui.label(name if name != "-" else i18n.t("overlay.name_unknown")).classes(
+                    "text-h6 text-weight-bold")
+                ui.label(format.patient_facts(patient, item.study_date)).classes("text-body1")
                 ui.label(
                     i18n.t("study.line", modality=" ".join(item.modalities) or "-",
                            description=item.description or i18n.t("study.no_description"),
