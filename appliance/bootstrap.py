@@ -23,11 +23,12 @@ from appliance.dicom.recovery import recover
 from appliance.dicomweb import http as dicomweb_http
 from appliance.integrations.pacs import PacsRetrier
 from appliance.jobs.runner import JobRunner
+from appliance.reports import language
 from appliance.services import Services
 from appliance.studies.stability import StabilityMonitor
 from appliance.studies.upload import discard_partial_uploads
 from appliance.system.mode import effective_mode
-from appliance.triage.notify import WebhookConfig, WebhookNotifier
+from appliance.triage.notify import AlertWording, WebhookConfig, WebhookNotifier
 from appliance.volumes import service as volumes
 from provisioning.agent import FleetAgent, receiver_state
 from provisioning.audit_checkpoints import Checkpointer
@@ -81,6 +82,18 @@ def build_services(ctx: AppContext, *, tls_active: bool = False) -> Services:
     )
 
 
+def alert_wording(code: str) -> AlertWording:
+    """The critical alert's words in report language ``code`` (the report catalog)."""
+    lang = language.checked(code)
+    return AlertWording(
+        tag={"en": "en-US", "fr": "fr-FR"}[lang],
+        text=language.text(lang, "alert.text"),
+        reasons=language.text(lang, "alert.reasons"),
+        disclaimer=language.text(lang, "alert.disclaimer"),
+        imaging=language.text(lang, "alert.imaging"),
+    )
+
+
 def _notifier(ctx: AppContext) -> WebhookNotifier | None:
     """The critical alert webhook (RADIANT_TRIAGE_WEBHOOK_*): posts only while online."""
     settings = ctx.settings
@@ -91,6 +104,7 @@ def _notifier(ctx: AppContext) -> WebhookNotifier | None:
         secret=settings.triage_webhook_secret.get_secret_value().encode(),
         sender=device_id(settings),
         max_age_s=float(settings.triage_webhook_max_age_s),
+        wording=alert_wording(settings.report_language),
     )
     return WebhookNotifier(
         ctx.pool, config, lambda: effective_mode(ctx.pool.get(), settings) == Mode.ONLINE

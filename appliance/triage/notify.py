@@ -43,9 +43,27 @@ log = get_logger("radiant.triage.notify")
 SYSTEM = Actor.system("triage")
 SIGNATURE_HEADER = "X-Radiant-Signature"
 CONTENT_TYPE = "application/fhir+json"
-DISCLAIMER = (
-    "AI decision support only, not a diagnosis: UNVERIFIED until a radiologist reviews the study."
-)
+
+
+@dataclass(frozen=True)
+class AlertWording:
+    """The words of the alert in the site's report language (the composition root builds them
+    from the report catalog); ``tag`` is the BCP 47 tag of FHIR ``Resource.language``."""
+
+    tag: str = "en-US"
+    text: str = (
+        "Possible critical finding flagged by AI decision support (UNVERIFIED) on a "
+        "{modalities} study. Call the radiologist."
+    )
+    reasons: str = "Reasons given: {reasons}"
+    disclaimer: str = (
+        "AI decision support only, not a diagnosis: UNVERIFIED until a radiologist reviews "
+        "the study."
+    )
+    imaging: str = "imaging"
+
+
+ENGLISH = AlertWording()
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
 #: Delivery defaults: first retry after 30 s, doubling up to 10 min; give up after 24 h.
 RETRY_FIRST_S = 30.0
@@ -62,6 +80,7 @@ class WebhookConfig:
     url: str
     secret: bytes
     sender: str  # the box's identifier, FHIR Communication.sender
+    wording: AlertWording = ENGLISH  # the site's report language: the text and the note
     timeout_s: float = TIMEOUT_S
     retry_first_s: float = RETRY_FIRST_S
     retry_max_s: float = RETRY_MAX_S
@@ -124,8 +143,14 @@ def queue(db: sqlite_utils.Database, alert_id: str, study_id: str) -> str:
     return notification_id
 
 
-def communication(db: sqlite_utils.Database, notification_id: str, sender: str) -> dict[str, Any]:
-    """The FHIR R4 Communication of one queued notification."""
+def communication(
+    db: sqlite_utils.Database,
+    notification_id: str,
+    sender: str,
+    wording: AlertWording = ENGLISH,
+) -> dict[str, Any]:
+    """The FHIR R4 Communication of one queued notification, in the site's report language
+    (the model's reasons as the model wrote them)."""
     row = fetch_one(
         db,
         "SELECT n.id, n.alert_id, n.created_at, s.study_uid, s.modalities, a.urgency_detail"
@@ -139,15 +164,13 @@ def communication(db: sqlite_utils.Database, notification_id: str, sender: str) 
     detail = json.loads(row["urgency_detail"]) if row["urgency_detail"] else {}
     reasons = [str(r) for r in detail.get("reasons", [])] if isinstance(detail, dict) else []
     modalities = (row["modalities"] or "").replace("\\", ", ")
-    text = (
-        f"Possible critical finding flagged by AI decision support (UNVERIFIED) on a "
-        f"{modalities or 'imaging'} study. Call the radiologist."
-    )
+    text = wording.text.format(modalities=modalities or wording.imaging)
     if reasons:
-        text += " Reasons given: " + " ".join(reasons)
+        text += " " + wording.reasons.format(reasons=" ".join(reasons))
     return {
         "resourceType": "Communication",
         "id": row["id"],
+        "language": wording.tag,
         "identifier": [{"system": "urn:radiantai:alert", "value": row["alert_id"]}],
         "status": "completed",
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "alert"}]}],
@@ -164,7 +187,7 @@ def communication(db: sqlite_utils.Database, notification_id: str, sender: str) 
         },
         "sent": now_iso(),
         "payload": [{"contentString": text}],
-        "note": [{"text": DISCLAIMER}],
+        "note": [{"text": wording.disclaimer}],
     }
 
 
@@ -222,9 +245,8 @@ def deliver_due(db: sqlite_utils.Database, client: httpx.Client, config: Webhook
         if created_at < oldest:
             _expire(db, notification_id, alert_id)
             continue
-        body = json.dumps(
-            communication(db, notification_id, config.sender), separators=(",", ":")
-        ).encode()
+        message = communication(db, notification_id, config.sender, config.wording)
+        body = json.dumps(message, separators=(",", ":")).encode()
         failure = _post(client, config, body)
         with transaction(db):
             if failure is None:

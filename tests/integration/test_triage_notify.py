@@ -19,6 +19,7 @@ import sqlite_utils
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from appliance.bootstrap import alert_wording
 from appliance.config import Settings
 from appliance.triage import notify
 from tests.ai_server import AIServer, Scripted, chat_completion, engine_settings
@@ -173,6 +174,14 @@ def test_critical_alert_is_notified_signed_and_retried(
     assert body["sender"]["identifier"]["value"] == "box-test-1"
     text = body["payload"][0]["contentString"]
     assert "UNVERIFIED" in text and "radiologist" in text
+    assert body["language"] == "en-US" and "UNVERIFIED" in body["note"][0]["text"]
+    # A French site's hospital reads the same alert in French (the model's reasons as written).
+    french = notify.communication(db, delivered["id"], "box-test-1", alert_wording("fr"))
+    assert french["language"] == "fr-FR"
+    assert french["payload"][0]["contentString"].startswith("Constatation critique possible")
+    assert "Appelez le radiologue." in french["payload"][0]["contentString"]
+    assert "NON VÉRIFIÉ" in french["note"][0]["text"]
+    assert "radiologist" not in json.dumps(french, ensure_ascii=False)
     patient = db.execute(
         "SELECT p.mrn, p.last_name, p.first_name, p.birth_date FROM patients p"
         " JOIN studies s ON s.patient_id = p.id WHERE s.id = ?",
