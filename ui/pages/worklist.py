@@ -103,10 +103,11 @@ def _urgency_chip(state: StudyState) -> None:
     )
 
 
-def _ohif_url(item: StudyListItem) -> str:
-    """The diagnostic viewer on the study, beside its prior when the patient has one."""
-    prior = studies.comparison_prior(runtime.get().db(), item.id)
-    return ohif.study_url(item.study_uid, prior)
+async def _open_ohif(item: StudyListItem) -> None:
+    """Open the diagnostic viewer on the study, beside its prior when the patient has one
+    (looked up off the event loop)."""
+    prior = await runtime.off_loop(lambda: studies.comparison_prior(runtime.get().db(), item.id))
+    ui.navigate.to(ohif.study_url(item.study_uid, prior))
 
 
 def _workflow_chip(state: StudyState) -> None:
@@ -204,7 +205,7 @@ def _card(item: StudyListItem, state: StudyState, user: session.SessionUser) -> 
                     "no-caps size=lg color=primary data-testid=open-viewer")
                 if user.may(session.READERS):
                     ui.button(i18n.t("action.diagnostic_viewer"), icon="open_in_new",
-                              on_click=lambda: ui.navigate.to(_ohif_url(item))
+                              on_click=lambda: _open_ohif(item)
                               ).props("no-caps size=lg outline data-testid=open-ohif")
                 if user.may(session.CLINICAL):
                     ui.button(i18n.t("action.analyse"), icon="psychology",

@@ -28,14 +28,15 @@ def title_row(user: session.SessionUser, study: StudyDetail) -> None:
             "no-caps outline size=lg")
         if user.may(session.READERS):
             ui.button(i18n.t("action.diagnostic_viewer"), icon="open_in_new",
-                      on_click=lambda: ui.navigate.to(_ohif_url(study))).props(
+                      on_click=lambda: _open_ohif(study)).props(
                 "no-caps outline size=lg data-testid=open-ohif")
 
 
-def _ohif_url(study: StudyDetail) -> str:
-    """The diagnostic viewer on the study, beside its prior when the patient has one."""
-    prior = studies.comparison_prior(runtime.get().db(), study.id)
-    return ohif.study_url(study.study_uid, prior)
+async def _open_ohif(study: StudyDetail) -> None:
+    """Open the diagnostic viewer on the study, beside its prior when the patient has one
+    (looked up off the event loop)."""
+    prior = await runtime.off_loop(lambda: studies.comparison_prior(runtime.get().db(), study.id))
+    ui.navigate.to(ohif.study_url(study.study_uid, prior))
 
 
 def no_report(
