@@ -62,3 +62,32 @@ def test_diffusion_volumes_follow_the_acquisition_and_name_b_value_and_direction
         "b=1000, direction (1, 0, 0)",
         "b=1000, direction (0, 1, 0)",
     ]
+
+
+def test_classic_diffusion_images_split_by_b_value_and_direction(tmp_path: Path) -> None:
+    """Classic MR images (one file per slice) of a two-direction diffusion run at one b-value
+    carry Diffusion Gradient Orientation (0018,9089) beside Diffusion b-value (0018,9087) at the
+    top level: the same 35 positions twice, x first. Two volumes, named by direction, in the
+    acquired order; not one volume with every position twice."""
+    sources = sorted((DATA / "mr_siemens_t1_sag_brain_35sl").glob("*.dcm"))
+    assert len(sources) == 35
+    paths: list[Path] = []
+    number = 0
+    for direction in (X, Y):
+        for source in sources:
+            ds = pydicom.dcmread(source)
+            number += 1
+            ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[str(number)])
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.InstanceNumber = number
+            ds.DiffusionBValue = 1000.0
+            ds.DiffusionGradientOrientation = list(direction)
+            path = tmp_path / f"{number:03d}.dcm"
+            ds.save_as(path)
+            paths.append(path)
+    volumes = rc.build_volumes(paths)
+    assert [v.label for v in volumes] == [
+        "b=1000, direction (1, 0, 0)",
+        "b=1000, direction (0, 1, 0)",
+    ]
+    assert [v.voxels.shape[0] for v in volumes] == [35, 35]  # each position once per volume

@@ -16,6 +16,7 @@ from appliance.volumes.frames.base import (
     read_pixel_spacing,
     series_key,
 )
+from appliance.volumes.frames.diffusion import diffusion_label
 
 
 def classic_frame(dataset: Dataset, order: int) -> Frame:
@@ -46,11 +47,18 @@ def classic_frame(dataset: Dataset, order: int) -> Frame:
     temporal_count = int_value(dataset.get("NumberOfTemporalPositions"))
     acquisition = int_value(dataset.get("AcquisitionNumber"))
     b_value = float_value(dataset.get("DiffusionBValue"))
+    # (0018,9089) beside (0018,9087) at the top level of a classic MR image: images of one
+    # b-value along several gradient directions are several volumes (PS3.3 C.8.13.5.9 terms).
+    direction = float_tuple(dataset.get("DiffusionGradientOrientation"))
+    if direction is not None and len(direction) != 3:
+        direction = None
     frame.keys = {
         "series": series_key(dataset),
         "frame_type": tuple(image_type[2:]),
         "echo": echo,
-        "diffusion": b_value,
+        "diffusion": (b_value, tuple(round(v, 4) for v in direction) if direction else None)
+        if b_value is not None
+        else None,
         "temporal": temporal,
         "acquisition": acquisition,
     }
@@ -58,7 +66,7 @@ def classic_frame(dataset: Dataset, order: int) -> Frame:
         "series": f"series {dataset.get('SeriesNumber', '')}".strip(),
         "frame_type": frame_type_label(image_type[2:]),
         "echo": f"echo {echo}",
-        "diffusion": f"b={b_value:g}" if b_value is not None else "no diffusion",
+        "diffusion": diffusion_label(b_value, direction),
         "temporal": f"time {temporal}" + (f" of {temporal_count}" if temporal_count else ""),
         "acquisition": f"acquisition {acquisition}",
     }

@@ -16,6 +16,7 @@ from appliance.volumes.frames.base import (
     read_pixel_spacing,
     series_key,
 )
+from appliance.volumes.frames.diffusion import diffusion_label
 
 # Dimension index pointers that are spatial (handled by the plane position instead).
 _SPATIAL_DIMENSIONS = frozenset({0x00209056, 0x00209057, 0x00200032})
@@ -148,13 +149,3 @@ def enhanced_frames(dataset: Dataset, file_order: int) -> list[Frame]:
         }
         frames.append(frame)
     return frames
-
-
-def diffusion_label(b_value: float | None, direction: tuple[float, ...] | None) -> str:
-    """``b=1000, direction (1, 0, 0)``: the b-value (s/mm2) and the gradient direction in the
-    patient coordinate system (PS3.3 C.8.13.5.9); ``b=0`` without one."""
-    if b_value is None:
-        return "no diffusion"
-    if not direction or len(direction) != 3:
-        return f"b={b_value:g}"
-    return f"b={b_value:g}, direction ({', '.join(f'{round(v, 3) + 0.0:g}' for v in direction)})"
