@@ -68,6 +68,9 @@ def test_technique_leaves_out_what_is_unknown() -> None:
         "Jun 1, 2024", "CT Axial", "512 x 512 px · slice 5 mm"]
     wide = instance(rows=160, columns=1024)  # width x height, as a screen resolution reads
     assert overlay.technique(view, Slice(wide, 0)).splitlines()[2].startswith("1024 x 160 px")
+    view.decoder = "gdcm"  # the image needed the fallback decoder: the overlay says so
+    assert overlay.technique(view, Slice(instance(), 0)).splitlines()[-1] == "decoded with GDCM"
+    view.decoder = None
     bare = instance(rows=None, slice_thickness=None)
     assert overlay.technique(view, Slice(bare, 0)).splitlines() == ["Jun 1, 2024", "CT Axial"]
 

@@ -79,7 +79,7 @@ class Viewer:
         else:
             view.shown_window = None
         view.shown_source, view.shown_preset = found.source, found.preset
-        view.markers = found.markers
+        view.markers, view.decoder = found.markers, found.decoder
         if window is None:
             self.sync_window()
         image.set_content(box_svg(view.box) if view.box_slice == wanted else "")

@@ -36,7 +36,8 @@ def demographics(study: StudyDetail) -> str:
 
 
 def technique(view: ViewState, current: Slice) -> str:
-    """Study day, series modality and description, matrix and slice thickness."""
+    """Study day, series modality and description, matrix and slice thickness; the fallback
+    decoder when the image needed one (its pixels came from another library than usual)."""
     study = view.study
     series = next((s for s in study.series if s.id == view.series_id), None)
     instance = current.instance
@@ -54,6 +55,7 @@ def technique(view: ViewState, current: Slice) -> str:
         " ".join(p for p in ((series.modality or ""), (series.description or "")) if p)
         if series else "",
         line,
+        i18n.t("overlay.decoder", decoder=view.decoder.upper()) if view.decoder else "",
     ] if part)
 
 

@@ -34,6 +34,7 @@ class ViewState:
     shown_source: str | None = None  # how its window was chosen (preview.WindowSource)
     shown_preset: str | None = None  # the preset it was rendered with (None: not applied)
     markers: Markers | None = None  # its orientation letters
+    decoder: str | None = None  # a fallback pixel decoder it needed (gdcm), if any
     window_gen: int = 0  # bumped by each preset: drags begun before it are stale
     rendering: bool = False
     box: dict[str, Any] | None = None
