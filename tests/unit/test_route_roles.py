@@ -22,6 +22,7 @@ ALL = frozenset({"admin", "radiologist", "technician", "viewer"})
 WRITERS = frozenset({"admin", "radiologist", "technician"})
 ADMIN = frozenset({"admin"})
 RADIOLOGIST = frozenset({"radiologist"})
+HAND_OVER = frozenset({"admin", "technician"})
 
 _I = "/dicom-web/studies/{study}/series/{series}/instances/{sop}"
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
@@ -29,6 +30,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/auth/token"): PUBLIC,
     ("GET", "/api/auth/me"): ALL,
     ("POST", "/api/auth/register"): ADMIN,
+    ("POST", "/api/auth/logout"): ALL,  # ends the token it carries: a fresh one each call
+    # everyone may end their own sessions; another account's (a random id here) only an admin
+    ("POST", "/api/auth/users/{user_id}/revoke-sessions"): ADMIN,
     ("POST", "/api/patients"): WRITERS,
     ("GET", "/api/patients"): ALL,
     ("GET", "/api/patients/{patient_id}"): ALL,
@@ -67,6 +71,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("PATCH", "/api/reports/{report_id}"): RADIOLOGIST,
     ("PATCH", "/api/reports/{report_id}/finalize"): RADIOLOGIST,
     ("POST", "/api/reports/{report_id}/review"): RADIOLOGIST,
+    ("POST", "/api/reports/{report_id}/handover"): HAND_OVER,
+    ("GET", "/api/reports/{report_id}/handover"): ALL,
     ("GET", "/api/export/report/{report_id}/pdf"): ALL,
     ("GET", "/api/export/report/{report_id}/json"): ALL,
     ("GET", "/api/export/report/{report_id}/dicom-sr"): ALL,
@@ -117,7 +123,11 @@ def test_every_route_has_an_expected_policy(client: TestClient) -> None:
     assert set(_routes(client)) == set(EXPECTED)
 
 
-def test_role_matrix(client: TestClient, as_role: Callable[[str], dict[str, str]]) -> None:
+def test_role_matrix(
+    client: TestClient,
+    as_role: Callable[[str], dict[str, str]],
+    login: Callable[[str], dict[str, str]],
+) -> None:
     failures: list[str] = []
     for method, template in _routes(client):
         allowed = EXPECTED[(method, template)]
@@ -135,7 +145,10 @@ def test_role_matrix(client: TestClient, as_role: Callable[[str], dict[str, str]
         elif anonymous.headers.get("content-type") != "application/problem+json":
             failures.append(f"{method} {template}: 401 is not problem+json")
         for role in sorted(ALL):
-            status = client.request(method, path, headers=as_role(role), **kwargs).status_code
+            headers = as_role(role)
+            if template == "/api/auth/logout":  # sign-out ends its token: not the shared one
+                headers = login(f"{role}-user")
+            status = client.request(method, path, headers=headers, **kwargs).status_code
             if role in allowed and status in (401, 403):
                 failures.append(f"{method} {template}: {role} refused with {status}")
             if role not in allowed and status != 403:
