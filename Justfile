@@ -19,10 +19,12 @@ test *ARGS: (apt "run") (apt "test") (apt "e2e") azurite ohif lint
 fuzz SECONDS="600" *TARGETS:
     nice -n 19 {{venv}}/python -m tests.fuzz.long {{SECONDS}} {{TARGETS}}
 
-# Regenerate the README's screenshots (docs/screenshots, 1280x800) with the e2e day and triage tests.
+# Regenerate the README's screenshots (docs/screenshots, 1280x800) with the e2e day, triage and
+# OHIF tests.
 screenshots *ARGS: (apt "run") (apt "test") (apt "e2e")
     mkdir -p docs/screenshots
-    RADIANT_SCREENSHOT_DIR=docs/screenshots {{venv}}/python -m pytest tests/e2e/test_day.py tests/e2e/test_triage.py {{ARGS}}
+    RADIANT_SCREENSHOT_DIR=docs/screenshots {{venv}}/python -m pytest tests/e2e/test_day.py tests/e2e/test_triage.py \
+        tests/e2e/test_ohif.py tests/e2e/test_ohif_prior.py {{ARGS}}
 
 azurite_version := "3.37.0"
 
