@@ -21,13 +21,13 @@ from appliance.analysis.radiograph import (
 )
 from appliance.analysis.store import SYSTEM
 from appliance.context import AppContext
-from appliance.errors import AppError
+from appliance.errors import AppError, NotFound
 from appliance.jobs.models import JobFailed
 from appliance.storage.instances import instance_path
 from appliance.storage.models import FileUnavailable
 from appliance.studies import service as studies
 from appliance.volumes import service as volumes
-from appliance.volumes.nifti import read_nifti
+from appliance.volumes.nifti import NiftiVolume, read_nifti
 
 VOLUME_MODALITIES = frozenset({"CT", "MR"})
 
@@ -75,23 +75,44 @@ def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> Prepa
     return _prepare_volume(ctx, series_id, modality, job_id)
 
 
-def _prepare_volume(ctx: AppContext, series_id: str, modality: str, job_id: str | None) -> Prepared:
+#: How many times a volume replaced between choosing and reading it is chosen again.
+VOLUME_TRIES = 3
+
+
+def _read_main_volume(
+    ctx: AppContext, series_id: str, job_id: str | None
+) -> NiftiVolume:
+    """The series' main volume, built if needed. A rebuild (the automatic one at stability)
+    may replace the series' volumes and remove their files between choosing one and reading
+    it (the volumes service's replace rule): the new set is chosen again, a bounded number of
+    times."""
     db = ctx.pool.get()
-    built = volumes.current_volumes(db, series_id)
-    if built is None:
+    for attempt in range(1, VOLUME_TRIES + 1):
+        built = volumes.current_volumes(db, series_id)
+        if built is None:
+            try:
+                built = volumes.build_for_series(ctx, series_id, SYSTEM, job_id=job_id)
+            except AppError as exc:
+                raise JobFailed(exc.detail) from None
+        chosen = volumes.main_volume(built)
+        if chosen is None:
+            reason = next((v.reason or v.error for v in built if v.reason or v.error), None)
+            raise JobFailed(
+                f"series {series_id} has no volume" + (f": {reason}" if reason else "")
+            )
         try:
-            built = volumes.build_for_series(ctx, series_id, SYSTEM, job_id=job_id)
+            return read_nifti(volumes.volume_file(ctx, chosen.id))
+        except (NotFound, FileNotFoundError):
+            if attempt == VOLUME_TRIES:
+                break
         except AppError as exc:
             raise JobFailed(exc.detail) from None
-    chosen = volumes.main_volume(built)
-    if chosen is None:
-        reason = next((v.reason or v.error for v in built if v.reason or v.error), None)
-        raise JobFailed(f"series {series_id} has no volume" + (f": {reason}" if reason else ""))
-    try:
-        path = volumes.volume_file(ctx, chosen.id)
-    except AppError as exc:
-        raise JobFailed(exc.detail) from None
-    volume = read_nifti(path)
+    raise JobFailed(f"the volumes of series {series_id} kept being rebuilt; try again")
+
+
+def _prepare_volume(ctx: AppContext, series_id: str, modality: str, job_id: str | None) -> Prepared:
+    db = ctx.pool.get()
+    volume = _read_main_volume(ctx, series_id, job_id)
     voxels = np.asarray(volume.voxels)
     images = prepare_ct(voxels) if modality == "CT" else prepare_mr(voxels)
     affine = np.asarray(volume.affine_lps, dtype=np.float64)

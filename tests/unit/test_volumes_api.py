@@ -449,3 +449,31 @@ def test_an_explicit_window_renders_a_volume_slice_and_bad_values_are_422(
         bad = client.get(url, params=params, headers=viewer)
         assert bad.status_code == 422, params
         assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_analysis_reads_the_new_volume_when_a_rebuild_replaces_the_one_it_chose(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analysis chose a volume; before it read the file, a rebuild of the series (the
+    automatic build at stability) replaced the volumes and removed the old files (seen in a
+    full run: FileNotFoundError, the analysis failed). It reads the replacing volume instead."""
+    from appliance.analysis import preparation
+    from appliance.volumes import service as volume_service
+
+    ctx: AppContext = app.state.ctx
+    (series_id,) = ingest(app, CT_TILT)
+    (first,) = volume_service.build_for_series(ctx, series_id, INGEST)
+    real_read = preparation.read_nifti
+    reads: list[Path] = []
+
+    def read_after_a_rebuild(path: Path) -> Any:
+        if not reads:
+            volume_service.build_for_series(ctx, series_id, INGEST)  # replaces, removes old
+        reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(preparation, "read_nifti", read_after_a_rebuild)
+    prepared = prepare_series(ctx, series_id, None)
+    (now,) = current_volumes(ctx.pool.get(), series_id) or []
+    assert now.id != first.id and len(reads) == 2
+    assert reads[1].name == f"{now.id}.nii.gz" and prepared.shape[0] > 0
