@@ -4,6 +4,7 @@ engine, disk, DICOM receiver, users and the audit log."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from nicegui import ui
 
 from appliance import tls
 from appliance.analysis import service as analysis_service
+from appliance.audit.models import Actor
 from appliance.auth import revocation, throttle
 from appliance.auth import service as auth
 from appliance.auth.models import Role, UserCreate, UserOut
@@ -265,6 +267,21 @@ def _security(facts: Facts, reload: Any) -> None:
             )
 
 
+async def _as_admin(work: Callable[[Actor], object]) -> bool:
+    """Run ``work`` off the event loop as the signed-in administrator; False when refused or
+    failed (said on the screen)."""
+    current = session.require(session.ADMIN)
+    if current is None:
+        components.refuse()
+        return False
+    try:
+        await runtime.off_loop(lambda: work(current.actor))
+    except Exception as exc:
+        components.notify_error(exc)
+        return False
+    return True
+
+
 def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None:
     with ui.card().classes("radiant-card w-full q-pa-md gap-2"):
         ui.label(i18n.t("system.users")).classes("text-h6")
@@ -278,33 +295,17 @@ def _users(user: session.SessionUser, users: list[UserOut], reload: Any) -> None
                 ui.space()
 
                 async def toggle(target: UserOut = account) -> None:
-                    current = session.require(session.ADMIN)
-                    if current is None:
-                        components.refuse()
-                        return
-                    try:
-                        await runtime.off_loop(lambda: auth.set_active(
-                            runtime.get().db(), target.id, not target.active, current.actor))
-                    except Exception as exc:
-                        components.notify_error(exc)
-                        return
-                    await reload()
+                    if await _as_admin(lambda actor: auth.set_active(
+                            runtime.get().db(), target.id, not target.active, actor)):
+                        await reload()
 
                 ui.button(i18n.t("system.disable" if account.active else "system.enable"),
                           on_click=toggle).props("no-caps outline")
 
                 async def end_sessions(target: UserOut = account) -> None:
-                    current = session.require(session.ADMIN)
-                    if current is None:
-                        components.refuse()
-                        return
-                    try:
-                        await runtime.off_loop(lambda: revocation.revoke_sessions(
-                            runtime.get().db(), target.id, current.actor))
-                    except Exception as exc:
-                        components.notify_error(exc)
-                        return
-                    ui.notify(i18n.t("system.sessions_ended", user=target.username))
+                    if await _as_admin(lambda actor: revocation.revoke_sessions(
+                            runtime.get().db(), target.id, actor)):
+                        ui.notify(i18n.t("system.sessions_ended", user=target.username))
 
                 ui.button(i18n.t("system.end_sessions"), on_click=end_sessions).props(
                     "no-caps outline data-testid=end-sessions").mark("end-sessions").tooltip(

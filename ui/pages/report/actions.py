@@ -9,6 +9,7 @@ from typing import Any
 
 from nicegui import ui
 
+from appliance.audit.models import Actor
 from appliance.reports import language as report_language
 from appliance.reports import service as reports
 from appliance.reports.decisions import Undecided, UndecidedItems
@@ -66,15 +67,10 @@ class ReportActions:
         if not changes:
             self.message.set_text(i18n.t("report.nothing_changed"))
             return
-        try:
-            body = ReportUpdate(**changes, expected_version=report.current_version)
-            await runtime.off_loop(lambda: reports.update(runtime.get().db(), report.id, body,
-                                                          current.actor))
-        except Exception as exc:
-            components.notify_error(exc)
-            return
-        ui.notify(i18n.t("report.saved"), type="positive")
-        await self.reload()
+        await self._save_version(
+            lambda: ReportUpdate(**changes, expected_version=report.current_version),
+            current.actor,
+        )
 
     async def set_language(self, code: str) -> None:
         """Write the draft's generated text again in report language ``code`` (a new version,
@@ -86,11 +82,20 @@ class ReportActions:
             return
         if code == report.content.language:
             return
+        await self._save_version(
+            lambda: ReportUpdate(language=report_language.checked(code),
+                                 expected_version=report.current_version),
+            current.actor,
+        )
+
+    async def _save_version(self, make: Callable[[], ReportUpdate], actor: Actor) -> None:
+        """Save the update ``make`` builds (a validation error is said like a refusal) as a new
+        version, then say so and reload."""
+        report = self.report
         try:
-            body = ReportUpdate(language=report_language.checked(code),
-                                expected_version=report.current_version)
+            body = make()
             await runtime.off_loop(lambda: reports.update(runtime.get().db(), report.id, body,
-                                                          current.actor))
+                                                          actor))
         except Exception as exc:
             components.notify_error(exc)
             return
