@@ -34,7 +34,7 @@ from tests.dicom_files import instance_files
 from tests.e2e.browser import VIEWPORT
 from tests.e2e.clinic import Api, WebhookReceiver, c_store, copy_with_new_uids, sign_draft
 from tests.e2e.server import ApplianceServer, start_appliance, stop_appliance
-from tests.e2e.test_day import PASSWORD, field, open_screen, sign_in
+from tests.e2e.test_day import PASSWORD, field, open_screen, sign_in, sign_out
 from tests.e2e.worklist_screen import (
     POLL_MS,
     banner,
@@ -260,7 +260,7 @@ def test_critical_finding_alerts_every_screen(
     assert acks[0]["actor"] == "tech" and acks[0]["detail"]["name"] == "Amina Diallo"
     assert acks[0]["detail"]["study_id"] == ct_id
     # The administrator reads it on the audit screen, filtered by the action's prefix.
-    page.get_by_test_id("sign-out").click()
+    sign_out(page)  # waits for the sign-in screen: a goto during sign-out's own navigation aborts
     sign_in(page, "boss")
     open_screen(page, "/system")
     page.get_by_label("Action (e.g. report. or auth.login)").fill("triage.")
