@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from appliance.audit import group_commit
 from appliance.audit.models import Actor, AuditEntry, AuditPage, ChainReport
 from appliance.canonical import fields_digest
-from appliance.db.connection import transaction
+from appliance.db.connection import database_file, snapshot, transaction
 from appliance.db.rows import escape_like, now_iso
 from appliance.errors import NotFound
 
@@ -245,6 +246,33 @@ def latest(
     return AuditEntry(**row)
 
 
+def record_read(
+    db: sqlite_utils.Database,
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    outcome: str = "success",
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append the audit row of a read, committed before this returns: in the caller's
+    transaction if one is open, otherwise together with the rows of concurrent reads
+    (:mod:`appliance.audit.group_commit`)."""
+    found = database_file(db)
+    if db.conn.in_transaction or found is None:
+        with transaction(db):
+            return record(
+                db, actor, action, object_type=object_type, object_id=object_id,
+                outcome=outcome, detail=detail,
+            )  # fmt: skip
+    path, timeout_s = found
+    return group_commit.writer_for(path, timeout_s, record).submit(
+        actor, action, object_type=object_type, object_id=object_id, outcome=outcome,
+        detail=detail,
+    )  # fmt: skip
+
+
 def audited_read(
     db: sqlite_utils.Database,
     actor: Actor,
@@ -254,24 +282,25 @@ def audited_read(
     read: Callable[[], T],
     detail: Callable[[T], dict[str, Any] | None] = lambda _: None,
 ) -> T:
-    """Run ``read`` and audit it in one transaction; a miss (NotFound) is audited as
-    ``not_found`` and raised after the audit row is committed."""
+    """Run ``read`` in one read snapshot, then commit its audit row before anything is
+    returned; a miss (NotFound) is audited as ``not_found`` and raised after its row is
+    committed. The read takes no write lock: only the audit row's short transaction does."""
     error: NotFound | None = None
     result: T | None = None
-    with transaction(db):
+    with snapshot(db):
         try:
             result = read()
         except NotFound as exc:
             error = exc
-        record(
-            db,
-            actor,
-            action,
-            object_type=object_type,
-            object_id=object_id,
-            outcome="not_found" if error else "success",
-            detail=detail(result) if result is not None else None,
-        )
+    record_read(
+        db,
+        actor,
+        action,
+        object_type=object_type,
+        object_id=object_id,
+        outcome="not_found" if error else "success",
+        detail=detail(result) if result is not None else None,
+    )
     if error is not None:
         raise error
     assert result is not None

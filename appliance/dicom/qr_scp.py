@@ -23,6 +23,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
+from appliance.db.connection import snapshot
 from appliance.dicom.pynetdicom_compat import (
     SenderTakesEveryMessage,
     StoredFileSender,
@@ -123,8 +124,9 @@ class QueryRetrieveSCP:
             yield status(exc.status, exc.comment), None
             return
         db = self.ctx.pool.get()
-        matches = list(find(db, query, retrieve_ae=self.settings.dicom_ae_title))
-        audit.record(
+        with snapshot(db):
+            matches = list(find(db, query, retrieve_ae=self.settings.dicom_ae_title))
+        audit.record_read(
             db,
             self._actor(event.assoc),
             "dicom.find",

@@ -89,7 +89,7 @@ def search(
         series = str(ds.get("SeriesInstanceUID", "")) if level >= q.Level.SERIES else None
         sop = str(ds.get("SOPInstanceUID", "")) if level >= q.Level.IMAGE else None
         results.append(dicomjson.result(ds, dicomjson.instance_url(base, study, series, sop)))
-    audit.record(
+    audit.record_read(
         db,
         actor,
         "dicomweb.query",
@@ -184,7 +184,7 @@ def audit_view(
     ids = studies.series_by_uid(db, fresh)
     for uid in fresh:
         series_id, study_id = ids.get(uid, (None, None))
-        audit.record(
+        audit.record_read(
             db,
             actor,
             "dicomweb.series.view",

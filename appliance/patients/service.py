@@ -13,7 +13,7 @@ import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.db.connection import transaction
+from appliance.db.connection import snapshot, transaction
 from appliance.db.rows import escape_like, fetch_all, fetch_found, new_id, now_iso
 from appliance.errors import Conflict, NotFound
 from appliance.patients.models import (
@@ -105,19 +105,19 @@ def create(db: sqlite_utils.Database, data: PatientCreate, actor: Actor) -> Pati
 
 def get(db: sqlite_utils.Database, patient_id: str, actor: Actor) -> PatientOut:
     error: NotFound | None = None
-    with transaction(db):
+    with snapshot(db):
         try:
             row = _fetch(db, patient_id)
         except NotFound as exc:
             error = exc
-        audit.record(
-            db,
-            actor,
-            "patient.read",
-            object_type="patient",
-            object_id=patient_id,
-            outcome="not_found" if error else "success",
-        )
+    audit.record_read(
+        db,
+        actor,
+        "patient.read",
+        object_type="patient",
+        object_id=patient_id,
+        outcome="not_found" if error else "success",
+    )
     if error is not None:
         raise error
     return _out(row)
@@ -138,7 +138,7 @@ def search(
         where.append("search_key LIKE ? ESCAPE '\\'")
         params.append(f"%{escape_like(word)}%")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    with transaction(db):
+    with snapshot(db):
         total = db.execute(f"SELECT COUNT(*) FROM patients {clause}", params).fetchone()[0]  # noqa: S608
         rows = fetch_all(
             db,
@@ -146,13 +146,13 @@ def search(
             " first_name COLLATE NOCASE, mrn LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        audit.record(
-            db,
-            actor,
-            "patient.list",
-            object_type="patient",
-            detail={"returned": [r["id"] for r in rows], "total": total, "searched": bool(where)},
-        )
+    audit.record_read(
+        db,
+        actor,
+        "patient.list",
+        object_type="patient",
+        detail={"returned": [r["id"] for r in rows], "total": total, "searched": bool(where)},
+    )
     return PatientPage(items=[_out(r) for r in rows], total=total, limit=limit, offset=offset)
 
 

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
-from appliance.db.connection import transaction
+from appliance.db.connection import snapshot
 from appliance.db.rows import escape_like
 from appliance.patients.service import fold
 from appliance.studies.models import (
@@ -110,7 +110,7 @@ def worklist(
         params.append(_like(word))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     base = f"FROM studies s JOIN patients p ON p.id = s.patient_id {clause}"
-    with transaction(db):
+    with snapshot(db):
         total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
         rows = select_rows(
             db,
@@ -118,18 +118,18 @@ def worklist(
             f" {base} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        audit.record(
-            db,
-            actor,
-            "study.list",
-            object_type="study",
-            detail={
-                "returned": [r["id"] for r in rows],
-                "total": total,
-                "filtered": bool(status or modality or urgent or today or arrived_today),
-                "searched": bool(words),
-            },
-        )
+    audit.record_read(
+        db,
+        actor,
+        "study.list",
+        object_type="study",
+        detail={
+            "returned": [r["id"] for r in rows],
+            "total": total,
+            "filtered": bool(status or modality or urgent or today or arrived_today),
+            "searched": bool(words),
+        },
+    )
     items = [
         StudyListItem(
             **study_fields(r), patient=patient_summary(r), urgency=URGENCY_LEVELS[r["urgency_rank"]]
