@@ -71,6 +71,7 @@ class GroupWriter:
 
     def _run(self) -> None:
         db: sqlite_utils.Database | None = None
+        opened: tuple[int, int] | None = None
         try:
             while True:
                 try:
@@ -88,8 +89,13 @@ class GroupWriter:
                     except queue.Empty:
                         break
                 try:
+                    now = _identity(self._path)
+                    if db is not None and now != opened:  # the file was replaced (a restore)
+                        db.conn.close()
+                        db = None
                     if db is None:
                         db = open_database(self._path, self._timeout_ms)
+                        opened = _identity(self._path)
                     self._write(db, batch)
                 except BaseException as exc:  # every waiter hears of it, none returns data
                     for pending in batch:
@@ -108,6 +114,16 @@ class GroupWriter:
         with transaction(db):
             for pending in batch:
                 pending.row_id = self._record(db, pending.actor, pending.action, **pending.fields)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file's device and inode (None when absent): a database replaced under the same
+    name is a different file, which a connection opened before would not see."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 _WRITERS: dict[Path, GroupWriter] = {}

@@ -191,3 +191,18 @@ def test_a_forked_child_audits_its_reads(path: Path) -> None:
     child.join(timeout=60)
     assert child.exitcode == 0
     assert audit.latest(db, "thing.read", "child") is not None
+
+
+def test_a_database_replaced_under_the_same_name_gets_the_rows(path: Path) -> None:
+    """A restore puts a new file where the old one was: the writer, still open on the old
+    file, must write the next rows into the new one."""
+    first = open_database(path)
+    audit.audited_read(first, ACTOR, "thing.read", "thing", "before", lambda: 1)
+    first.conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    fresh = open_database(path)
+    apply_migrations(fresh)
+    audit.audited_read(fresh, ACTOR, "thing.read", "thing", "after", lambda: 1)
+    assert audit.latest(fresh, "thing.read", "after") is not None
+    assert audit.verify(fresh).ok
