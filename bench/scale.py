@@ -52,6 +52,7 @@ from tests.servers import RADIANT, clean_env, free_port  # noqa: E402
 AE_TITLE = "RADIANT"
 TARGET_P99_MS = 100.0
 CFIND_ASSOCIATIONS = 8
+FIND_AE = "BENCHFIND"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,6 +70,8 @@ def serve(data_dir: Path, work: Path) -> Iterator[tuple[int, int]]:
         RADIANT_DICOM_HOST="127.0.0.1",
         RADIANT_DICOM_PORT=str(dicom_port),
         RADIANT_DICOM_AE_TITLE=AE_TITLE,
+        # query/retrieve answers configured peers only (the calling AE title at its address)
+        RADIANT_DICOM_PEERS=f"{FIND_AE}@127.0.0.1:104",
         RADIANT_MIN_FREE_GB="0",
         TCP_NODELAY="1",
     )
@@ -185,10 +188,12 @@ def cfind_load(
 
     def client(index: int) -> None:
         rng = random.Random(seed + index)  # noqa: S311
-        ae = AE(ae_title="BENCHFIND")
+        ae = AE(ae_title=FIND_AE)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
         assoc = ae.associate("127.0.0.1", port, ae_title=AE_TITLE)
         if not assoc.is_established:
+            with lock:
+                refused.append(index)
             return
         try:
             for n in range(per_client):
@@ -205,20 +210,26 @@ def cfind_load(
                 for keyword in ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy"):
                     setattr(query, keyword, "")
                 began = time.perf_counter()
-                for _status, _identifier in assoc.send_c_find(
+                final = None
+                for status, _identifier in assoc.send_c_find(
                     query, StudyRootQueryRetrieveInformationModelFind
                 ):
-                    pass
+                    final = int(status.Status) if status else None
+                if final != 0:
+                    raise RuntimeError(f"C-FIND ended with status {final}")
                 with lock:
                     latencies[kind].append((time.perf_counter() - began) * 1000)
         finally:
             assoc.release()
 
+    refused: list[int] = []
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if refused:
+        raise RuntimeError(f"C-FIND: {len(refused)} of {clients} associations were refused")
     return latencies
 
 
