@@ -42,7 +42,7 @@ from appliance.studies.worklist_filters import (
     day_conditions,
     site_day,
 )
-from appliance.triage.service import STUDY_RANK_SQL, study_urgencies
+from appliance.triage.service import STUDY_RANKS_TABLE_SQL, study_urgencies
 
 
 def _like(word: str) -> str:
@@ -55,8 +55,10 @@ URGENCY_LEVELS: tuple[Literal["routine"], Literal["urgent"], Literal["critical"]
     "critical",
 )
 _UNREPORTED = UNREPORTED_SQL
+#: ``u``: the non-routine ranks (:data:`~appliance.triage.service.STUDY_RANKS_TABLE_SQL`);
+#: whether a ranked study is reported is asked of those few only.
 _WORKLIST_ORDER: dict[str, str] = {
-    "urgency": f"(CASE WHEN {_UNREPORTED} THEN {STUDY_RANK_SQL} ELSE 0 END) DESC,"
+    "urgency": f"(CASE WHEN u.rank IS NOT NULL AND {_UNREPORTED} THEN u.rank ELSE 0 END) DESC,"
     " s.created_at DESC, s.id",
     "arrival": "s.created_at DESC, s.id",
     "study_date": "s.study_date IS NULL, s.study_date DESC, s.created_at DESC, s.id",
@@ -93,7 +95,7 @@ def worklist(
     where: list[str] = []
     params: list[Any] = []
     if urgent:
-        where.append(f"{STUDY_RANK_SQL} > 0")
+        where.append("u.rank IS NOT NULL")
     if status:
         where.append(f"({STATUS_SQL[status]})")
     days, day_params = day_conditions(
@@ -109,15 +111,29 @@ def worklist(
         where.append("p.search_key LIKE ? ESCAPE '\\'")
         params.append(_like(word))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    base = f"FROM studies s JOIN patients p ON p.id = s.patient_id {clause}"
+    joined = (
+        "FROM studies s JOIN patients p ON p.id = s.patient_id"
+        f" LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
+    )
+    base = f"{joined} {clause}"
     with snapshot(db):
         total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
-        rows = select_rows(
+        # The page's ids are sorted first (narrow rows), then only they are read in full.
+        ids = [
+            r[0]
+            for r in db.execute(
+                f"SELECT s.id {base} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        ]
+        found = select_rows(
             db,
-            f"SELECT {STUDY_COLUMNS}, {PATIENT_COLUMNS}, {STUDY_RANK_SQL} AS urgency_rank"
-            f" {base} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
+            f"SELECT {STUDY_COLUMNS}, {PATIENT_COLUMNS}, COALESCE(u.rank, 0) AS urgency_rank"
+            f" {joined} WHERE s.id IN ({', '.join('?' for _ in ids)})",
+            ids,
         )
+    by_id = {r["id"]: r for r in found}
+    rows = [by_id[i] for i in ids if i in by_id]
     audit.record_read(
         db,
         actor,

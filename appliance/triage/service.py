@@ -22,11 +22,13 @@ from appliance.triage.models import StudyUrgency, Urgency, UrgencyReview
 RANK: dict[str, int] = {"routine": 0, "urgent": 1, "critical": 2}
 FINISHED = ("completed", "needs_review")
 
-#: SQL rank (0 routine .. 2 critical) of study ``s``: its highest uncleared finished analysis.
-STUDY_RANK_SQL = (
-    "(SELECT COALESCE(MAX(CASE a.urgency WHEN 'critical' THEN 2 WHEN 'urgent' THEN 1 ELSE 0"
-    " END), 0) FROM analyses a WHERE a.study_id = s.id AND a.status IN"
-    " ('completed', 'needs_review') AND a.urgency_review IS NOT 'cleared')"
+#: The ranks of the studies that are not routine, as a table to LEFT JOIN on ``study_id``
+#: (``rank`` 1 urgent, 2 critical; absent: routine): a study's rank is that of its most urgent
+#: finished analysis whose urgency no radiologist cleared. Computed once per query, not per row.
+STUDY_RANKS_TABLE_SQL = (
+    "(SELECT a.study_id, MAX(CASE a.urgency WHEN 'critical' THEN 2 ELSE 1 END) AS rank"
+    " FROM analyses a WHERE a.urgency IN ('critical', 'urgent') AND a.status IN"
+    " ('completed', 'needs_review') AND a.urgency_review IS NOT 'cleared' GROUP BY a.study_id)"
 )
 
 

@@ -1,0 +1,114 @@
+"""The worklist's urgency order and urgent filter on crafted index rows, against the rule
+written out here: a study's rank is that of its most urgent finished (completed or
+needs_review) analysis whose urgency no radiologist cleared; unreported ranked studies come
+first, most urgent first, then everything by newest arrival."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from appliance.audit.models import Actor
+from appliance.db.connection import open_database
+from appliance.db.migrate import apply_migrations
+from appliance.studies.worklist import worklist
+
+ACTOR = Actor(name="tech", role="technician")
+RANK = {"critical": 2, "urgent": 1}
+#: (analysis status, urgency, review) per study; a study may have several analyses.
+CASES: dict[str, list[tuple[str, str | None, str | None]]] = {
+    "critical": [("completed", "critical", None)],
+    "critical-cleared": [("completed", "critical", "cleared")],
+    "critical-confirmed": [("needs_review", "critical", "confirmed")],
+    "critical-failed": [("failed", "critical", None)],
+    "critical-running": [("running", "critical", None)],
+    "urgent": [("completed", "urgent", None)],
+    "urgent-and-routine": [("completed", "routine", None), ("completed", "urgent", None)],
+    "urgent-then-critical-cleared": [
+        ("completed", "urgent", None),
+        ("completed", "critical", "cleared"),
+    ],
+    "critical-signed": [("completed", "critical", None)],
+    "critical-amended": [("completed", "critical", None)],
+    "critical-draft": [("completed", "critical", None)],
+    "routine": [("completed", "routine", None)],
+    "no-urgency": [("completed", None, None)],
+    "nothing": [],
+}
+REPORTS = {"critical-signed": "final", "critical-amended": "amended", "critical-draft": "draft"}
+
+
+def _rank(name: str) -> int:
+    return max(
+        (
+            RANK.get(urgency or "", 0)
+            for status, urgency, review in CASES[name]
+            if status in ("completed", "needs_review") and review != "cleared"
+        ),
+        default=0,
+    )
+
+
+def _signed(name: str) -> bool:
+    return REPORTS.get(name) in ("final", "amended")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite_utils.Database:
+    database = open_database(tmp_path / "radiant.db")
+    apply_migrations(database)
+    ts = itertools.count()
+    for n, (name, analyses) in enumerate(CASES.items()):
+        when = f"2026-01-01T00:{n:02d}:00.000000+00:00"  # arrival order: the order of CASES
+        database.execute(
+            "INSERT INTO patients (id, mrn, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (f"p-{name}", f"MRN-{n}", when, when),
+        )
+        database.execute(
+            "INSERT INTO studies (id, patient_id, study_uid, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, f"p-{name}", f"2.25.{n + 1}", when, when),
+        )
+        for status, urgency, review in analyses:
+            database.execute(
+                "INSERT INTO analyses (id, study_id, analysis_type, status, urgency,"
+                " urgency_review, created_at) VALUES (?, ?, 'primary', ?, ?, ?, ?)",
+                (f"a-{next(ts)}", name, status, urgency, review, when),
+            )
+        if name in REPORTS:
+            database.execute(
+                "INSERT INTO reports (id, study_id, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (f"r-{name}", name, REPORTS[name], when, when),
+            )
+    return database
+
+
+def test_urgency_order_puts_unreported_ranked_studies_first(db: sqlite_utils.Database) -> None:
+    newest_first = list(reversed(CASES))
+    expected = sorted(
+        newest_first, key=lambda name: -(_rank(name) if not _signed(name) else 0)
+    )  # sorted() is stable: ties keep the newest-first order
+    page = worklist(db, ACTOR, sort="urgency", limit=100)
+    assert [item.id for item in page.items] == expected
+    assert page.total == len(CASES)
+    levels = {item.id: item.urgency for item in page.items}
+    assert levels == {n: ("routine", "urgent", "critical")[_rank(n)] for n in CASES}
+
+
+def test_pages_of_the_urgency_order_join_up(db: sqlite_utils.Database) -> None:
+    whole = [item.id for item in worklist(db, ACTOR, sort="urgency", limit=100).items]
+    pages = [
+        [item.id for item in worklist(db, ACTOR, sort="urgency", limit=4, offset=o).items]
+        for o in range(0, len(CASES), 4)
+    ]
+    assert list(itertools.chain.from_iterable(pages)) == whole
+
+
+def test_urgent_filter_keeps_ranked_studies_reported_or_not(db: sqlite_utils.Database) -> None:
+    page = worklist(db, ACTOR, urgent=True, sort="arrival", limit=100)
+    assert [item.id for item in page.items] == [n for n in reversed(CASES) if _rank(n) > 0]
+    assert page.total == len(page.items)
