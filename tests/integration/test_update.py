@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from provisioning import signing
+from provisioning.status_report import update_state
 from provisioning.update.bucket import for_box
 from provisioning.update.release import NO_DEPS, ReleaseError, build, verify
 from provisioning.update.slots import Slots
@@ -223,6 +224,10 @@ def test_release_applied_rolled_back_and_refused(
         assert runner.starts == [{}, {"RADIANT_DB_MIGRATE_AT_START": "false"}, {}]
         assert db_schema(settings) == 2
         assert "1.0.0" in state["rollback_blocked"]  # reads schema 1 only: no way back
+        # What the box reports to its fleet (status.json's software_update) says so too.
+        reported = update_state(settings)
+        assert reported is not None and reported["current"] == "1.1.0"
+        assert reported["last"]["outcome"] == "applied" and reported["last"]["version"] == "1.1.0"
         assert updater.run_round()["last"]["outcome"] == "up_to_date"
 
         # A release that never becomes healthy: rolled back, reported, not retried.
@@ -230,6 +235,9 @@ def test_release_applied_rolled_back_and_refused(
         state = updater.run_round()
         assert state["last"]["outcome"] == "rolled_back"
         assert "healthz" in state["last"]["reason"] and "1.2.0" in state["failed"]
+        reported = update_state(settings)
+        assert reported is not None and reported["current"] == "1.1.0"
+        assert reported["last"]["outcome"] == "rolled_back" and "1.2.0" in reported["failed"]
         assert slots.current() == "1.1.0" and health(port)["version"] == "1.1.0"
         assert updater.run_round()["last"]["outcome"] == "skipped"
 
