@@ -259,18 +259,15 @@ def record_read(
     """Append the audit row of a read, committed before this returns: in the caller's
     transaction if one is open, otherwise together with the rows of concurrent reads
     (:mod:`appliance.audit.group_commit`)."""
+    fields: dict[str, Any] = {
+        "object_type": object_type, "object_id": object_id, "outcome": outcome, "detail": detail
+    }  # fmt: skip
     found = database_file(db)
     if db.conn.in_transaction or found is None:
         with transaction(db):
-            return record(
-                db, actor, action, object_type=object_type, object_id=object_id,
-                outcome=outcome, detail=detail,
-            )  # fmt: skip
+            return record(db, actor, action, **fields)
     path, timeout_s = found
-    return group_commit.writer_for(path, timeout_s, record).submit(
-        actor, action, object_type=object_type, object_id=object_id, outcome=outcome,
-        detail=detail,
-    )  # fmt: skip
+    return group_commit.writer_for(path, timeout_s, record).submit(actor, action, **fields)
 
 
 def audited_read(

@@ -94,7 +94,6 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             yield db
         return
     found: tuple[_WriteGate, float] | None = getattr(db, _GATE_ATTR, None)
-    gate = found[0] if found is not None else None
     # Past the connection's busy timeout, go on to SQLite's own lock (a same-thread nested
     # transaction on a second connection then fails as it did before, instead of hanging).
     held = found is not None and found[0].lock.acquire(timeout=found[1])
@@ -115,8 +114,8 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
                 raise
     finally:
         if held:
-            assert gate is not None
-            gate.lock.release()
+            assert found is not None
+            found[0].lock.release()
 
 
 @contextmanager
