@@ -154,25 +154,29 @@ def _last_line(stderr: str) -> str:
     return short_error(stderr, 400) or "no output"
 
 
-_HASH_OK = re.compile(r"^(?:md5|sha1|sha256|crc32|whirlpool|quickxor|dropbox) = [0-9a-fA-F]+ OK$")
+# rclone's text log line for a passed hash check (``-vv``): "<date> <time> DEBUG : <object>: md5 =
+# <hex> OK". The object is everything up to the last ": <hash> = "; keys never hold a line break.
+_HASH_OK = re.compile(
+    r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? DEBUG : (?P<object>.+): "
+    r"(?:md5|sha1|sha256|crc32|whirlpool|quickxor|dropbox) = [0-9a-fA-F]+ OK$"
+)
 
 
 def confirmed_uploads(log_file: Path) -> set[str]:
-    """Paths with a "<hash> = <hex> OK" line in an rclone JSON log (see ``copy_confirmed``)."""
+    """Objects with a "<hash> = <hex> OK" line in an rclone debug log (see ``copy_confirmed``).
+
+    The plain text log, not ``--use-json-log``: on 2,120 files encoding the debug log as JSON
+    cost rclone about a tenth of its CPU time (bench-sync, 2-core machine)."""
     confirmed: set[str] = set()
     if not log_file.exists():
         return confirmed
     with log_file.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
-            if " OK" not in line:
+            if not line.endswith(" OK\n"):
                 continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            path = entry.get("object") if isinstance(entry, dict) else None
-            if isinstance(path, str) and _HASH_OK.match(str(entry.get("msg", ""))):
-                confirmed.add(path)
+            match = _HASH_OK.match(line.rstrip("\n"))
+            if match is not None:
+                confirmed.add(match["object"])
     return confirmed
 
 
@@ -257,7 +261,7 @@ class Rclone:
         bucket reports for the stored object (a mismatch deletes the object and fails the
         file); without crypt, the local file's hash against the stored object's. Files rclone
         skipped as already there, or stored without a hash to compare (large multipart
-        uploads), are not in the set: :meth:`verify` must check those. The JSON debug log
+        uploads), are not in the set: :meth:`verify` must check those. The debug log
         (``log_file``, appended to) is where rclone says "<hash> = <hex> OK" per file."""
         self.run(
             "copy",
@@ -269,7 +273,6 @@ class Rclone:
             str(UPLOAD_TRANSFERS),
             "--checkers",
             str(UPLOAD_TRANSFERS * 2),
-            "--use-json-log",
             "--log-level",
             "DEBUG",
             "--log-file",

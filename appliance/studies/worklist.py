@@ -111,21 +111,13 @@ def worklist(
         where.append("p.search_key LIKE ? ESCAPE '\\'")
         params.append(_like(word))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    joined = (
-        "FROM studies s JOIN patients p ON p.id = s.patient_id"
-        f" LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
-    )
-    base = f"{joined} {clause}"
+    plain = "FROM studies s JOIN patients p ON p.id = s.patient_id"
+    joined = f"{plain} LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
     with snapshot(db):
-        total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
-        # The page's ids are sorted first (narrow rows), then only they are read in full.
-        ids = [
-            r[0]
-            for r in db.execute(
-                f"SELECT s.id {base} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-        ]
+        # only the urgent filter asks for the ranks; the count skips them otherwise
+        counted = joined if urgent else plain
+        total = db.execute(f"SELECT COUNT(*) {counted} {clause}", params).fetchone()[0]
+        ids = _page_ids(db, joined, where, params, sort, limit, offset)
         found = select_rows(
             db,
             f"SELECT {STUDY_COLUMNS}, {PATIENT_COLUMNS}, COALESCE(u.rank, 0) AS urgency_rank"
@@ -153,6 +145,53 @@ def worklist(
         for r in rows
     ]
     return StudyPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def _page_ids(
+    db: sqlite_utils.Database,
+    joined: str,
+    where: list[str],
+    params: list[Any],
+    sort: WorklistSort,
+    limit: int,
+    offset: int,
+) -> list[str]:
+    """The ids of one page in ``sort`` order (narrow rows; the page is read in full after).
+
+    The urgency order is read in two parts instead of sorting every study on a computed key:
+    the unreported ranked studies (few: those the AI flagged) in rank order, then the rest
+    by arrival, which walks the arrival index and stops at the page. The pages are the same
+    as the single ORDER BY of :data:`_WORKLIST_ORDER`."""
+    if sort != "urgency":
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return [
+            r[0]
+            for r in db.execute(
+                f"SELECT s.id {joined} {clause} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        ]
+    first = f"u.rank IS NOT NULL AND {_UNREPORTED}"
+    ranked = [
+        r[0]
+        for r in db.execute(
+            f"SELECT s.id {joined} WHERE {' AND '.join([*where, first])}"
+            " ORDER BY u.rank DESC, s.created_at DESC, s.id",
+            params,
+        )
+    ]
+    page = ranked[offset : offset + limit]
+    if len(page) < limit:
+        rest = " AND ".join([*where, f"NOT ({first})"])
+        page += [
+            r[0]
+            for r in db.execute(
+                f"SELECT s.id {joined} WHERE {rest} ORDER BY s.created_at DESC, s.id"
+                " LIMIT ? OFFSET ?",
+                [*params, limit - len(page), max(0, offset - len(ranked))],
+            )
+        ]
+    return page
 
 
 def worklist_states(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str, StudyState]:

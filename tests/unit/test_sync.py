@@ -247,20 +247,23 @@ def test_litestream_times_with_nanoseconds_parse() -> None:
 
 
 def test_only_files_rclone_confirmed_by_hash_count_as_verified(tmp_path: Path) -> None:
-    """``rclone copy --use-json-log -vv`` lines: a "<hash> = <hex> OK" line confirms its file;
-    a skipped file, a size-only line or an error does not (those go to cryptcheck)."""
+    """``rclone copy -vv --log-file`` lines: a "<hash> = <hex> OK" line confirms its file;
+    a skipped file, a size-only line, an error or another line ending in OK does not (those go
+    to cryptcheck). A name that itself holds ": md5 = " is still read whole."""
     log = tmp_path / "copy.log"
+    stamp = "2026/12/07 09:29:15"
     lines = [
-        {"level": "debug", "msg": "size = 526228 OK", "object": "objects/a.dcm"},
-        {"level": "debug", "msg": "md5 = aaee187984fdc760ce82ca9adac28e77 OK",
-         "object": "objects/a.dcm"},
-        {"level": "info", "msg": "Copied (new)", "object": "objects/a.dcm"},
-        {"level": "debug", "msg": "size = 10 OK", "object": "objects/b.dcm"},
-        {"level": "debug", "msg": "Unchanged skipping", "object": "objects/b.dcm"},
-        {"level": "error", "msg": "corrupted on transfer: md5 encrypted hashes differ",
-         "object": "objects/c.dcm"},
-        {"level": "debug", "msg": "md5 = OK", "object": "objects/d.dcm"},
-    ]  # fmt: skip
-    log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json OK\n")
-    assert rclone.confirmed_uploads(log) == {"objects/a.dcm"}
+        f"{stamp} DEBUG : objects/a.dcm: size = 526228 OK",
+        f"{stamp} DEBUG : objects/a.dcm: md5 = aaee187984fdc760ce82ca9adac28e77 OK",
+        f"{stamp} INFO  : objects/a.dcm: Copied (new)",
+        f"{stamp} DEBUG : objects/b.dcm: size = 10 OK",
+        f"{stamp} DEBUG : objects/b.dcm: Unchanged skipping",
+        f"{stamp} ERROR : objects/c.dcm: corrupted on transfer: md5 encrypted hashes differ",
+        f"{stamp} DEBUG : objects/d.dcm: md5 = OK",
+        f"{stamp} INFO  : objects/e.dcm: md5 = aaee187984fdc760ce82ca9adac28e77 OK",
+        f"{stamp} DEBUG : quarantine/x: md5 = y.dcm: md5 = e2b0147855fb7a9d5376927738773e86 OK",
+        "not a log line: md5 = e2b0147855fb7a9d5376927738773e86 OK",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    assert rclone.confirmed_uploads(log) == {"objects/a.dcm", "quarantine/x: md5 = y.dcm"}
     assert rclone.confirmed_uploads(tmp_path / "absent.log") == set()

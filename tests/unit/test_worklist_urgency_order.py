@@ -99,13 +99,23 @@ def test_urgency_order_puts_unreported_ranked_studies_first(db: sqlite_utils.Dat
     assert levels == {n: ("routine", "urgent", "critical")[_rank(n)] for n in CASES}
 
 
-def test_pages_of_the_urgency_order_join_up(db: sqlite_utils.Database) -> None:
-    whole = [item.id for item in worklist(db, ACTOR, sort="urgency", limit=100).items]
-    pages = [
-        [item.id for item in worklist(db, ACTOR, sort="urgency", limit=4, offset=o).items]
-        for o in range(0, len(CASES), 4)
+@pytest.mark.parametrize("size", [1, 3, 4, 5, 7, 14])
+@pytest.mark.parametrize("urgent", [False, True])
+def test_pages_of_the_urgency_order_join_up(
+    db: sqlite_utils.Database, size: int, urgent: bool
+) -> None:
+    """The urgency order is read as ranked studies, then the rest: pages of every size, some
+    across that boundary, join up to the whole list, and a page past the end is empty."""
+    whole = [
+        item.id for item in worklist(db, ACTOR, sort="urgency", urgent=urgent, limit=100).items
     ]
-    assert list(itertools.chain.from_iterable(pages)) == whole
+    pages = [
+        worklist(db, ACTOR, sort="urgency", urgent=urgent, limit=size, offset=o)
+        for o in range(0, len(CASES) + size, size)
+    ]
+    assert list(itertools.chain.from_iterable([i.id for i in p.items] for p in pages)) == whole
+    assert {p.total for p in pages} == {len(whole)}
+    assert pages[-1].items == []
 
 
 def test_urgent_filter_keeps_ranked_studies_reported_or_not(db: sqlite_utils.Database) -> None:
