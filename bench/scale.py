@@ -11,7 +11,8 @@ reads (the series of a study and the instances of a series), and C-FIND at study
 prefix, whose matches grow with the index). Then one association sends ``--store`` re-UIDed
 instances (C-STORE, pynetdicom) to each, three rounds alternated: the rate with the full index
 over the rate with the baseline (target within 10 %). Prints p50/p99 per request kind (target
-p99 < 100 ms for the worklist and search with 20 clients) and the ratios full/baseline. Usage:
+p99 < 100 ms for the worklist and search with 20 clients) and the ratios full/baseline; the
+first row, ``/healthz`` under the same load, is the HTTP stack's own floor. Usage:
 ``.venv/bin/python bench/scale.py [--instances N] [--studies N]`` (``just bench-scale``).
 """
 
@@ -141,6 +142,8 @@ async def _http_load(port: int, clients: int, requests: int, seed: int) -> dict[
             return f"/api/studies?search={rng.choice(scale_fill.LAST_NAMES)[:5]}&limit=50"
 
         kinds: dict[str, Callable[[], str]] = {
+            # the stack's floor under the same load: no database, no audit, no auth
+            "no-op (/healthz)": lambda: "/healthz",
             "worklist page": worklist,
             "patient search": search,
             "worklist search": worklist_search,
