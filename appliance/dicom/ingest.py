@@ -20,8 +20,8 @@ next holds the write lock takes every queued instance and indexes them all in ON
 each inside its own savepoint (an instance refused while indexing is rolled back alone), waits
 for each one's file before COMMIT, commits once and then hands every caller its own outcome.
 A caller returns only after the commit that holds its row has returned (or with its own
-error), so (1) to (3) hold for each instance; only the number of fsyncs changes. Callers queue
-on a process lock instead of sleeping in SQLite's busy handler.
+error), so (1) to (3) hold for each instance; only the number of fsyncs changes. Callers wait
+on a condition, woken when a commit ends, instead of sleeping in SQLite's busy handler.
 """
 
 from __future__ import annotations
@@ -125,9 +125,10 @@ class Ingestor:
         self.store = store
         self.quarantine = quarantine
         self.overwrite = overwrite
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # held by the caller committing a batch
         self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
+        # guards the queue and the jobs' ``done``; notified whenever a batch commit ends
+        self._turn = threading.Condition()
         self._commits = 0
         # threads start on first use; they only write and fsync files
         self._files = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-write")
@@ -158,7 +159,7 @@ class Ingestor:
                 (info.sop_instance_uid,),
             ).fetchone()
             if existing is not None and not self.overwrite:
-                with self._write_lock, transaction(db):
+                with transaction(db):
                     db.execute(
                         "UPDATE instances SET duplicates = duplicates + 1 WHERE id = ?",
                         (existing[0],),
@@ -203,21 +204,33 @@ class Ingestor:
 
     def pending(self) -> int:
         """Instances prepared and waiting for the next group commit."""
-        with self._queue_lock:
+        with self._turn:
             return len(self._queue)
 
     def _group_commit(self, db: sqlite_utils.Database, job: _Pending) -> IngestResult:
         """Queue ``job``; return once a commit holding its row has returned (see the module
-        docstring), or raise the error that kept it out of that commit."""
-        with self._queue_lock:
+        docstring), or raise the error that kept it out of that commit.
+
+        A caller whose job another caller committed is woken as soon as that commit ends; it
+        does not wait for the write lock, which the next batch's committer may already hold."""
+        batch: list[_Pending] | None = None
+        with self._turn:
             self._queue.append(job)
-        with self._write_lock:
-            # A caller that took this job committed it while holding this lock, so the job is
-            # either done or still queued (and then this caller commits it, with the others).
-            if not job.done:
-                with self._queue_lock:
+            while not job.done:
+                # Whoever took a job commits it, and marks it done, before releasing the write
+                # lock: holding that lock with this job not done means it is still queued.
+                if self._write_lock.acquire(blocking=False):
                     batch, self._queue = self._queue, []
+                    break
+                # every release below notifies; the timeout only bounds a holder that does not
+                self._turn.wait(0.05)
+        if batch is not None:
+            try:
                 self._commit_batch(db, batch)
+            finally:
+                self._write_lock.release()
+                with self._turn:
+                    self._turn.notify_all()
         if job.error is not None:
             raise job.error
         assert job.result is not None

@@ -456,6 +456,38 @@ def test_parallel_instances_share_one_commit_and_no_caller_returns_before_it(
     assert [v for _, v in results.values()] == [1, 1]  # each row durable when its caller returns
 
 
+def test_a_caller_returns_when_its_commit_ends_not_when_the_next_one_does(
+    ctx: AppContext, settings: Settings
+) -> None:
+    """A caller whose instance another caller committed returns as soon as that commit has
+    ended, even while the write lock is already held for the next batch (here by the test
+    throughout): acknowledgements on parallel associations do not wait one commit more."""
+    path = instance_files("mr_siemens_t1_sag_brain_35sl")[0]
+    ingestor = ctx.ingestor
+    results: list[Any] = []
+    sender = threading.Thread(
+        target=lambda: results.append(
+            ingestor.ingest(path.read_bytes(), source="network", actor=ACTOR)
+        )
+    )
+    with ingestor._write_lock:  # the next batch's commit, in progress until the end
+        sender.start()
+        deadline = time.monotonic() + 30
+        while ingestor.pending() < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with ingestor._turn:  # another caller takes the queued job and commits it
+            batch, ingestor._queue = ingestor._queue, []
+        assert len(batch) == 1 and results == []
+        ingestor._commit_batch(ctx.pool.get(), batch)
+        sender.join(10)
+        assert not sender.is_alive()  # returned while the write lock is still held
+        assert [r.outcome for r in results] == [Outcome.STORED]
+        with sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True) as other:
+            assert other.execute(
+                "SELECT COUNT(*) FROM instances WHERE id = ?", (results[0].instance_id,)
+            ).fetchone()[0] == 1
+
+
 def test_a_refused_instance_in_a_group_commit_leaves_the_others_stored(
     ctx: AppContext, db: sqlite_utils.Database
 ) -> None:
