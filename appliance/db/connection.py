@@ -146,6 +146,7 @@ class ConnectionPool:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[sqlite_utils.Database] = []
+        self.generation = 0  # counts close_all(): a connection from before it is closed
 
     def get(self) -> sqlite_utils.Database:
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)
@@ -154,6 +155,14 @@ class ConnectionPool:
             self._local.db = db
             with self._lock:
                 self._all.append(db)
+        return db
+
+    def dedicated(self) -> sqlite_utils.Database:
+        """A connection of its own for one job that several threads take turns at (each use
+        under the job's own lock), closed by :meth:`close_all` like the others."""
+        db = open_database(self.path, self.busy_timeout_ms)
+        with self._lock:
+            self._all.append(db)
         return db
 
     def release(self) -> None:
@@ -176,6 +185,7 @@ class ConnectionPool:
             for db in self._all:
                 db.conn.close()
             self._all.clear()
+            self.generation += 1
         self._local = threading.local()
 
 

@@ -478,14 +478,40 @@ def test_a_caller_returns_when_its_commit_ends_not_when_the_next_one_does(
         with ingestor._turn:  # another caller takes the queued job and commits it
             batch, ingestor._queue = ingestor._queue, []
         assert len(batch) == 1 and results == []
-        ingestor._commit_batch(ctx.pool.get(), batch)
+        ingestor._commit_batch(batch, ctx.pool.get())
         sender.join(10)
         assert not sender.is_alive()  # returned while the write lock is still held
         assert [r.outcome for r in results] == [Outcome.STORED]
         with sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True) as other:
-            assert other.execute(
-                "SELECT COUNT(*) FROM instances WHERE id = ?", (results[0].instance_id,)
-            ).fetchone()[0] == 1
+            assert (
+                other.execute(
+                    "SELECT COUNT(*) FROM instances WHERE id = ?", (results[0].instance_id,)
+                ).fetchone()[0]
+                == 1
+            )
+
+
+def test_batches_commit_on_one_writer_connection_reopened_after_close_all(
+    ctx: AppContext, db: sqlite_utils.Database
+) -> None:
+    """Every batch commits on the ingestor's one writer connection, whichever caller's thread
+    leads it (each thread has its own pool connection); after the pool's ``close_all`` (a
+    command closing its context) the next instance gets a fresh writer, not a closed one."""
+    first, second, third = instance_files("mr_siemens_t1_sag_brain_35sl")[:3]
+    ingestor = ctx.ingestor
+    ingestor.ingest(first.read_bytes(), source="usb", actor=ACTOR)
+    writer = ingestor._writer
+    worker = threading.Thread(
+        target=lambda: ingestor.ingest(second.read_bytes(), source="usb", actor=ACTOR)
+    )
+    worker.start()
+    worker.join(30)
+    assert writer is not None and ingestor._writer is writer
+    ctx.pool.close_all()
+    result = ingestor.ingest(third.read_bytes(), source="usb", actor=ACTOR)
+    assert result.outcome is Outcome.STORED
+    assert ingestor._writer is not writer
+    assert _count(ctx.pool.get(), "instances") == 3
 
 
 def test_a_refused_instance_in_a_group_commit_leaves_the_others_stored(
