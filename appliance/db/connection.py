@@ -145,7 +145,8 @@ class ConnectionPool:
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[sqlite_utils.Database] = []
+        self._all: list[sqlite_utils.Database] = []  # the threads' connections
+        self._dedicated: list[sqlite_utils.Database] = []
         self.generation = 0  # counts close_all(): a connection from before it is closed
 
     def get(self) -> sqlite_utils.Database:
@@ -162,7 +163,7 @@ class ConnectionPool:
         under the job's own lock), closed by :meth:`close_all` like the others."""
         db = open_database(self.path, self.busy_timeout_ms)
         with self._lock:
-            self._all.append(db)
+            self._dedicated.append(db)
         return db
 
     def release(self) -> None:
@@ -177,14 +178,16 @@ class ConnectionPool:
         db.conn.close()
 
     def open_count(self) -> int:
+        """Threads' connections open now (not the :meth:`dedicated` ones)."""
         with self._lock:
             return len(self._all)
 
     def close_all(self) -> None:
         with self._lock:
-            for db in self._all:
+            for db in [*self._all, *self._dedicated]:
                 db.conn.close()
             self._all.clear()
+            self._dedicated.clear()
             self.generation += 1
         self._local = threading.local()
 
