@@ -149,6 +149,8 @@ def test_day(
     ct_card.get_by_test_id("open-viewer").click()
     wait_for_nicegui(page)
     expect(page.get_by_test_id("slice-label")).to_contain_text("/ 28", timeout=60_000)
+    # keys reach the viewer once its browser side is attached (a moment after the page opens)
+    page.wait_for_function("() => window.radiantViewer !== undefined", timeout=30_000)
     first = slice_number(page)
     page.get_by_test_id("slice-next").click()
     expect(page.get_by_test_id("slice-label")).to_contain_text(f"{first + 1} / 28")

@@ -16,9 +16,15 @@
 
 GESTURES_JS = """
 <script>
-window.radiantViewerAttach = function (id, texts) {
+window.radiantViewerAttach = function (id, texts, tries) {
   const el = document.getElementById('c' + id);
-  if (!el || el.dataset.attached) return;
+  if (!el) {
+    // not mounted yet (a busy browser or server): try again, for up to a minute
+    const left = tries === undefined ? 600 : tries;
+    if (left > 0) setTimeout(() => window.radiantViewerAttach(id, texts, left - 1), 100);
+    return;
+  }
+  if (el.dataset.attached) return;
   el.dataset.attached = '1';
   const stage = el.querySelector('.radiant-stage');
   const plate = el.querySelector('.radiant-plate');
