@@ -4,6 +4,9 @@ C-STORE as a modality would (real test files with new UIDs, patients and study d
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -17,7 +20,6 @@ from typing import Any
 import httpx
 import pydicom
 from pydicom.uid import generate_uid
-from pynetdicom import AE
 
 from tests.e2e.server import ApplianceServer
 
@@ -192,19 +194,34 @@ def copy_with_new_uids(
     return out
 
 
-def c_store(server: ApplianceServer, datasets: Sequence[pydicom.Dataset]) -> None:
-    """C-STORE every dataset in one association, as a modality sends a day's work."""
-    ae = AE(ae_title="E2E_MODALITY")
-    for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
-        ae.add_requested_context(sop_class)
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.ae_title)
-    assert assoc.is_established
-    try:
-        for ds in datasets:
-            status = assoc.send_c_store(ds)
-            assert status and status.Status == 0, ds.SOPInstanceUID
-    finally:
-        assoc.release()
+def c_store(
+    server: ApplianceServer, datasets: Sequence[pydicom.Dataset], ae_title: str = "E2E_MODALITY"
+) -> None:
+    """C-STORE every dataset in one association with dcmtk's ``storescu``, as a modality sends
+    a day's work; every C-STORE must be answered Success.
+
+    Not pynetdicom's requestor: its reactor thread can take a fast C-STORE response off the
+    queue before ``send_c_store`` waits for it ("Received unexpected C-STORE service message",
+    pydicom/pynetdicom#435 and #875), and that send then ends in a DIMSE timeout (seen once in
+    CI, the receiver idle and waiting for the next request)."""
+    with tempfile.TemporaryDirectory(prefix="e2e-store-") as folder:
+        paths = []
+        for number, ds in enumerate(datasets):
+            path = Path(folder) / f"{number:05d}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            paths.append(str(path))
+        result = subprocess.run(
+            ["storescu", "-v", "-aet", ae_title, "-aec", server.ae_title, "127.0.0.1",
+             str(server.dicom_port), *paths],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=600,
+            env={**os.environ, "TCP_NODELAY": "1"},
+            check=False,
+        )  # fmt: skip
+    answered = result.stdout.count("Received Store Response (Success)")
+    assert result.returncode == 0 and answered == len(datasets), result.stdout[-3000:]
 
 
 def sign_draft(doctor: Api, report_id: str) -> None:

@@ -16,12 +16,11 @@ from pathlib import Path
 import pydicom
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from tests import flag_answer
 from tests.ai_server import Scripted, chat_completion
 from tests.e2e.browser import wait_for_nicegui
+from tests.e2e.clinic import c_store
 from tests.e2e.server import ApplianceServer
 
 pytestmark = pytest.mark.e2e
@@ -64,19 +63,9 @@ def sign_out(page: Page) -> None:
 
 def send_ct(server: ApplianceServer) -> int:
     """C-STORE the head CT to the appliance's receiver, as a scanner would."""
-    ae = AE(ae_title="E2E_SCANNER")
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.ae_title)
-    assert assoc.is_established
-    sent = 0
-    try:
-        for path in sorted(CT_HEAD.glob("*.dcm")):
-            status = assoc.send_c_store(pydicom.dcmread(path))
-            assert status and status.Status == 0, path.name
-            sent += 1
-    finally:
-        assoc.release()
-    return sent
+    datasets = [pydicom.dcmread(path) for path in sorted(CT_HEAD.glob("*.dcm"))]
+    c_store(server, datasets, ae_title="E2E_SCANNER")
+    return len(datasets)
 
 
 def slice_number(page: Page) -> int:

@@ -23,9 +23,9 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE
 
 from tests.e2e.browser import wait_for_nicegui
+from tests.e2e.clinic import c_store
 from tests.e2e.server import ApplianceServer
 
 pytestmark = pytest.mark.e2e
@@ -112,21 +112,6 @@ def sign_in(page: Page, username: str) -> None:
     field(page, "password").fill(PASSWORD)
     page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("status-mode")).to_contain_text("Mode:", timeout=30_000)
-
-
-def c_store(server: ApplianceServer, datasets: list[Dataset]) -> None:
-    """Send ``datasets`` to the appliance's receiver, as a modality would."""
-    ae = AE(ae_title="E2E_SCANNER")
-    for sop_class in {str(ds.SOPClassUID) for ds in datasets}:
-        ae.add_requested_context(sop_class)
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.ae_title)
-    assert assoc.is_established
-    try:
-        for ds in datasets:
-            status = assoc.send_c_store(ds)
-            assert status and status.Status == 0, ds.SOPInstanceUID
-    finally:
-        assoc.release()
 
 
 def wide_radiograph() -> Dataset:
@@ -229,8 +214,8 @@ def test_viewer_at_two_sizes(
 ) -> None:
     server = appliance_server
     server.add_user("tech", "technician", PASSWORD)
-    c_store(server, [pydicom.dcmread(p) for p in sorted(CT_HEAD.glob("*.dcm"))])
-    c_store(server, [wide_radiograph()])
+    c_store(server, [pydicom.dcmread(p) for p in sorted(CT_HEAD.glob("*.dcm"))], "E2E_SCANNER")
+    c_store(server, [wide_radiograph()], "E2E_SCANNER")
     ct, xr = study_id(server, "CT"), study_id(server, "DX")
     sign_in(page, "tech")
 
