@@ -175,10 +175,9 @@ def upload_rounds(
 
     def drain(n: int) -> None:
         rclone.write_config(settings, prefix=f"{sync_prefix(settings)}-round-{n}")
-        db = open_database(settings.db_path)
+        db = manager.ctx.pool.get()
         with transaction(db):
             db.execute("UPDATE sync_queue SET status = 'pending', attempts = 0")
-        db.conn.close()
         os.sync()
         began = time.monotonic()
         report = manager.uploader.drain(budget_s=3600)
@@ -207,6 +206,10 @@ def upload_rounds(
             drain(n)
             copy(n)
     return ours, plain
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,11 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nfile upload throughput (median of the rounds)")
     print(
         f"  {'appliance (crypt + verified, queue)':<38} {size / 1e6 / ours_s:7.1f} MB/s"
-        f"   ({ours_s:.1f} s; rounds {', '.join(f'{s:.2f}' for s in ours)} s)"
+        f"   ({ours_s:.1f} s; rounds {_seconds(ours)} s)"
     )
     print(
         f"  {'plain rclone copy':<38} {size / 1e6 / plain_s:7.1f} MB/s"
-        f"   ({plain_s:.1f} s; rounds {', '.join(f'{s:.2f}' for s in plain)} s)"
+        f"   ({plain_s:.1f} s; rounds {_seconds(plain)} s)"
     )
     print(f"  ratio appliance/plain: {plain_s / ours_s:.2f}")
     return 0

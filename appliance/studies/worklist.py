@@ -110,7 +110,7 @@ def worklist(
     for word in words:
         where.append("p.search_key LIKE ? ESCAPE '\\'")
         params.append(_like(word))
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause = _where_sql(where)
     plain = "FROM studies s JOIN patients p ON p.id = s.patient_id"
     joined = f"{plain} LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
     with snapshot(db):
@@ -147,6 +147,11 @@ def worklist(
     return StudyPage(items=items, total=total, limit=limit, offset=offset)
 
 
+def _where_sql(conditions: list[str]) -> str:
+    """``WHERE`` with the conditions joined by AND; empty when there are none."""
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
 def _page_ids(
     db: sqlite_utils.Database,
     joined: str,
@@ -163,11 +168,11 @@ def _page_ids(
     by arrival, which walks the arrival index and stops at the page. The pages are the same
     as the single ORDER BY of :data:`_WORKLIST_ORDER`."""
     if sort != "urgency":
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
         return [
             r[0]
             for r in db.execute(
-                f"SELECT s.id {joined} {clause} ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
+                f"SELECT s.id {joined} {_where_sql(where)}"
+                f" ORDER BY {_WORKLIST_ORDER[sort]} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
         ]
@@ -175,19 +180,18 @@ def _page_ids(
     ranked = [
         r[0]
         for r in db.execute(
-            f"SELECT s.id {joined} WHERE {' AND '.join([*where, first])}"
+            f"SELECT s.id {joined} {_where_sql([*where, first])}"
             " ORDER BY u.rank DESC, s.created_at DESC, s.id",
             params,
         )
     ]
     page = ranked[offset : offset + limit]
     if len(page) < limit:
-        rest = " AND ".join([*where, f"NOT ({first})"])
+        rest = _where_sql([*where, f"NOT ({first})"])
         page += [
             r[0]
             for r in db.execute(
-                f"SELECT s.id {joined} WHERE {rest} ORDER BY s.created_at DESC, s.id"
-                " LIMIT ? OFFSET ?",
+                f"SELECT s.id {joined} {rest} ORDER BY s.created_at DESC, s.id LIMIT ? OFFSET ?",
                 [*params, limit - len(page), max(0, offset - len(ranked))],
             )
         ]
