@@ -107,15 +107,25 @@ def worklist(
         where.append("instr('\\' || COALESCE(s.modalities, '') || '\\', ?) > 0")
         params.append(f"\\{modality.upper()}\\")
     words = fold(search or "").split()
-    for word in words:
-        where.append("p.search_key LIKE ? ESCAPE '\\'")
-        params.append(_like(word))
+    if words:
+        # the patients that match, first: a study's patient is found by its index, instead
+        # of testing the words on the patient row of every study in the walk
+        matching = " AND ".join("search_key LIKE ? ESCAPE '\\'" for _ in words)
+        where.append(f"s.patient_id IN (SELECT id FROM patients WHERE {matching})")  # noqa: S608
+        params.extend(_like(word) for word in words)
     clause = _where_sql(where)
-    plain = "FROM studies s JOIN patients p ON p.id = s.patient_id"
-    joined = f"{plain} LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
+    joined = (
+        "FROM studies s JOIN patients p ON p.id = s.patient_id"
+        f" LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
+    )
     with snapshot(db):
-        # only the urgent filter asks for the ranks; the count skips them otherwise
-        counted = joined if urgent else plain
+        # no condition reads the patient row, and every study has one (NOT NULL, foreign
+        # key); only the urgent filter asks for the ranks
+        counted = (
+            f"FROM studies s LEFT JOIN {STUDY_RANKS_TABLE_SQL} u ON u.study_id = s.id"
+            if urgent
+            else "FROM studies s"
+        )
         total = db.execute(f"SELECT COUNT(*) {counted} {clause}", params).fetchone()[0]
         ids = _page_ids(db, joined, where, params, sort, limit, offset)
         found = select_rows(
@@ -177,10 +187,16 @@ def _page_ids(
             )
         ]
     first = f"u.rank IS NOT NULL AND {_UNREPORTED}"
+    # CROSS JOIN keeps the ranks as the outer loop (SQLite does not reorder it): the ranked
+    # studies are few, and walking every study to find them cost a scan per page
+    by_rank = (
+        f"FROM {STUDY_RANKS_TABLE_SQL} u CROSS JOIN studies s ON s.id = u.study_id"
+        " JOIN patients p ON p.id = s.patient_id"
+    )
     ranked = [
         r[0]
         for r in db.execute(
-            f"SELECT s.id {joined} {_where_sql([*where, first])}"
+            f"SELECT s.id {by_rank} {_where_sql([*where, first])}"
             " ORDER BY u.rank DESC, s.created_at DESC, s.id",
             params,
         )

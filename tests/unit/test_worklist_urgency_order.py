@@ -14,6 +14,8 @@ import sqlite_utils
 from appliance.audit.models import Actor
 from appliance.db.connection import open_database
 from appliance.db.migrate import apply_migrations
+from appliance.patients.service import fold, search_key
+from appliance.studies.models import WorklistSort
 from appliance.studies.worklist import worklist
 
 ACTOR = Actor(name="tech", role="technician")
@@ -122,3 +124,36 @@ def test_urgent_filter_keeps_ranked_studies_reported_or_not(db: sqlite_utils.Dat
     page = worklist(db, ACTOR, urgent=True, sort="arrival", limit=100)
     assert [item.id for item in page.items] == [n for n in reversed(CASES) if _rank(n) > 0]
     assert page.total == len(page.items)
+
+
+#: a last name per study (the patients of the fixture), for the search below
+NAMES = {
+    name: ("Hélène Martin", "Marc Martinez", "Léa Dupont")[n % 3] for n, name in enumerate(CASES)
+}
+
+
+@pytest.mark.parametrize(
+    "words", ["martin", "MARTIN helene", "dupont", "mrn-1", "tin", "martin dupont", "zzz"]
+)
+@pytest.mark.parametrize("urgent", [False, True])
+@pytest.mark.parametrize("sort", ["urgency", "arrival", "status"])
+def test_search_keeps_the_studies_whose_patient_matches_every_word(
+    db: sqlite_utils.Database, words: str, urgent: bool, sort: WorklistSort
+) -> None:
+    """The search finds the matching patients first, then their studies: the page and its
+    total are the unsearched list's studies whose patient's MRN or names contain every word
+    (case- and accent-insensitively), in the same order."""
+    keys: dict[str, str] = {}
+    for n, name in enumerate(CASES):
+        first, last = NAMES[name].split()
+        row = {"mrn": f"MRN-{n}", "first_name": first, "last_name": last}
+        keys[name] = search_key(row)
+        db.execute(
+            "UPDATE patients SET first_name = ?, last_name = ?, search_key = ? WHERE id = ?",
+            (first, last, keys[name], f"p-{name}"),
+        )
+    whole = worklist(db, ACTOR, sort=sort, urgent=urgent, limit=100)
+    expected = [i.id for i in whole.items if all(w in keys[i.id] for w in fold(words).split())]
+    found = worklist(db, ACTOR, sort=sort, urgent=urgent, search=words, limit=100)
+    assert [item.id for item in found.items] == expected
+    assert found.total == len(expected)
