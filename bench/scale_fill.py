@@ -6,7 +6,9 @@ the last ten years. Index rows: written by the ingest service's own indexing ste
 (:meth:`appliance.dicom.ingest.Ingestor._index`, the same rows and audit entries a C-STORE
 makes), many instances per transaction. Files: pixel data is shared: each template file is
 stored once and every instance made from it points to that object (so the data dir holds the
-index of N instances but not N files; ``radiant fsck`` would report the sharing).
+index of N instances but not N files; ``radiant fsck`` would report the sharing). Analyses
+and reports: one completed analysis per study (2 % critical, 8 % urgent) and a report, final
+for all but the newest tenth of the studies (rows only, no text).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import uuid
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+
+import sqlite_utils
 
 from appliance.audit.models import Actor
 from appliance.auth import service as auth_service
@@ -146,5 +150,37 @@ def fill(
         # the receiver would have marked them stable long ago
         db.execute("UPDATE series SET status = 'stable', stable_at = updated_at")
         db.execute("UPDATE studies SET status = 'stable', stable_at = updated_at")
+        _analyse_and_sign(db, rng)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ctx.pool.close_all()
+
+
+def _analyse_and_sign(db: sqlite_utils.Database, rng: random.Random) -> None:
+    """What years of use leave beside the images: every study analysed once (the box
+    analyses each stable study), 2 % found critical and 8 % urgent (the worklist's urgency
+    ranks), and every study but the newest tenth signed (a final report), so that the
+    worklist's ranks, status chips and unreported filters read a realistic table."""
+    studies = db.execute("SELECT id, created_at FROM studies ORDER BY created_at").fetchall()
+    signed_until = len(studies) - len(studies) // 10
+    for n, (study_id, created_at) in enumerate(studies):
+        draw = rng.random()
+        urgency = "critical" if draw < 0.02 else "urgent" if draw < 0.10 else "routine"
+        analysis_id = str(uuid.uuid4())
+        db.execute(
+            "INSERT INTO analyses (id, study_id, analysis_type, status, urgency, created_at,"
+            " completed_at) VALUES (?, ?, 'primary', 'completed', ?, ?, ?)",
+            (analysis_id, study_id, urgency, created_at, created_at),
+        )
+        db.execute(
+            "INSERT INTO reports (id, study_id, analysis_id, status, signed_at, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(uuid.uuid4()),
+                study_id,
+                analysis_id,
+                "final" if n < signed_until else "draft",
+                created_at if n < signed_until else None,
+                created_at,
+                created_at,
+            ),
+        )
