@@ -9,8 +9,9 @@ verified without a second pass. Every other file of the batch (one rclone skippe
 there, or stored without a comparable hash) is verified remotely as before (``rclone
 cryptcheck`` through crypt: size and hash of the encrypted copy against the local file;
 ``rclone check`` without encryption). Only a file verified one way or the other becomes
-``done``. When the bucket goes away during a batch its rows go back to
-``pending`` uncounted; other failures make them ``failed`` with the error, to be retried after a
+``done``. When rclone fails part-way through a batch, the files it had already confirmed by
+hash are ``done`` all the same; if the bucket went away the other rows go back to ``pending``
+uncounted, on other failures they become ``failed`` with the error, to be retried after a
 growing pause. Nothing is ever dropped.
 """
 
@@ -30,7 +31,7 @@ from appliance.logs import get_logger
 from sync import layout
 from sync import queue as sync_queue
 from sync.queue import QueueItem
-from sync.rclone import FILES, Rclone, RcloneError
+from sync.rclone import FILES, Rclone, RcloneError, confirmed_uploads
 
 log = get_logger("radiant.sync.uploader")
 BATCH_FILES = 500
@@ -149,16 +150,7 @@ class Uploader:
                 self.rclone.verify(self.settings.data_dir, list_file, combined)
                 outcome.update(_parse_combined(combined))
         except RcloneError as exc:
-            if not self.reachable():
-                sync_queue.release(db, present)
-                report.released += len(present)
-                log.info("sync_batch_released", files=len(present), reason="bucket unreachable")
-                return False
-            sync_queue.mark_failed(db, present, exc.detail)
-            report.failed += len(present)
-            report.errors.append(exc.detail)
-            log.warning("sync_batch_failed", files=len(present), error=exc.detail)
-            return True
+            return self._batch_failed(db, present, confirmed_uploads(copy_log), exc, report)
         finally:
             list_file.unlink(missing_ok=True)
             combined.unlink(missing_ok=True)
@@ -177,6 +169,34 @@ class Uploader:
             report.errors.append(f"{len(bad)} files failed verification")
             log.warning("sync_verify_failed", files=len(bad))
         log.info("sync_batch_done", files=marked, failed=len(bad))
+        return True
+
+    def _batch_failed(
+        self,
+        db: sqlite_utils.Database,
+        present: list[QueueItem],
+        confirmed: set[str],
+        exc: RcloneError,
+        report: DrainReport,
+    ) -> bool:
+        """rclone failed part-way: the files it stored and confirmed by hash (any attempt)
+        are done; the others go back to ``pending`` when the bucket is gone (False: stop the
+        drain) or are failed with the error, to be retried after a pause."""
+        good = [i for i in present if i.object_key in confirmed]
+        rest = [i for i in present if i.object_key not in confirmed]
+        report.uploaded += sync_queue.mark_done(db, good)
+        report.uploaded_bytes += sum(int(i.size or 0) for i in good)
+        if not self.reachable():
+            sync_queue.release(db, rest)
+            report.released += len(rest)
+            log.info(
+                "sync_batch_released", files=len(rest), done=len(good), reason="bucket unreachable"
+            )
+            return False
+        sync_queue.mark_failed(db, rest, exc.detail)
+        report.failed += len(rest)
+        report.errors.append(exc.detail)
+        log.warning("sync_batch_failed", files=len(rest), done=len(good), error=exc.detail)
         return True
 
     def _copy(self, list_file: Path, log_file: Path) -> set[str]:
