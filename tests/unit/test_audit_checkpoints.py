@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
@@ -105,7 +108,11 @@ def test_fsck_checks_the_chain_against_the_signed_checkpoints(
     def fsck() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*RADIANT, "fsck", "--data-dir", str(settings.data_dir)],
-            env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            env=clean_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
             check=False,
         )
 
@@ -114,8 +121,10 @@ def test_fsck_checks_the_chain_against_the_signed_checkpoints(
     _rebuild_chain_with_sql(settings.db_path, edit_id=13)
     after = fsck()
     assert after.returncode == 1
-    assert ("audit chain broken: at row 13: row 13 differs from what checkpoint 2 signed"
-            in after.stdout)
+    assert (
+        "audit chain broken: at row 13: row 13 differs from what checkpoint 2 signed"
+        in after.stdout
+    )
     assert "signed checkpoints hold through row 10" in after.stdout
 
 
@@ -183,3 +192,47 @@ def test_checkpointer_signs_every_n_rows_and_at_shutdown(settings: Settings) -> 
     assert last is not None and last["row_id"] == 6 and last["reason"] == "shutdown"
     assert last["from_id"] == 6 and len(last["digests"]) == checkpoints.DIGEST_HEX
     assert checkpoints.verify(settings, db).ok
+
+
+_LINE = st.one_of(
+    st.just(""),
+    st.just("   "),
+    st.text(max_size=40),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3).map(json.dumps),
+    st.lists(st.integers(), max_size=3).map(json.dumps),
+)
+
+
+@given(
+    lines=st.lists(_LINE, max_size=12),
+    breaks=st.lists(st.sampled_from(["\n", "\r\n", "\r", "\u2028", "\x85"]), min_size=12),
+    end=st.sampled_from(["", "\n", "\n\n", " \n"]),
+    block=st.integers(min_value=1, max_value=9),
+)
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_latest_reads_the_last_checkpoint_from_the_end_as_a_whole_read_would(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[str],
+    breaks: list[str],
+    end: str,
+    block: int,
+) -> None:
+    """``latest`` reads the file backwards (it is polled every 2 s and grows with every 100
+    audit rows for years); whatever the file holds, its answer is the last entry a read of
+    the whole file gives, or None."""
+    config = Settings(data_dir=tmp_path_factory.mktemp("box"))
+    path = checkpoints.checkpoints_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(
+        ("".join(line + br for line, br in zip(lines, breaks, strict=False)) + end).encode()
+    )
+    whole = checkpoints.read(config)
+    assert checkpoints.latest(config, block=block) == (whole[-1] if whole else None)
+    assert checkpoints.latest(config) == (whole[-1] if whole else None)
+
+
+def test_latest_of_a_missing_or_empty_file_is_none(settings: Settings) -> None:
+    assert checkpoints.latest(settings) is None
+    checkpoints.checkpoints_path(settings).parent.mkdir(parents=True, exist_ok=True)
+    checkpoints.checkpoints_path(settings).write_bytes(b"\n \n")
+    assert checkpoints.latest(settings) is None
