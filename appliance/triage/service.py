@@ -24,12 +24,10 @@ FINISHED = ("completed", "needs_review")
 
 #: The ranks of the studies that are not routine, as a table to LEFT JOIN on ``study_id``
 #: (``rank`` 1 urgent, 2 critical; absent: routine): a study's rank is that of its most urgent
-#: finished analysis whose urgency no radiologist cleared. Computed once per query, not per row.
-STUDY_RANKS_TABLE_SQL = (
-    "(SELECT a.study_id, MAX(CASE a.urgency WHEN 'critical' THEN 2 ELSE 1 END) AS rank"
-    " FROM analyses a WHERE a.urgency IN ('critical', 'urgent') AND a.status IN"
-    " ('completed', 'needs_review') AND a.urgency_review IS NOT 'cleared' GROUP BY a.study_id)"
-)
+#: finished analysis whose urgency no radiologist cleared. A read model kept by triggers on
+#: ``analyses`` in the writing transaction (migration 0014), so that the worklist joins it by
+#: key instead of grouping every analysis of the box's life for each statement of each page.
+STUDY_RANKS_TABLE_SQL = "study_ranks"
 
 
 def study_urgencies(db: sqlite_utils.Database, study_ids: list[str]) -> dict[str, StudyUrgency]:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from appliance.audit.models import Actor
 from appliance.db.connection import open_database
@@ -157,3 +160,77 @@ def test_search_keeps_the_studies_whose_patient_matches_every_word(
     found = worklist(db, ACTOR, sort=sort, urgent=urgent, search=words, limit=100)
     assert [item.id for item in found.items] == expected
     assert found.total == len(expected)
+
+
+_STATUSES = ("queued", "running", "completed", "needs_review", "failed", "cancelled")
+_OP = st.tuples(
+    st.sampled_from(["insert", "status", "urgency", "review", "move", "delete"]),
+    st.integers(0, 7),  # which analysis (of those there), or which study
+    st.sampled_from(_STATUSES),
+    st.sampled_from([None, "routine", "urgent", "critical"]),
+    st.sampled_from([None, "confirmed", "cleared"]),
+)
+
+
+@given(ops=st.lists(_OP, max_size=25))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_the_rank_read_model_follows_every_change_of_the_analyses(
+    tmp_path_factory: pytest.TempPathFactory,
+    ops: list[tuple[str, int, str, str | None, str | None]],
+) -> None:
+    """``study_ranks`` is kept by triggers: after any sequence of inserts, status, urgency and
+    review changes, moves to another study and deletes of analyses, it holds exactly the rank
+    the rule above gives each study (and no row for a routine one)."""
+    database = open_database(tmp_path_factory.mktemp("ranks") / "radiant.db")
+    apply_migrations(database)
+    studies = [f"s-{n}" for n in range(3)]
+    when = "2026-01-01T00:00:00.000000+00:00"
+    for sid in studies:
+        database.execute(
+            "INSERT INTO patients (id, mrn, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (f"p-{sid}", f"MRN-{sid}", when, when),
+        )
+        database.execute(
+            "INSERT INTO studies (id, patient_id, study_uid, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (sid, f"p-{sid}", f"2.25.{len(sid)}{sid[-1]}", when, when),
+        )
+    made = 0
+    for op, which, status, urgency, review in ops:
+        ids = [r[0] for r in database.execute("SELECT id FROM analyses ORDER BY id")]
+        target = ids[which % len(ids)] if ids else None
+        if op == "insert" or target is None:
+            made += 1
+            database.execute(
+                "INSERT INTO analyses (id, study_id, analysis_type, status, urgency,"
+                " urgency_review, created_at) VALUES (?, ?, 'primary', ?, ?, ?, ?)",
+                (f"a-{made:03d}", studies[which % 3], status, urgency, review, when),
+            )
+        elif op == "delete":
+            database.execute("DELETE FROM analyses WHERE id = ?", (target,))
+        else:
+            column, value = {
+                "status": ("status", status),
+                "urgency": ("urgency", urgency),
+                "review": ("urgency_review", review),
+                "move": ("study_id", _another_study(database, target, studies, which)),
+            }[op]
+            database.execute(f"UPDATE analyses SET {column} = ? WHERE id = ?", (value, target))
+        expected: dict[str, int] = {}
+        for sid, a_status, a_urgency, a_review in database.execute(
+            "SELECT study_id, status, urgency, urgency_review FROM analyses"
+        ):
+            if a_status in ("completed", "needs_review") and a_review != "cleared":
+                rank = RANK.get(a_urgency or "", 0)
+                if rank:
+                    expected[sid] = max(expected.get(sid, 0), rank)
+        assert dict(database.execute("SELECT study_id, rank FROM study_ranks").fetchall()) == (
+            expected
+        )
+
+
+def _another_study(db: sqlite_utils.Database, analysis: str, studies: list[str], n: int) -> str:
+    """One of the studies the analysis is not in."""
+    (current,) = db.execute("SELECT study_id FROM analyses WHERE id = ?", (analysis,)).fetchone()
+    others = [sid for sid in studies if sid != current]
+    return others[n % len(others)]
