@@ -253,12 +253,12 @@ class Ingestor:
         assert job.result is not None
         return job.result
 
-    def _commit_batch(self, batch: list[_Pending], db: sqlite_utils.Database | None = None) -> None:
-        """Index every job of ``batch`` in one transaction, a savepoint each, on ``db`` (the
-        writer connection when None); called with the write lock held. Every job ends
-        ``done``, with a result or an error."""
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Index every job of ``batch`` in one transaction, a savepoint each, on the writer
+        connection; called with the write lock held. Every job ends ``done``, with a result or
+        an error."""
         try:
-            writer = db if db is not None else self._writer_db()
+            writer = self._writer_db()
             with transaction(writer):
                 for job in batch:
                     writer.execute("SAVEPOINT ingest_one")

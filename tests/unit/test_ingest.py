@@ -478,7 +478,7 @@ def test_a_caller_returns_when_its_commit_ends_not_when_the_next_one_does(
         with ingestor._turn:  # another caller takes the queued job and commits it
             batch, ingestor._queue = ingestor._queue, []
         assert len(batch) == 1 and results == []
-        ingestor._commit_batch(batch, ctx.pool.get())
+        ingestor._commit_batch(batch)
         sender.join(10)
         assert not sender.is_alive()  # returned while the write lock is still held
         assert [r.outcome for r in results] == [Outcome.STORED]

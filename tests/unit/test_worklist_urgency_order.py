@@ -61,6 +61,19 @@ def _signed(name: str) -> bool:
     return REPORTS.get(name) in ("final", "amended")
 
 
+def _add_study(db: sqlite_utils.Database, study_id: str, n: int, when: str) -> None:
+    """Study ``study_id`` of its own patient ``p-<study_id>`` (MRN-<n>), arrived ``when``."""
+    db.execute(
+        "INSERT INTO patients (id, mrn, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        (f"p-{study_id}", f"MRN-{n}", when, when),
+    )
+    db.execute(
+        "INSERT INTO studies (id, patient_id, study_uid, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (study_id, f"p-{study_id}", f"2.25.{n + 1}", when, when),
+    )
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> sqlite_utils.Database:
     database = open_database(tmp_path / "radiant.db")
@@ -68,15 +81,7 @@ def db(tmp_path: Path) -> sqlite_utils.Database:
     ts = itertools.count()
     for n, (name, analyses) in enumerate(CASES.items()):
         when = f"2026-01-01T00:{n:02d}:00.000000+00:00"  # arrival order: the order of CASES
-        database.execute(
-            "INSERT INTO patients (id, mrn, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            (f"p-{name}", f"MRN-{n}", when, when),
-        )
-        database.execute(
-            "INSERT INTO studies (id, patient_id, study_uid, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (name, f"p-{name}", f"2.25.{n + 1}", when, when),
-        )
+        _add_study(database, name, n, when)
         for status, urgency, review in analyses:
             database.execute(
                 "INSERT INTO analyses (id, study_id, analysis_type, status, urgency,"
@@ -185,16 +190,8 @@ def test_the_rank_read_model_follows_every_change_of_the_analyses(
     apply_migrations(database)
     studies = [f"s-{n}" for n in range(3)]
     when = "2026-01-01T00:00:00.000000+00:00"
-    for sid in studies:
-        database.execute(
-            "INSERT INTO patients (id, mrn, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            (f"p-{sid}", f"MRN-{sid}", when, when),
-        )
-        database.execute(
-            "INSERT INTO studies (id, patient_id, study_uid, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (sid, f"p-{sid}", f"2.25.{len(sid)}{sid[-1]}", when, when),
-        )
+    for n, sid in enumerate(studies):
+        _add_study(database, sid, n, when)
     made = 0
     for op, which, status, urgency, review in ops:
         ids = [r[0] for r in database.execute("SELECT id FROM analyses ORDER BY id")]
