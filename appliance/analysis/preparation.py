@@ -79,32 +79,31 @@ def prepare_series(ctx: AppContext, series_id: str, job_id: str | None) -> Prepa
 VOLUME_TRIES = 3
 
 
-def _read_main_volume(
-    ctx: AppContext, series_id: str, job_id: str | None
-) -> NiftiVolume:
+def _read_main_volume(ctx: AppContext, series_id: str, job_id: str | None) -> NiftiVolume:
     """The series' main volume, built if needed. A rebuild (the automatic one at stability)
     may replace the series' volumes and remove their files between choosing one and reading
     it (the volumes service's replace rule): the new set is chosen again, a bounded number of
-    times."""
-    db = ctx.pool.get()
-    for attempt in range(1, VOLUME_TRIES + 1):
-        built = volumes.current_volumes(db, series_id)
-        if built is None:
-            try:
+    times. The same volume found without its file twice has lost it (volumes are derived
+    data): the series' volumes are built again."""
+    missing: set[str] = set()
+    rebuild = False
+    for _ in range(VOLUME_TRIES):
+        try:
+            if rebuild:
                 built = volumes.build_for_series(ctx, series_id, SYSTEM, job_id=job_id)
-            except AppError as exc:
-                raise JobFailed(exc.detail) from None
+            else:
+                built, _ = volumes.current_or_build(ctx, series_id, SYSTEM, job_id=job_id)
+        except AppError as exc:
+            raise JobFailed(exc.detail) from None
         chosen = volumes.main_volume(built)
         if chosen is None:
             reason = next((v.reason or v.error for v in built if v.reason or v.error), None)
-            raise JobFailed(
-                f"series {series_id} has no volume" + (f": {reason}" if reason else "")
-            )
+            raise JobFailed(f"series {series_id} has no volume" + (f": {reason}" if reason else ""))
         try:
             return read_nifti(volumes.volume_file(ctx, chosen.id))
         except (NotFound, FileNotFoundError):
-            if attempt == VOLUME_TRIES:
-                break
+            rebuild = chosen.id in missing
+            missing.add(chosen.id)
         except AppError as exc:
             raise JobFailed(exc.detail) from None
     raise JobFailed(f"the volumes of series {series_id} kept being rebuilt; try again")

@@ -40,6 +40,7 @@ from appliance.volumes.records import (
     volume_key,
     volume_out,
 )
+from appliance.volumes.series_lock import series_build_lock
 
 JOB_KIND = "volume"
 
@@ -87,8 +88,32 @@ def build_for_series(
 
     NotFound for an unknown series; Conflict when its files are not all here. A series that
     cannot be reconstructed is not an exception: it gives one ``failed`` row with the reason.
+    One build of a series runs at a time (:mod:`~appliance.volumes.series_lock`).
     """
-    report = progress or _NoProgress()
+    with series_build_lock(series_id):
+        return _build(ctx, series_id, actor, job_id, progress or _NoProgress())
+
+
+def current_or_build(
+    ctx: AppContext,
+    series_id: str,
+    actor: Actor,
+    *,
+    job_id: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[VolumeOut], bool]:
+    """The series' current volumes, built first when there are none or they are stale; and
+    whether this call built them. A build by another caller is waited for, then kept."""
+    with series_build_lock(series_id):
+        current = current_volumes(ctx.pool.get(), series_id)
+        if current is not None:
+            return current, False
+        return build_for_series(ctx, series_id, actor, job_id=job_id, progress=progress), True
+
+
+def _build(
+    ctx: AppContext, series_id: str, actor: Actor, job_id: str | None, report: Progress
+) -> list[VolumeOut]:
     db = ctx.pool.get()
     studies.require_series(db, series_id)
     instances = studies.instance_files(db, series_id)
@@ -218,17 +243,15 @@ def volume_job(ctx: AppContext) -> Callable[[Job, Any], dict[str, Any]]:
         series_id = job.payload.get("series_id")
         if not isinstance(series_id, str) or not series_id:
             raise JobFailed("the payload names no series_id")
-        db = ctx.pool.get()
-        current = current_volumes(db, series_id)
-        if current is not None:
-            return {"series_id": series_id, "volume_ids": [v.id for v in current], "rebuilt": False}
         try:
-            built = build_for_series(ctx, series_id, SYSTEM, job_id=job.id, progress=context)
+            built, rebuilt = current_or_build(
+                ctx, series_id, SYSTEM, job_id=job.id, progress=context
+            )
         except AppError as exc:
             raise JobFailed(exc.detail) from None
         if built and all(v.status == "failed" for v in built):
             raise JobFailed(built[0].error or "the reconstruction failed")
-        return {"series_id": series_id, "volume_ids": [v.id for v in built], "rebuilt": True}
+        return {"series_id": series_id, "volume_ids": [v.id for v in built], "rebuilt": rebuilt}
 
     return handle
 

@@ -34,6 +34,7 @@ from appliance.volumes.build import (
     Progress,
     auto_build_listener,
     build_for_series,
+    current_or_build,
     request_build,
     volume_job,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "VolumeCache",
     "auto_build_listener",
     "build_for_series",
+    "current_or_build",
     "current_volumes",
     "export_series",
     "fingerprint",
