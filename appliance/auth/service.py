@@ -8,6 +8,8 @@ an ended session (:mod:`appliance.auth.revocation`) takes effect at once.
 from __future__ import annotations
 
 import secrets
+import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +47,7 @@ def _user_out(row: dict[str, Any]) -> UserOut:
 def create_user(db: sqlite_utils.Database, data: UserCreate, actor: Actor) -> UserOut:
     """Create a user; Conflict when the username (case-insensitive) is taken."""
     now = now_iso()
+    password_hash = _hasher.hash(data.password)  # outside the write lock: Argon2 is slow
     with transaction(db):
         if fetch_one(db, "SELECT id FROM users WHERE username = ?", (data.username,)):
             raise Conflict(f"username {data.username!r} is already taken")
@@ -56,7 +59,7 @@ def create_user(db: sqlite_utils.Database, data: UserCreate, actor: Actor) -> Us
                 user_id,
                 data.username,
                 data.full_name,
-                _hasher.hash(data.password),
+                password_hash,
                 data.role.value,
                 now,
                 now,
@@ -91,9 +94,7 @@ def list_users(db: sqlite_utils.Database) -> list[UserOut]:
     return [_user_out(row) for row in fetch_all(db, "SELECT * FROM users ORDER BY username")]
 
 
-def set_active(
-    db: sqlite_utils.Database, user_id: str, active: bool, actor: Actor
-) -> UserOut:
+def set_active(db: sqlite_utils.Database, user_id: str, active: bool, actor: Actor) -> UserOut:
     """Enable or disable an account (audited ``user.enable`` / ``user.disable``).
 
     Refused (Conflict) for one's own account and for the last active administrator.
@@ -149,90 +150,127 @@ def authenticate(
     Raises :class:`WrongCredentials` (bad credentials, with the attempts left) or Locked (the
     address, or this account from this address, must wait). Counts and audit rows are committed
     before the error is raised.
+
+    The password is checked once, outside any transaction (Argon2id takes a fraction of a
+    second, and every writer of the box would wait for it), under a process-wide gate: one
+    sign-in at a time, so parallel attempts cannot outrun the counts. A password changed while
+    it was being checked is refused.
     """
     policy = policy or LoginPolicy()
     name = username[:64]
     address = throttle.client_key(client)
-    error: Exception | None = None
-    with transaction(db):
-        row = fetch_one(db, "SELECT * FROM users WHERE username = ?", (name,))
-        actor = Actor(
-            name=row["username"] if row else name,
-            role=row["role"] if row else None,
-            user_id=row["id"] if row else None,
-            client=client,
-            request_id=request_id,
+    with _SIGN_IN_GATE:
+        checked = fetch_one(db, "SELECT * FROM users WHERE username = ?", (name,))
+        refusal = throttle.check(db, name, address, utc_now())
+        valid, new_hash = False, None
+        if refusal is None and checked is None:
+            _hasher.verify(password, _DUMMY_HASH)
+        elif refusal is None and checked is not None:
+            valid, new_hash = _hasher.verify_and_update(password, checked["password_hash"])
+        with transaction(db):
+            row = fetch_one(db, "SELECT * FROM users WHERE username = ?", (name,))
+            if checked is None or row is None or row["password_hash"] != checked["password_hash"]:
+                valid = False
+            result = _record_sign_in(
+                db,
+                row,
+                _SignIn(name, address, client, request_id, valid, new_hash, refusal),
+                policy,
+            )
+    if isinstance(result, Exception):
+        raise result  # after the commit: the counts and audit rows stay
+    return result
+
+
+_SIGN_IN_GATE = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _SignIn:
+    name: str
+    address: str
+    client: str | None
+    request_id: str | None
+    valid: bool
+    new_hash: str | None
+    refusal: throttle.Refusal | None
+
+
+def _record_sign_in(
+    db: sqlite_utils.Database,
+    row: dict[str, Any] | None,
+    attempt: _SignIn,
+    policy: LoginPolicy,
+) -> UserOut | Exception:
+    """Count and audit a checked (or refused) attempt, in the caller's transaction; the user,
+    or the error to raise once the transaction has committed its rows."""
+    name, address = attempt.name, attempt.address
+    actor = Actor(
+        name=row["username"] if row else name,
+        role=row["role"] if row else None,
+        user_id=row["id"] if row else None,
+        client=attempt.client,
+        request_id=attempt.request_id,
+    )
+    target = {"object_type": "user", "object_id": row["id"]} if row else {}
+    now = utc_now()
+    refusal = attempt.refusal
+    if refusal is not None:
+        audit.record(
+            db, actor, "auth.login", outcome="failure", detail={"reason": refusal.reason}, **target
         )
-        target = {"object_type": "user", "object_id": row["id"]} if row else {}
-        now = utc_now()
-        refusal = throttle.check(db, name, address, now)
-        if refusal is not None:
+        wait = refusal.retry_after // 60 + 1
+        return Locked(
+            "too many failed sign-in attempts from this address; try again in "
+            f"{wait} minutes or ask an administrator"
+            if refusal.reason != "too fast"
+            else f"too many failed sign-in attempts; wait {refusal.retry_after} seconds",
+            retry_after=refusal.retry_after,
+        )
+    if row is None or not attempt.valid or not row["active"]:
+        outcome = throttle.record_failure(db, name, address, now, policy)
+        reason = (
+            "unknown user"
+            if row is None
+            else "bad password"
+            if row["active"]
+            else "disabled account"
+        )
+        audit.record(
+            db, actor, "auth.login", outcome="failure", detail={"reason": reason}, **target
+        )
+        if outcome.locked_until:
             audit.record(
                 db,
                 actor,
-                "auth.login",
-                outcome="failure",
-                detail={"reason": refusal.reason},
+                "auth.lockout",
+                detail={
+                    "until": outcome.locked_until,
+                    "minutes": int(policy.lockout.total_seconds() // 60),
+                    "scope": "account from this address",
+                },
                 **target,
             )
-            wait = refusal.retry_after // 60 + 1
-            error = Locked(
-                "too many failed sign-in attempts from this address; try again in "
-                f"{wait} minutes or ask an administrator"
-                if refusal.reason != "too fast"
-                else f"too many failed sign-in attempts; wait {refusal.retry_after} seconds",
-                retry_after=refusal.retry_after,
-            )
-        elif row is None or not _hasher.verify(password, row["password_hash"]) or not row["active"]:
-            if row is None:
-                _hasher.verify(password, _DUMMY_HASH)
-            outcome = throttle.record_failure(db, name, address, now, policy)
-            reason = (
-                "unknown user"
-                if row is None
-                else "bad password"
-                if row["active"]
-                else "disabled account"
-            )
+        if outcome.client_blocked_until:
             audit.record(
-                db, actor, "auth.login", outcome="failure", detail={"reason": reason}, **target
+                db,
+                actor,
+                "auth.throttle",
+                object_type="client",
+                object_id=address,
+                detail={"until": outcome.client_blocked_until},
             )
-            if outcome.locked_until:
-                audit.record(
-                    db,
-                    actor,
-                    "auth.lockout",
-                    detail={
-                        "until": outcome.locked_until,
-                        "minutes": int(policy.lockout.total_seconds() // 60),
-                        "scope": "account from this address",
-                    },
-                    **target,
-                )
-            if outcome.client_blocked_until:
-                audit.record(
-                    db,
-                    actor,
-                    "auth.throttle",
-                    object_type="client",
-                    object_id=address,
-                    detail={"until": outcome.client_blocked_until},
-                )
-            error = WrongCredentials(outcome.attempts_left)
-        else:
-            _, new_hash = _hasher.verify_and_update(password, row["password_hash"])
-            throttle.record_success(db, name, address)
-            db.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?,"
-                " password_hash = COALESCE(?, password_hash), updated_at = ? WHERE id = ?",
-                (iso(now), new_hash, iso(now), row["id"]),
-            )
-            audit.record(db, actor, "auth.login", object_type="user", object_id=row["id"])
-            row = fetch_one(db, "SELECT * FROM users WHERE id = ?", (row["id"],))
-    if error is not None:
-        raise error
-    assert row is not None
-    return _user_out(row)
+        return WrongCredentials(outcome.attempts_left)
+    throttle.record_success(db, name, address)
+    db.execute(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?,"
+        " password_hash = COALESCE(?, password_hash), updated_at = ? WHERE id = ?",
+        (iso(now), attempt.new_hash, iso(now), row["id"]),
+    )
+    audit.record(db, actor, "auth.login", object_type="user", object_id=row["id"])
+    fresh = fetch_one(db, "SELECT * FROM users WHERE id = ?", (row["id"],))
+    assert fresh is not None
+    return _user_out(fresh)
 
 
 def unlock(
