@@ -10,6 +10,8 @@ import pytest
 import sqlite_utils
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from appliance.audit.models import Actor
 from appliance.auth import service as auth_service
@@ -18,6 +20,21 @@ from appliance.config import Settings
 from appliance.db.connection import open_database
 
 PASSWORD = "correct horse battery"
+#: The appliance's own password hasher, as it runs outside the tests (checked by
+#: tests/unit/test_auth_password_check.py).
+PRODUCTION_HASHER = auth_service._hasher
+#: Argon2id at its lowest cost (about 2 ms a check instead of about 0.2 s): in-process tests
+#: create and sign in thousands of users. Appliances the tests start as processes keep the
+#: production cost.
+TEST_HASHER = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth_service, "_hasher", TEST_HASHER)
+        patch.setattr(auth_service, "_DUMMY_HASH", TEST_HASHER.hash("not a password"))
+        yield
 
 
 @pytest.fixture(autouse=True)
