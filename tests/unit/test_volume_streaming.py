@@ -52,8 +52,22 @@ class DecodeLog:
 
 
 @pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> DecodeLog:
-    """Counts decodes and how many decoded images are alive at once (weak references)."""
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[DecodeLog]:
+    """Counts decodes and how many decoded images are alive at once (weak references).
+
+    A full collection before each decode finds images kept only by reference cycles. The
+    objects older than the test are frozen first (``gc.freeze``), so a collection scans only
+    what the test made: in the whole suite's heap each one took about 2 s (176 s for one
+    test), alone under 0.1 s."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield from _counting_decodes(monkeypatch)
+    finally:
+        gc.unfreeze()
+
+
+def _counting_decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[DecodeLog]:
     log = DecodeLog()
     real: Callable[[Dataset, int | None], Any] = pixels.decode
 
@@ -68,7 +82,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> DecodeLog:
         return image
 
     monkeypatch.setattr(pixels, "decode", counting)
-    return log
+    yield log
 
 
 @pytest.fixture
