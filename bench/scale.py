@@ -6,7 +6,8 @@ reads have something to read), one filled with ``--instances`` instances in ``--
 rows written by the ingest service's indexing step, shared pixel files). For each, a real
 ``radiant serve`` on 127.0.0.1 is measured with ``--clients`` concurrent clients (a bounded
 asyncio httpx client, one bearer token): worklist pages, patient search, study reads, series
-reads (the series of a study and the instances of a series), and C-FIND at study level
+reads (the series of a study and the instances of a series), QIDO-RS studies (by PatientID, by
+PatientName prefix, a page of 50), and C-FIND at study level
 (pynetdicom, one association per client thread, at most 8; by PatientID, and by PatientName
 prefix, whose matches grow with the index). Then one association sends ``--store`` re-UIDed
 instances (C-STORE, pynetdicom) to each, three rounds alternated: the rate with the full index
@@ -107,12 +108,16 @@ def serve(data_dir: Path, work: Path) -> Iterator[tuple[int, int]]:
                     process.wait()
 
 
-def http_load(port: int, clients: int, requests: int, seed: int) -> dict[str, list[float]]:
+def http_load(
+    port: int, clients: int, requests: int, seed: int, patients: int
+) -> dict[str, list[float]]:
     """``requests`` requests of each kind from ``clients`` concurrent clients; ms per kind."""
-    return asyncio.run(_http_load(port, clients, requests, seed))
+    return asyncio.run(_http_load(port, clients, requests, seed, patients))
 
 
-async def _http_load(port: int, clients: int, requests: int, seed: int) -> dict[str, list[float]]:
+async def _http_load(
+    port: int, clients: int, requests: int, seed: int, patients: int
+) -> dict[str, list[float]]:
     base = f"http://127.0.0.1:{port}"
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
@@ -156,6 +161,17 @@ async def _http_load(port: int, clients: int, requests: int, seed: int) -> dict[
             "series of a study": lambda: f"/api/studies/{rng.choice(study_ids)}/series",
             "instances of a series": lambda: (
                 f"/api/series/{rng.choice(series_ids or [''])}/instances"
+            ),
+            # QIDO-RS (PS3.18 10.6), as OHIF's study list and a PACS ask
+            "QIDO studies PatientID": lambda: (
+                f"/dicom-web/studies?PatientID={scale_fill.patient_id(rng.randrange(patients))}"
+            ),
+            "QIDO studies name*": lambda: (
+                f"/dicom-web/studies?PatientName={rng.choice(scale_fill.LAST_NAMES)[:4].upper()}*"
+                "&limit=50"
+            ),
+            "QIDO studies page": lambda: (
+                f"/dicom-web/studies?limit=50&offset={rng.randrange(min(20, total // 50 + 1)) * 50}"
             ),
         }
         results: dict[str, list[float]] = {}
@@ -215,7 +231,7 @@ def cfind_load(
                     query.PatientName = rng.choice(scale_fill.LAST_NAMES)[:4].upper() + "*"
                 else:
                     kind = "C-FIND PatientID"
-                    query.PatientID = f"BENCH{rng.randrange(patients):06d}"
+                    query.PatientID = scale_fill.patient_id(rng.randrange(patients))
                 for keyword in ("StudyInstanceUID", "StudyDate", "ModalitiesInStudy"):
                     setattr(query, keyword, "")
                 began = time.perf_counter()
@@ -282,7 +298,7 @@ def measure(
 ) -> dict[str, list[float]]:
     http_port, dicom_port = ports
     print(f"{label}: HTTP, {args.clients} clients, {args.requests} requests/kind", flush=True)
-    results = http_load(http_port, args.clients, args.requests, seed=1)
+    results = http_load(http_port, args.clients, args.requests, 1, patients)
     # the receiver serves 10 associations at once by default: C-FIND uses 8 of them
     associations = min(args.clients, CFIND_ASSOCIATIONS)
     print(f"{label}: C-FIND, {associations} associations", flush=True)

@@ -54,6 +54,11 @@ PASSWORD = "bench-scale-password-1"  # noqa: S105 (a throwaway data dir)
 ACTOR = Actor.system("bench-scale")
 
 
+def patient_id(patient: int) -> str:
+    """The MRN of the fill's ``patient``-th patient."""
+    return f"BENCH{patient:06d}"
+
+
 def uid() -> str:
     return f"2.25.{uuid.uuid4().int}"
 
@@ -117,7 +122,7 @@ def fill(
             header = replace(
                 info,
                 study_uid=uid(),
-                patient_id=f"BENCH{patient:06d}",
+                patient_id=patient_id(patient),
                 patient_family=LAST_NAMES[patient % len(LAST_NAMES)].upper(),
                 patient_given=FIRST_NAMES[(patient // len(LAST_NAMES)) % len(FIRST_NAMES)],
                 birth_date=f"{1930 + patient % 80}-0{1 + patient % 9}-1{patient % 9}",
