@@ -33,12 +33,10 @@ from appliance.dicom.query import (
     UNABLE_TO_PROCESS,
     Query,
     QueryError,
-    StoredInstance,
     find,
-    instances,
     parse_identifier,
-    retrieve_query,
 )
+from appliance.dicom.retrieval import StoredInstance, instances, retrieve_query
 from appliance.dicom.statuses import (
     CANCEL,
     NOT_AUTHORIZED,

@@ -1,8 +1,9 @@
 """Study Root Query/Retrieve matching over the index (PS3.4 Annex C), never over the files.
 
 :func:`parse_identifier` turns a C-FIND/C-GET/C-MOVE Identifier into a :class:`Query` (or raises
-:class:`QueryError` with the DIMSE status to answer); :func:`find` yields one response Identifier
-per match; :func:`instances` lists the stored instances a C-GET/C-MOVE must send.
+:class:`QueryError` with the DIMSE status to answer); :func:`matches` yields each match's
+elements and :func:`find` them as a response Identifier; :mod:`appliance.dicom.retrieval` lists
+what a C-GET/C-MOVE sends.
 
 Matching (PS3.4 C.2.2.2): an empty value (or ``*``) is universal matching; UIDs match a single
 value or a backslash-separated list; text keys match a single value or, with ``*`` and ``?``,
@@ -192,13 +193,13 @@ def _elements(identifier: Dataset) -> list[Any]:
         raise QueryError(UNABLE_TO_PROCESS, "the Identifier cannot be decoded") from None
 
 
-def _values(value: Any) -> list[str]:
+def identifier_values(value: Any) -> list[str]:
     items = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     return [str(v).strip().rstrip("\x00") for v in items]
 
 
 def _add_condition(query: Query, key: Key, value: Any) -> None:
-    values = [v for v in _values(value) if v != ""]
+    values = [v for v in identifier_values(value) if v != ""]
     if not values or all(set(v) == {"*"} for v in values):
         return  # universal matching (C.2.2.2.3)
     if key.kind is Kind.UID:
@@ -274,13 +275,56 @@ def _range(key: Key, value: str, form: re.Pattern[str], shape: str) -> tuple[str
     return "1 = 1", []  # "-" alone: every value
 
 
-def _sql(query: Query, columns: list[str]) -> tuple[str, list[Any]]:
+def select_sql(query: Query, columns: list[str]) -> tuple[str, list[Any]]:
     where = " AND ".join(query.where) if query.where else "1 = 1"
     sql = (
         f"SELECT {', '.join(columns)} FROM {_FROM[query.level]}"  # noqa: S608 (fixed parts)
         f" WHERE {where} ORDER BY {_ORDER[query.level]}"
     )
     return sql, list(query.params)
+
+
+QUERY_RETRIEVE_LEVEL = 0x00080052  # (0008,0052), the first element of every C-FIND match
+
+
+@dataclass(frozen=True)
+class Match:
+    """One match's identifier: ``(tag, VR, value)`` per element, values as pydicom takes them
+    (a string, an int, a list of strings, None for an empty one), and whether it needs
+    Specific Character Set ISO_IR 192 (PS3.4 C.4.1.1.3.1: any non-ASCII value, or asked for)."""
+
+    elements: list[tuple[int, str, Any]]
+    utf8: bool
+
+
+def matches(
+    db: sqlite_utils.Database,
+    query: Query,
+    *,
+    retrieve_ae: str,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Iterator[Match]:
+    """One :class:`Match` per matching row with the requested keys (PS3.4 C.4.1.2); ``limit``
+    and ``offset`` page through them in their stable order (QIDO-RS, PS3.18 8.3.4.4)."""
+    keys = list(dict.fromkeys(query.returned))
+    sql, params = select_sql(query, [k.sql for k in keys])
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else limit, offset]
+    returned = [(key, *_tag_and_vr(key.keyword)) for key in keys]
+    for row in db.execute(sql, params):
+        elements: list[tuple[int, str, Any]] = [(QUERY_RETRIEVE_LEVEL, "CS", query.level.name)]
+        for (key, tag, vr), value in zip(returned, row, strict=True):
+            elements.append((tag, vr, retrieve_ae if tag == _RETRIEVE_AE else _value(key, value)))
+        present = {tag for tag, _, _ in elements}
+        for tag, vr in query.empty:
+            if tag not in present:
+                present.add(tag)
+                value = [] if vr == "SQ" else _FIXED.get(tag)
+                elements.append((tag, vr, retrieve_ae if tag == _RETRIEVE_AE else value))
+        utf8 = query.charset_requested or any(_non_ascii(v) for _, _, v in elements)
+        yield Match(elements, utf8)
 
 
 def find(
@@ -291,98 +335,35 @@ def find(
     limit: int | None = None,
     offset: int = 0,
 ) -> Iterator[Dataset]:
-    """One C-FIND response Identifier per match, holding the requested keys (PS3.4 C.4.1.2);
-    ``limit``/``offset`` page through the matches in their stable order (QIDO-RS,
-    PS3.18 8.3.4.4)."""
-    keys = list(dict.fromkeys(query.returned))
-    sql, params = _sql(query, [k.sql for k in keys])
-    if limit is not None or offset:
-        sql += " LIMIT ? OFFSET ?"
-        params += [-1 if limit is None else limit, offset]
-    for row in db.execute(sql, params):
+    """The matches as C-FIND response Identifiers (see :func:`matches`)."""
+    for match in matches(db, query, retrieve_ae=retrieve_ae, limit=limit, offset=offset):
         ds = Dataset()
-        _put(ds, "QueryRetrieveLevel", query.level.name)
-        for key, value in zip(keys, row, strict=True):
-            _set(ds, key, value)
-        for tag, vr in query.empty:
-            if tag not in ds:
-                ds.add_new(tag, vr, [] if vr == "SQ" else _FIXED.get(tag))
-        if _RETRIEVE_AE in ds:
-            ds[_RETRIEVE_AE].value = retrieve_ae
-        if query.charset_requested or any(_non_ascii(e.value) for e in ds):
+        for tag, vr, value in match.elements:
+            ds[tag] = DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
+        if match.utf8:
             ds.SpecificCharacterSet = "ISO_IR 192"
         yield ds
 
 
-def _set(ds: Dataset, key: Key, value: Any) -> None:
+def _value(key: Key, value: Any) -> Any:
     if key.kind is Kind.MODALITIES:
         modalities = [m for m in str(value or "").split("\\") if m]
-        _put(ds, key.keyword, modalities if len(modalities) != 1 else modalities[0])
-    elif key.kind in (Kind.NUMBER, Kind.RETURN_ONLY):
-        _put(ds, key.keyword, int(value) if value is not None else None)
-    else:
-        _put(ds, key.keyword, "" if value is None else str(value))
+        return modalities if len(modalities) != 1 else modalities[0]
+    if key.kind in (Kind.NUMBER, Kind.RETURN_ONLY):
+        return int(value) if value is not None else None
+    return "" if value is None else str(value)
 
 
 @functools.cache
 def _tag_and_vr(keyword: str) -> tuple[int, str]:
+    """A key's tag and VR, looked up once (pydicom's ``setattr`` does it on every call)."""
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(keyword)
     return tag, dictionary_VR(tag)
 
 
-def _put(ds: Dataset, keyword: str, value: Any) -> None:
-    """``setattr(ds, keyword, value)`` without its per-call dictionary lookups and value
-    validation (which only warns): each match of a C-FIND or QIDO-RS query sets a dozen
-    elements, and those lookups were about a fifth of a QIDO-RS page's time."""
-    tag, vr = _tag_and_vr(keyword)
-    ds[tag] = DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
-
-
 def _non_ascii(value: Any) -> bool:
     if isinstance(value, Sequence):
         return False
     return any(ord(ch) > 127 for ch in str(value))
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    """An instance a retrieve sends: where its file is and how it is encoded."""
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    storage_key: str
-    study_uid: str
-    series_uid: str
-
-
-def instances(db: sqlite_utils.Database, query: Query) -> list[StoredInstance]:
-    """Every stored instance under the entities the query matches (C-GET/C-MOVE, C.4.2.2)."""
-    image_level = Query(
-        Level.IMAGE, where=query.where, params=query.params, returned=query.returned
-    )
-    sql, params = _sql(
-        image_level,
-        [
-            "i.sop_instance_uid",
-            "i.sop_class_uid",
-            "coalesce(i.transfer_syntax_uid, '')",
-            "i.storage_key",
-            "st.study_uid",
-            "se.series_uid",
-        ],
-    )
-    return [StoredInstance(*(str(v) for v in row)) for row in db.execute(sql, params)]
-
-
-def retrieve_query(identifier: Dataset) -> Query:
-    """The query of a C-GET/C-MOVE: like C-FIND's, but the level's unique key must be given
-    (PS3.4 C.4.2.2.1: a retrieve names the entities by their unique keys)."""
-    query = parse_identifier(identifier)
-    unique = UNIQUE[query.level]
-    value = identifier.get(unique)
-    if value is None or not [v for v in _values(value) if v]:
-        raise QueryError(IDENTIFIER_MISMATCH, f"a {query.level.name} retrieve needs {unique}"[:64])
-    return query

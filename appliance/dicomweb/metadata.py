@@ -32,6 +32,7 @@ import sqlite_utils
 from pydicom.dataset import Dataset
 
 from appliance.dicom import query as q
+from appliance.dicom import retrieval
 from appliance.dicomweb import dicomjson
 from appliance.dicomweb.models import Located
 from appliance.errors import NotFound
@@ -111,7 +112,7 @@ class SeriesRows:
 
     study_uid: str
     series_uid: str
-    instances: list[q.StoredInstance]
+    instances: list[retrieval.StoredInstance]
 
     @property
     def version(self) -> Version:
@@ -128,7 +129,7 @@ def indexed(db: sqlite_utils.Database, study: str, series: str | None = None) ->
     identifier.StudyInstanceUID = study
     if series:
         identifier.SeriesInstanceUID = series
-    found = q.instances(db, q.parse_identifier(identifier))
+    found = retrieval.instances(db, q.parse_identifier(identifier))
     if not found:
         raise NotFound(f"no such {'series' if series else 'study'} on this appliance")
     grouped: dict[str, SeriesRows] = {}

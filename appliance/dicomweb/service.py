@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from appliance.audit import service as audit
 from appliance.audit.models import Actor
 from appliance.dicom import query as q
+from appliance.dicom import retrieval
 from appliance.dicomweb import dicomjson, frames, multipart, qido
 from appliance.dicomweb import metadata as md
 from appliance.dicomweb.models import (
@@ -61,6 +62,10 @@ class SeriesViews:
             return True
 
 
+_STUDY_UID, _SERIES_UID, _SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
+_UID_TAGS = frozenset({_STUDY_UID, _SERIES_UID, _SOP_UID})
+
+
 def search(
     db: sqlite_utils.Database,
     actor: Actor,
@@ -77,18 +82,20 @@ def search(
         raise BadRequest(str(exc)) from None
     try:
         found = list(
-            q.find(
+            q.matches(
                 db, parsed.query, retrieve_ae=retrieve_ae, limit=parsed.limit, offset=parsed.offset
             )
         )
     except q.QueryError as exc:
         raise BadRequest(exc.comment) from None
     results = []
-    for ds in found:
-        study = str(ds.get("StudyInstanceUID", ""))
-        series = str(ds.get("SeriesInstanceUID", "")) if level >= q.Level.SERIES else None
-        sop = str(ds.get("SOPInstanceUID", "")) if level >= q.Level.IMAGE else None
-        results.append(dicomjson.result(ds, dicomjson.instance_url(base, study, series, sop)))
+    for match in found:
+        uids = {tag: value for tag, _, value in match.elements if tag in _UID_TAGS}
+        study = str(uids.get(_STUDY_UID) or "")
+        series = str(uids.get(_SERIES_UID) or "") if level >= q.Level.SERIES else None
+        sop = str(uids.get(_SOP_UID) or "") if level >= q.Level.IMAGE else None
+        url = dicomjson.instance_url(base, study, series, sop)
+        results.append(dicomjson.match_json(match, url))
     audit.record_read(
         db,
         actor,
@@ -114,14 +121,14 @@ def locate(
         identifier.SeriesInstanceUID = series
     if sop:
         identifier.SOPInstanceUID = sop
-    found = q.instances(db, q.parse_identifier(identifier))
+    found = retrieval.instances(db, q.parse_identifier(identifier))
     if not found:
         what = "instance" if sop else "series" if series else "study"
         raise NotFound(f"no such {what} on this appliance")
     return [_file(db, store, item) for item in found]
 
 
-def _file(db: sqlite_utils.Database, store: ObjectStore, item: q.StoredInstance) -> Located:
+def _file(db: sqlite_utils.Database, store: ObjectStore, item: retrieval.StoredInstance) -> Located:
     path = instance_path(db, store, item.storage_key)  # an evicted file is fetched back
     if not path.is_file():
         raise Conflict("a file of this resource is not kept on this appliance; run `radiant fsck`")

@@ -20,10 +20,9 @@ from appliance.dicom.query import (
     Level,
     QueryError,
     find,
-    instances,
     parse_identifier,
-    retrieve_query,
 )
+from appliance.dicom.retrieval import instances, retrieve_query
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PCIR = DATA / "dicomdir_pcir_3patients_prior_current"
