@@ -296,6 +296,10 @@ class Match:
     elements: list[tuple[int, str, Any]]
     utf8: bool
 
+    def get(self, tag: int) -> Any:
+        """The value of ``tag``; None when the match does not hold it."""
+        return next((value for t, _, value in self.elements if t == tag), None)
+
 
 def matches(
     db: sqlite_utils.Database,

@@ -63,7 +63,6 @@ class SeriesViews:
 
 
 _STUDY_UID, _SERIES_UID, _SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
-_UID_TAGS = frozenset({_STUDY_UID, _SERIES_UID, _SOP_UID})
 
 
 def search(
@@ -90,10 +89,9 @@ def search(
         raise BadRequest(exc.comment) from None
     results = []
     for match in found:
-        uids = {tag: value for tag, _, value in match.elements if tag in _UID_TAGS}
-        study = str(uids.get(_STUDY_UID) or "")
-        series = str(uids.get(_SERIES_UID) or "") if level >= q.Level.SERIES else None
-        sop = str(uids.get(_SOP_UID) or "") if level >= q.Level.IMAGE else None
+        study = str(match.get(_STUDY_UID) or "")
+        series = str(match.get(_SERIES_UID) or "") if level >= q.Level.SERIES else None
+        sop = str(match.get(_SOP_UID) or "") if level >= q.Level.IMAGE else None
         url = dicomjson.instance_url(base, study, series, sop)
         results.append(dicomjson.match_json(match, url))
     audit.record_read(
